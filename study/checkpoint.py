@@ -1,0 +1,43 @@
+"""Checkpoints on disk: written atomically, read with ``weights_only=True`` (no pickle from disk)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from study.cli import UsageError
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The state dict of a checkpoint written by the engine; a clear error for anything else."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.is_file():
+        raise UsageError(f"{path}: no such checkpoint file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a corrupt file, or one that needs pickle: refuse either way
+        raise UsageError(f"{path}: not a readable checkpoint ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0][:160]})") from None
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise UsageError(f"{path}: not a checkpoint written by this tool (no model/config inside)")
+    return state

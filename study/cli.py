@@ -1,0 +1,45 @@
+"""What every command shares: bad input becomes one clear line and exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from trainables.config import ConfigError
+
+
+class UsageError(ValueError):
+    """A problem with the command line or with files the user named; the message is for the user."""
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types whose message is meant for the user as is."""
+    from trainables.data.errors import DataError
+
+    return (ConfigError, DataError, UsageError)
+
+
+def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Run ``main``; user errors print ``prog: message`` on stderr and give exit status 2."""
+    prog = sys.argv[0].rsplit("/", 1)[-1] if sys.argv and sys.argv[0] else "study"
+    try:
+        return main(argv)
+    except user_errors() as err:
+        for line in str(err).splitlines() or [type(err).__name__]:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``["optim.lr=0.02", "data.augment=false"]`` -> ``{"optim.lr": "0.02", ...}`` (typed by the config)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. --set balancer.alpha=1.5")
+        out[key.strip()] = value.strip()  # a string; TrialConfig casts it to the field's type
+    return out

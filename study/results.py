@@ -1,0 +1,164 @@
+"""The Parquet results of a study: schema, atomic writers and readers.
+
+Under ``STORAGE/NAME/``:
+  trials.parquet   one row per trial: identity, status and error, every hyperparameter (the flat
+                   TrialConfig keys as columns), the best-epoch and last-epoch validation metrics
+                   (``best.val.*``, ``last.val.*``), efficiency figures (``eff.*``), final task weights.
+  epochs.parquet   one row per trial and epoch: the engine's epoch dict (see trainables/engine.py).
+  manifest.json    versions, git commit, dataset fingerprint, seeds, command line.
+
+Every write goes to a temporary file that is then renamed over the old one, so a reader (or a
+study killed mid-write) never sees a half-written file. The schema is explicit for every fixed
+column; per-class columns (``val.ap50_<class>``, ``val.view_recall_<view>``) depend on the dataset
+and are typed float64.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, get_args, get_type_hints
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from trainables.config import TrialConfig
+
+TRIAL_ID_FIELDS = [
+    pa.field("trial_id", pa.string()),
+    pa.field("space", pa.string()),
+    pa.field("status", pa.string()),  # finished | diverged | error | stopped | running
+    pa.field("error", pa.string()),
+    pa.field("repeat_of", pa.string()),  # the trial whose config a --repeat-best run repeats
+    pa.field("epochs_run", pa.int64()),
+    pa.field("best_epoch", pa.int64()),
+]
+EPOCH_ID_FIELDS = [
+    pa.field("trial_id", pa.string()),
+    pa.field("epoch", pa.int64()),
+    pa.field("step", pa.int64()),
+    pa.field("status", pa.string()),
+    pa.field("reason", pa.string()),
+]
+# Metrics carried into trials.parquet from the best and the last epoch.
+SUMMARY_PREFIXES = ("val.", "loss.", "weight.", "grad.")
+STATIC_PREFIXES = ("eff.", "time.", "throughput.")
+
+
+def config_fields() -> list[pa.Field]:
+    """One typed column per TrialConfig key, derived from the dataclass types."""
+    cfg = TrialConfig()
+    out = []
+    for key, value in cfg.to_flat().items():
+        section, _, name = key.partition(".")
+        hint = get_type_hints(type(getattr(cfg, section)))[name] if name else get_type_hints(TrialConfig)[key]
+        out.append(pa.field(key, _arrow_type(hint, value)))
+    return out
+
+
+def _arrow_type(hint: Any, value: Any) -> pa.DataType:
+    if hint is bool or isinstance(value, bool):
+        return pa.bool_()
+    if hint is int:
+        return pa.int64()
+    if hint is float:
+        return pa.float64()
+    if get_args(hint) or hint is str:
+        return pa.string()
+    raise TypeError(f"no Parquet type for {hint}")
+
+
+def _table(rows: list[dict[str, Any]], fixed: list[pa.Field]) -> pa.Table:
+    """A table with the fixed fields first (typed), then the remaining keys (float64 or string)."""
+    names = {f.name for f in fixed}
+    extra: dict[str, pa.DataType] = {}
+    for row in rows:
+        for k, v in row.items():
+            if k not in names and k not in extra:
+                extra[k] = pa.string() if isinstance(v, str) else pa.float64()
+    schema = pa.schema([*fixed, *(pa.field(k, t) for k, t in sorted(extra.items()))])
+    columns = {}
+    for f in schema:
+        values = [row.get(f.name) for row in rows]
+        if pa.types.is_floating(f.type):
+            values = [None if v is None else float(v) for v in values]
+        elif pa.types.is_string(f.type):
+            values = [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in values]
+        columns[f.name] = pa.array(values, type=f.type)
+    return pa.table(columns, schema=schema)
+
+
+def epochs_table(rows: list[dict[str, Any]]) -> pa.Table:
+    return _table(rows, EPOCH_ID_FIELDS)
+
+
+def trials_table(rows: list[dict[str, Any]]) -> pa.Table:
+    return _table(rows, TRIAL_ID_FIELDS + config_fields())
+
+
+def trial_row(
+    trial_id: str, space: str, config: dict[str, Any], epochs: list[dict[str, Any]], status: str, error: str = "",
+    repeat_of: str = "", objective: str = "val.objective",
+) -> dict[str, Any]:
+    """One trials.parquet row from a trial's flat config and its epoch dicts (in order)."""
+    row: dict[str, Any] = {
+        "trial_id": trial_id, "space": space, "status": status, "error": error, "repeat_of": repeat_of,
+    }
+    row.update({k: v for k, v in config.items() if k in set(TrialConfig.keys())})
+    scored = [e for e in epochs if _finite(e.get(objective))]
+    row["epochs_run"] = len([e for e in epochs if e.get("status") != "diverged"])
+    best = max(scored, key=lambda e: e[objective]) if scored else None
+    last = scored[-1] if scored else None
+    row["best_epoch"] = int(best["epoch"]) if best else None
+    for tag, epoch in (("best", best), ("last", last)):
+        if epoch is None:
+            continue
+        for k, v in epoch.items():
+            if k.startswith(SUMMARY_PREFIXES) and not isinstance(v, str):
+                row[f"{tag}.{k}"] = v
+    if last is not None:
+        row.update({k: v for k, v in last.items() if k.startswith(STATIC_PREFIXES)})
+    return row
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def write_atomic(table: pa.Table, path: str | Path) -> None:
+    """Write ``table`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(obj: Any, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+def read_trials(study_dir: str | Path) -> pd.DataFrame:
+    return pd.read_parquet(Path(study_dir) / "trials.parquet")
+
+
+def read_epochs(study_dir: str | Path) -> pd.DataFrame:
+    return pd.read_parquet(Path(study_dir) / "epochs.parquet")
+
+
+def read_manifest(study_dir: str | Path) -> dict[str, Any]:
+    return json.loads((Path(study_dir) / "manifest.json").read_text())

@@ -1,0 +1,120 @@
+"""The balancer contract: how T task losses become one backward pass through a shared network.
+
+The engine splits every forward pass at the shared features (see ``SharedGraph``): the task heads
+run on *detached* copies of the shared features, so a strategy can read each task's gradient with
+respect to the shared representation after one backward pass through the heads, and then send
+one combined gradient through the trunk. This is what lets GradNorm, PCGrad and CAGrad cost about
+one forward and one backward pass instead of T backward passes (ARCHITECTURE.md, notes on cost).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class SharedGraph:
+    """The shared part of one forward pass.
+
+    features: the trunk's outputs, still attached to the trunk's graph, e.g. (P3, P4, P5) with
+        shapes (B, C_l, H_l, W_l). Empty for a model that shares nothing (dual, single-task heads
+        on raw images).
+    detached: the same tensors detached and requiring grad; the heads were run on these.
+    params: the last shared layer's parameters W (what GradNorm norms); empty if none.
+    """
+
+    features: tuple[Tensor, ...]
+    detached: tuple[Tensor, ...]
+    params: list[torch.nn.Parameter]
+
+    @classmethod
+    def split(cls, features: tuple[Tensor, ...], params: list[torch.nn.Parameter]) -> SharedGraph:
+        detached = tuple(f.detach().requires_grad_(f.requires_grad) for f in features)
+        return cls(features=features, detached=detached, params=params)
+
+    @property
+    def active(self) -> bool:
+        """Whether any gradient has to flow back into a trunk."""
+        return any(d.requires_grad for d in self.detached)
+
+    def head_backward(self, loss: Tensor, retain_graph: bool = True) -> tuple[Tensor, ...]:
+        """Backward ``loss`` through the heads only; accumulate head-parameter grads as usual.
+
+        Returns d loss / d features, one tensor per feature (zeros where a feature is unused).
+        """
+        for d in self.detached:
+            d.grad = None
+        if loss.requires_grad:
+            loss.backward(retain_graph=retain_graph)
+        grads = tuple(
+            d.grad if d.grad is not None else torch.zeros_like(d) for d in self.detached if d.requires_grad
+        )
+        for d in self.detached:
+            d.grad = None
+        return grads
+
+    def trunk_backward(self, feature_grads: tuple[Tensor, ...]) -> None:
+        """Send the combined feature gradient through the trunk (one backward pass)."""
+        feats = self.attached_inputs()
+        if feats:
+            torch.autograd.backward(list(feats), list(feature_grads))
+
+    def attached_inputs(self) -> tuple[Tensor, ...]:
+        return tuple(f for f, d in zip(self.features, self.detached, strict=True) if d.requires_grad)
+
+    def param_grad_norm(self, feature_grads: tuple[Tensor, ...]) -> Tensor:
+        """‖∇_W‖ for one task, from that task's feature gradients, through the last shared layer only.
+
+        Returns a scalar tensor (0 when there is no W).
+        """
+        if not self.params:
+            return torch.zeros(())
+        feats = self.attached_inputs()
+        grads = torch.autograd.grad(
+            list(feats), self.params, list(feature_grads), retain_graph=True, allow_unused=True
+        )
+        flat = [g.reshape(-1) for g in grads if g is not None]
+        return torch.linalg.vector_norm(torch.cat(flat)) if flat else torch.zeros(())
+
+
+class Balancer(ABC):
+    """One loss-balancing strategy.
+
+    Subclasses take ``num_tasks`` plus their own hyperparameters as keyword arguments (the registry
+    passes only those the constructor names) and keep all their state themselves.
+    """
+
+    def __init__(self, num_tasks: int) -> None:
+        self.num_tasks = num_tasks
+
+    @abstractmethod
+    def backward(self, losses: Tensor, shared: SharedGraph) -> Tensor:
+        """Run the backward pass for the model; leave ``.grad`` set on every model parameter.
+
+        losses: (T,) the task losses of this step, attached to the graph.
+        Returns the (T,) weights used, detached.
+        """
+
+    def after_step(self, losses: Tensor) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Called after the optimizer step with the (T,) detached losses of the step."""
+
+    def state_dict(self) -> dict:
+        """Everything needed to resume exactly (tensors and plain values only)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:  # noqa: B027 - stateless by default
+        """Restore what :meth:`state_dict` returned."""
+
+
+def weighted_backward(losses: Tensor, weights: Tensor, shared: SharedGraph) -> None:
+    """Backward of Σ w_i L_i with the weights as constants: heads once, trunk once."""
+    total = (weights.detach().to(losses.dtype) * losses).sum()
+    if shared.active:
+        grads = shared.head_backward(total, retain_graph=False)
+        shared.trunk_backward(grads)
+    elif total.requires_grad:
+        total.backward()

@@ -1,0 +1,277 @@
+"""One frozen, typed configuration for one trial.
+
+The flat dict (``{"balancer.alpha": 1.5, "model.size": "n", ...}``) is what Optuna suggests, what
+Ray Tune hands a trial, and what lands as columns of a Parquet row. ``TrialConfig.from_flat`` is
+strict: a missing or unknown key is an error, never a silent default, so a typo in a search space
+fails at once instead of studying the default for hours. ``TrialConfig.from_partial`` is the
+lenient door for humans (CLI flags, tests): every key it is given must exist, missing ones take
+their defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, get_args, get_type_hints
+
+ARCHS = ("shared", "dual", "det_only", "cls_only")
+Arch = Literal["shared", "dual", "det_only", "cls_only"]
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be trained; the message is one line meant for the user."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    size: Literal["n", "s", "custom"] = "n"
+    depth_multiple: float = 0.33  # used when size == "custom"
+    width_multiple: float = 0.25  # used when size == "custom"
+    cls_hidden: int = 0  # 0: linear view head; else one hidden layer of this width
+    cls_dropout: float = 0.0
+    cls_level: Literal["p3", "p4", "p5"] = "p5"  # which backbone feature level the view head reads
+    # dual only: the classifier's own network
+    cls_backbone: Literal["yolo", "resnet18", "mobilenet_v3_small"] = "yolo"
+    cls_width_multiple: float = 0.25  # width of the dual classifier's YOLO backbone
+
+
+@dataclass(frozen=True)
+class BalancerConfig:
+    name: str = "equal"
+    alpha: float = 1.5  # gradnorm: restoring-force strength
+    weight_lr: float = 0.025  # gradnorm/uncertainty/famo: learning rate of the task weights
+    warmup_steps: int = 20  # gradnorm: steps averaged for the initial losses L_i(0)
+    w_det: float = 1.0  # static
+    w_cls: float = 1.0  # static
+    temperature: float = 2.0  # dwa
+    cagrad_c: float = 0.4  # cagrad: radius of the conflict-averse ball
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.01  # the (shared / detector) network
+    cls_lr: float = 0.01  # dual only: the classifier network's own optimizer
+    momentum: float = 0.937
+    weight_decay: float = 5e-4  # never applied to norms or biases
+    warmup_epochs: float = 1.0
+    schedule: Literal["cosine", "linear"] = "cosine"
+    final_lr_ratio: float = 0.01
+    ema: bool = False
+    ema_decay: float = 0.9999
+    grad_clip: float = 10.0  # max global grad norm; 0 disables
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    anchor_t: float = 4.0
+    box_gain: float = 0.05
+    obj_gain: float = 1.0
+    cls_gain: float = 0.5
+    view_smoothing: float = 0.0
+    view_class_weights: bool = False  # inverse-frequency weights for the view cross-entropy
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "synthetic"  # "synthetic" or an absolute path to a data.yaml
+    imgsz: int = 128
+    batch: int = 16
+    split: Literal["folders", "patient"] = "folders"
+    val_fraction: float = 0.2  # patient split only
+    test_fraction: float = 0.2  # patient split only
+    group_regex: str = r"^([^-]+)-"  # first capture group is the patient id
+    missing_view: Literal["skip", "error"] = "skip"
+    synthetic_train: int = 256
+    synthetic_val: int = 64
+    synthetic_test: int = 64
+    augment: bool = True
+    hsv_h: float = 0.015
+    hsv_s: float = 0.5
+    hsv_v: float = 0.3
+    scale: float = 0.3
+    translate: float = 0.1
+    fliplr: float = 0.0  # echo anatomy is not mirror-symmetric
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # bf16 autocast, CUDA only
+    interference_batches: int = 2  # fixed val batches for the gradient-cosine measurement
+    max_det: int = 300
+    conf_thres: float = 0.001
+    iou_thres: float = 0.6
+    fail: Literal["none", "raise", "nan", "oom"] = "none"  # test-only fault injection
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    arch: Arch = "shared"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    balancer: BalancerConfig = field(default_factory=BalancerConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    # ---- flat dict <-> dataclass -------------------------------------------------------------
+    def to_flat(self) -> dict[str, Any]:
+        """``{"arch": ..., "model.size": ..., ...}``: one entry per leaf, in a stable order."""
+        flat: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if dataclasses.is_dataclass(value):
+                for sub in fields(value):
+                    flat[f"{f.name}.{sub.name}"] = getattr(value, sub.name)
+            else:
+                flat[f.name] = value
+        return flat
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return list(cls().to_flat())
+
+    @classmethod
+    def from_flat(cls, flat: dict[str, Any]) -> TrialConfig:
+        """Strict: every key of :meth:`keys` must be present and no other."""
+        expected = set(cls.keys())
+        missing = sorted(expected - set(flat))
+        unknown = sorted(set(flat) - expected)
+        if missing or unknown:
+            parts = []
+            if missing:
+                parts.append(f"missing keys {missing}")
+            if unknown:
+                parts.append(f"unknown keys {unknown}")
+            raise ConfigError("config: " + "; ".join(parts) + f" (valid keys: {sorted(expected)})")
+        return cls._build(flat)
+
+    @classmethod
+    def from_partial(cls, flat: dict[str, Any]) -> TrialConfig:
+        """Lenient about missing keys (they take defaults), strict about unknown ones."""
+        unknown = sorted(set(flat) - set(cls.keys()))
+        if unknown:
+            raise ConfigError(f"config: unknown keys {unknown} (valid keys: {cls.keys()})")
+        full = cls().to_flat()
+        full.update(flat)
+        return cls._build(full)
+
+    def replace(self, **flat: Any) -> TrialConfig:
+        """A copy with some flat keys changed: ``cfg.replace(**{"train.epochs": 3})``."""
+        full = self.to_flat()
+        unknown = sorted(set(flat) - set(full))
+        if unknown:
+            raise ConfigError(f"config: unknown keys {unknown}")
+        full.update(flat)
+        return self._build(full)
+
+    @classmethod
+    def _build(cls, flat: dict[str, Any]) -> TrialConfig:
+        sections: dict[str, dict[str, Any]] = {}
+        top: dict[str, Any] = {}
+        hints = get_type_hints(cls)
+        for key, value in flat.items():
+            if "." in key:
+                section, name = key.split(".", 1)
+                sections.setdefault(section, {})[name] = value
+            else:
+                top[key] = _coerce(key, value, hints[key])
+        for section, values in sections.items():
+            section_cls = hints[section]
+            sub_hints = get_type_hints(section_cls)
+            coerced = {k: _coerce(f"{section}.{k}", v, sub_hints[k]) for k, v in values.items()}
+            top[section] = section_cls(**coerced)
+        return cls(**top)
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Turn what Optuna, Parquet or a CLI gives (numpy scalars, ints for floats) into the field's type."""
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()  # numpy / torch scalars
+    choices = get_args(hint) if getattr(hint, "__origin__", None) is Literal else None
+    if choices:
+        if value not in choices:
+            raise ConfigError(f"config: {key}={value!r} is not one of {list(choices)}")
+        return value
+    try:
+        if hint is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            if isinstance(value, (bool, int)) and value in (0, 1):
+                return bool(value)
+            raise ValueError(value)
+        if hint is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if hint is str:
+            if not isinstance(value, str):
+                raise ValueError(value)
+            return value
+    except (TypeError, ValueError):
+        raise ConfigError(f"config: {key}={value!r} is not a valid {hint.__name__}") from None
+    return value
+
+
+def validate(cfg: TrialConfig) -> None:
+    """Range checks that the types cannot express; each failure is one line for the user."""
+    from trainables.balancing.registry import available  # late: the registry imports strategies
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(f"config: {message}")
+
+    need(cfg.arch in ARCHS, f"arch={cfg.arch!r} is not one of {list(ARCHS)}")
+    names = available()
+    need(cfg.balancer.name in names, f"balancer.name={cfg.balancer.name!r} is not one of {names}")
+    need(
+        cfg.arch == "shared" or cfg.balancer.name == "equal",
+        f"arch={cfg.arch!r} has no shared weights to balance; use balancer.name='equal' "
+        "(each network gets its own gradients)",
+    )
+    need(cfg.data.imgsz >= 32 and cfg.data.imgsz % 32 == 0, f"data.imgsz={cfg.data.imgsz} must be a multiple of 32")
+    need(cfg.data.batch >= 1, f"data.batch={cfg.data.batch} must be >= 1")
+    need(cfg.train.epochs >= 1, f"train.epochs={cfg.train.epochs} must be >= 1")
+    for key in ("optim.lr", "optim.cls_lr", "balancer.weight_lr"):
+        value = _get(cfg, key)
+        need(math.isfinite(value) and value > 0, f"{key}={value} must be a positive number")
+    need(cfg.optim.weight_decay >= 0, f"optim.weight_decay={cfg.optim.weight_decay} must be >= 0")
+    need(0 <= cfg.balancer.alpha <= 10, f"balancer.alpha={cfg.balancer.alpha} must be in [0, 10]")
+    need(cfg.balancer.w_det >= 0 and cfg.balancer.w_cls >= 0, "balancer.w_det and w_cls must be >= 0")
+    need(cfg.balancer.warmup_steps >= 1, "balancer.warmup_steps must be >= 1")
+    need(cfg.model.cls_hidden >= 0, f"model.cls_hidden={cfg.model.cls_hidden} must be >= 0")
+    need(0 <= cfg.model.cls_dropout < 1, f"model.cls_dropout={cfg.model.cls_dropout} must be in [0, 1)")
+    need(cfg.model.width_multiple > 0 and cfg.model.depth_multiple > 0, "model multiples must be > 0")
+    need(
+        0 < cfg.data.val_fraction < 1 and 0 <= cfg.data.test_fraction < 1
+        and cfg.data.val_fraction + cfg.data.test_fraction < 1,
+        "data.val_fraction + data.test_fraction must leave some training data",
+    )
+
+
+def _get(cfg: TrialConfig, key: str) -> Any:
+    section, name = key.split(".", 1)
+    return getattr(getattr(cfg, section), name)
+
+
+def model_multiples(model: ModelConfig) -> tuple[float, float]:
+    """(depth_multiple, width_multiple) of a size preset: n = 0.33/0.25, s = 0.33/0.50."""
+    presets = {"n": (0.33, 0.25), "s": (0.33, 0.50)}
+    return presets.get(model.size, (model.depth_multiple, model.width_multiple))

@@ -1,0 +1,343 @@
+"""Train and evaluate one configuration: ``fit(config, data, report)``. Imports no Ray.
+
+Every epoch ends with one flat metrics dict (the row of ``epochs.parquet``) handed to ``report``
+together with a checkpoint state (plain tensors and values: it loads with ``weights_only=True``).
+A run resumed from such a state continues exactly: the shuffling, augmentation and dropout RNGs
+are re-seeded from (seed, epoch) at the start of every epoch, so nothing random carries over.
+
+Keys of the epoch dict (NaN where a task is absent):
+  epoch, step, lr, lr_cls, status                     run position and state ("running", "finished", "diverged")
+  loss.box loss.obj loss.cls loss.det loss.view       epoch means of the training loss parts (means, not × batch)
+  weight.det weight.view                               epoch means of the task weights the balancer used
+  grad.cosine grad.norm_det grad.norm_view             interference on the trunk, on fixed batches
+  val.map val.map50 val.map75 val.precision val.recall val.f1 val.ap50_<class>
+  val.view_accuracy val.view_macro_f1 val.view_balanced_accuracy val.view_recall_<view>
+  val.objective                                        see ``objective``
+  time.epoch_s time.train_s time.eval_s time.total_s throughput.img_per_s
+  eff.params_total eff.params_shared eff.params_det eff.params_cls eff.gflops
+  eff.latency_ms_b1 eff.latency_ms_b32 eff.peak_mem_mb
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from trainables.balancing.base import SharedGraph
+from trainables.balancing.registry import build as build_balancer
+from trainables.config import TrialConfig
+from trainables.data.loader import iterate_batches
+from trainables.data.types import DecodedData
+from trainables.interference import gradient_interference
+from trainables.losses import task_losses
+from trainables.metrics import efficiency
+from trainables.metrics.classification import classification_metrics
+from trainables.metrics.detection import detection_metrics
+from trainables.models.build import build_model
+from trainables.optim import ModelEMA, build_optimizer, lr_factor
+from trainables.postprocess import postprocess
+
+Report = Callable[[dict[str, Any], dict[str, Any]], None]
+
+CHECKPOINT_FORMAT = 1
+
+
+class SimulatedOOM(RuntimeError):
+    """Raised by the test-only ``train.fail="oom"`` switch; message mimics the allocator's."""
+
+
+@dataclass
+class FitResult:
+    status: str  # "finished" or "diverged"
+    reason: str
+    history: list[dict[str, Any]] = field(default_factory=list)
+    model: nn.Module | None = None
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def objective(metrics: dict[str, float], arch: str) -> float:
+    """The study's default single objective: the mean of the task scores the architecture has.
+
+    Detection scores ``val.map`` (COCO mAP@0.5:0.95), classification ``val.view_accuracy``; a
+    multi-task model gets ``0.5 * map + 0.5 * view_accuracy``, a single-task baseline its own score.
+    """
+    scores = []
+    if arch != "cls_only":
+        scores.append(metrics["val.map"])
+    if arch != "det_only":
+        scores.append(metrics["val.view_accuracy"])
+    return float(np.mean(scores))
+
+
+def fit(
+    cfg: TrialConfig,
+    data: DecodedData,
+    report: Report | None = None,
+    resume: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> FitResult:
+    """Train ``cfg`` on ``data['train']``, validate on ``data['val']`` every epoch.
+
+    report(metrics, checkpoint) is called once per epoch. ``resume`` is a checkpoint state from an
+    earlier report; training continues with the epoch after it.
+    """
+    device = resolve_device(cfg.train.device)
+    torch.manual_seed(cfg.train.seed)
+    model = build_model(cfg, data.num_classes, data.num_views).to(device)
+    nets = model.networks()
+    optimizers = {
+        name: build_optimizer(net, cfg.optim, cfg.optim.cls_lr if name == "cls" else cfg.optim.lr)
+        for name, net in nets.items()
+    }
+    tasks = _tasks(cfg.arch)
+    balancer = build_balancer(cfg.balancer.name, len(tasks), **_balancer_hparams(cfg))
+    ema = ModelEMA(model, cfg.optim.ema_decay) if cfg.optim.ema else None
+    view_weights = _view_class_weights(data, device) if cfg.loss.view_class_weights else None
+
+    train_idx = data.splits["train"]
+    steps_per_epoch = math.ceil(len(train_idx) / cfg.data.batch)
+    total_steps = steps_per_epoch * cfg.train.epochs
+    warmup_steps = round(cfg.optim.warmup_epochs * steps_per_epoch)
+
+    history: list[dict[str, Any]] = []
+    start_epoch, step, train_seconds, static_eff = 0, 0, 0.0, None
+    if resume is not None:
+        _check_checkpoint(resume, cfg)
+        model.load_state_dict(resume["model"])
+        for name, opt in optimizers.items():
+            opt.load_state_dict(resume["optimizers"][name])
+        balancer.load_state_dict(resume["balancer"])
+        if ema is not None:
+            ema.load_state_dict(resume["ema"])
+        start_epoch, step = int(resume["epoch"]), int(resume["step"])
+        train_seconds = float(resume["train_seconds"])
+        history = list(resume["history"])
+        static_eff = dict(resume["static_eff"])
+
+    efficiency.reset_peak_memory(device)
+    status, reason = "finished", ""
+    for epoch in range(start_epoch, cfg.train.epochs):
+        torch.manual_seed(cfg.train.seed * 100_003 + epoch)  # dropout etc.: a function of (seed, epoch)
+        shuffle = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + epoch)
+        augment_rng = torch.Generator(device=device).manual_seed(cfg.train.seed * 2_000_003 + epoch)
+        model.train()
+        sums: dict[str, float] = {}
+        count, seen = 0, 0
+        t0 = time.perf_counter()
+        for images, targets, views, _ in iterate_batches(
+            data, "train", cfg.data.batch, shuffle=True, generator=shuffle, device=device,
+            augment_cfg=cfg.data if cfg.data.augment else None, augment_generator=augment_rng,
+        ):
+            for name, opt in optimizers.items():
+                factor = lr_factor(step, total_steps, warmup_steps, cfg.optim)
+                base = cfg.optim.cls_lr if name == "cls" else cfg.optim.lr
+                for group in opt.param_groups:
+                    group["lr"] = base * factor
+                opt.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.amp and device.type == "cuda"):
+                shared = SharedGraph.split(model.trunk(images), model.shared_parameters())
+                det_out, cls_logits = model.heads(shared.detached)
+                parts, losses = task_losses(
+                    det_out, cls_logits, targets, views, model, cfg.loss, view_class_weights=view_weights
+                )
+            losses = losses.float()
+            losses = _inject_fault(cfg, losses, step - start_epoch * steps_per_epoch)
+            if not torch.isfinite(losses).all():
+                status = "diverged"
+                reason = f"non-finite loss at epoch {epoch + 1}, step {step + 1}: " + ", ".join(
+                    f"{t}={v:.4g}" for t, v in zip(tasks, losses.tolist(), strict=True))
+                break
+            weights = balancer.backward(losses, shared)
+            if cfg.optim.grad_clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            for opt in optimizers.values():
+                opt.step()
+            balancer.after_step(losses.detach())
+            if ema is not None:
+                ema.update(model)
+            step += 1
+            count += 1
+            seen += images.shape[0]
+            for k, v in parts.items():
+                sums[f"loss.{k}"] = sums.get(f"loss.{k}", 0.0) + float(v)
+            for t, v, w in zip(tasks, losses.tolist(), weights.tolist(), strict=True):
+                sums[f"loss.{t}"] = sums.get(f"loss.{t}", 0.0) + v
+                sums[f"weight.{t}"] = sums.get(f"weight.{t}", 0.0) + w
+            if progress:
+                _progress(epoch, cfg.train.epochs, count, steps_per_epoch, sums, t0)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        train_time = time.perf_counter() - t0
+        train_seconds += train_time
+        if progress:
+            sys.stderr.write("\n")
+        if status == "diverged":
+            metrics = _empty_metrics(epoch, step, status, reason)
+            history.append(metrics)
+            if report is not None:
+                report(metrics, {})
+            break
+
+        eval_model = ema.module if ema is not None else model
+        t1 = time.perf_counter()
+        metrics = {"epoch": epoch + 1, "step": step, "status": "running"}
+        metrics["lr"] = optimizers[next(iter(optimizers))].param_groups[0]["lr"]
+        metrics["lr_cls"] = optimizers["cls"].param_groups[0]["lr"] if "cls" in optimizers else math.nan
+        for key in ("loss.box", "loss.obj", "loss.cls", "loss.det", "loss.view", "weight.det", "weight.view"):
+            metrics[key] = sums[key] / max(count, 1) if key in sums else math.nan
+        metrics.update(gradient_interference(model, data, cfg, device, tasks))
+        metrics.update(evaluate(eval_model, data, "val", cfg, device))
+        metrics["val.objective"] = objective(metrics, cfg.arch)
+        eval_time = time.perf_counter() - t1
+        if static_eff is None:
+            static_eff = _static_efficiency(eval_model, cfg, device)
+        metrics.update(static_eff)
+        metrics["eff.peak_mem_mb"] = efficiency.peak_memory_mb(device)
+        metrics["time.epoch_s"] = train_time
+        metrics["time.train_s"] = train_seconds
+        metrics["time.eval_s"] = eval_time
+        metrics["throughput.img_per_s"] = seen / train_time if train_time > 0 else math.nan
+        if epoch + 1 == cfg.train.epochs:
+            metrics["status"] = "finished"
+        metrics["time.total_s"] = sum(h.get("time.epoch_s", 0) + h.get("time.eval_s", 0) for h in history) + (
+            train_time + eval_time)
+        history.append(metrics)
+        if report is not None:
+            state = {
+                "format": CHECKPOINT_FORMAT,
+                "arch": cfg.arch,
+                "config": cfg.to_flat(),
+                "num_classes": data.num_classes,
+                "num_views": data.num_views,
+                "names": list(data.names),
+                "view_names": list(data.view_names),
+                "epoch": epoch + 1,
+                "step": step,
+                "train_seconds": train_seconds,
+                "model": model.state_dict(),
+                "ema": ema.state_dict() if ema is not None else {},
+                "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
+                "balancer": balancer.state_dict(),
+                "history": history,
+                "static_eff": static_eff,
+            }
+            report(metrics, state)
+    return FitResult(status=status, reason=reason, history=history, model=ema.module if ema else model)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: DecodedData, split: str, cfg: TrialConfig, device: torch.device) -> dict:
+    """Validation metrics of ``model`` on one split: ``val.*`` keys (detection and/or view)."""
+    model.eval()
+    preds, gts, view_true, view_pred = [], [], [], []
+    for images, targets, views, _ in iterate_batches(
+        data, split, max(cfg.data.batch, 32), shuffle=False, generator=None, device=device, augment_cfg=None
+    ):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.amp and device.type == "cuda"):
+            det_out, cls_logits = model(images)
+        if det_out is not None:
+            det_out = [d.float() for d in det_out]
+            preds.extend(
+                tuple(t.cpu() for t in p)
+                for p in postprocess(det_out, model.detect, cfg.train.conf_thres, cfg.train.iou_thres,
+                                     cfg.train.max_det)
+            )
+            targets = targets.cpu()
+            for b in range(images.shape[0]):
+                rows = targets[targets[:, 0] == b]
+                gts.append((rows[:, 2:6], rows[:, 1].long()))
+        if cls_logits is not None:
+            view_true.append(views.cpu())
+            view_pred.append(cls_logits.float().argmax(1).cpu())
+    out: dict[str, float] = {}
+    prefix = "val."
+    if preds:
+        # COCO's cap is 100 detections per image; we keep the engine's max_det in NMS and score with it
+        det = detection_metrics(preds, gts, data.num_classes, names=list(data.names), max_det=cfg.train.max_det)
+        out.update({prefix + k: float(v) for k, v in det.items()})
+    else:
+        for k in ("map", "map50", "map75", "precision", "recall", "f1"):
+            out[prefix + k] = math.nan
+    if view_true:
+        cls = classification_metrics(
+            torch.cat(view_true).numpy(), torch.cat(view_pred).numpy(), data.num_views, names=list(data.view_names)
+        )
+        out.update({prefix + "view_" + k: float(v) for k, v in cls.items() if isinstance(v, (int, float))})
+    else:
+        out[prefix + "view_accuracy"] = math.nan
+    return out
+
+
+def _tasks(arch: str) -> list[str]:
+    return {"shared": ["det", "view"], "dual": ["det", "view"], "det_only": ["det"], "cls_only": ["view"]}[arch]
+
+
+def _balancer_hparams(cfg: TrialConfig) -> dict[str, Any]:
+    hp = dict(vars(cfg.balancer))
+    hp.pop("name")
+    return hp
+
+
+def _view_class_weights(data: DecodedData, device: torch.device) -> Tensor:
+    """Inverse-frequency weights of the training views, normalised to mean 1."""
+    counts = np.bincount(data.views[data.splits["train"]], minlength=data.num_views).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / data.num_views, 0.0)
+    return torch.tensor(weights / weights[weights > 0].mean(), dtype=torch.float32, device=device)
+
+
+def _static_efficiency(model: nn.Module, cfg: TrialConfig, device: torch.device) -> dict[str, float]:
+    """Figures that do not change during training: parameters, GFLOPs, inference latency."""
+    counts = efficiency.parameter_counts(model.task_parameters())
+    out = {f"eff.params_{k}": float(v) for k, v in counts.items()}
+    out["eff.gflops"] = efficiency.forward_gflops(model, cfg.data.imgsz, device)
+    out["eff.latency_ms_b1"] = efficiency.inference_latency_ms(model, cfg.data.imgsz, 1, device)
+    out["eff.latency_ms_b32"] = efficiency.inference_latency_ms(model, cfg.data.imgsz, 32, device, repeats=3)
+    return out
+
+
+def _empty_metrics(epoch: int, step: int, status: str, reason: str) -> dict[str, Any]:
+    return {"epoch": epoch + 1, "step": step, "status": status, "reason": reason, "val.objective": math.nan}
+
+
+def _inject_fault(cfg: TrialConfig, losses: Tensor, step_in_run: int) -> Tensor:
+    """Test-only faults (``train.fail``), triggered on the second step of a run."""
+    if cfg.train.fail == "none" or step_in_run != 1:
+        return losses
+    if cfg.train.fail == "raise":
+        raise RuntimeError("injected failure (train.fail='raise')")
+    if cfg.train.fail == "oom":
+        raise SimulatedOOM("CUDA out of memory (simulated by train.fail='oom')")
+    return losses * math.nan
+
+
+def _check_checkpoint(state: dict[str, Any], cfg: TrialConfig) -> None:
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT}; retrain")
+    if state.get("arch") != cfg.arch:
+        raise ValueError(f"checkpoint is for arch={state.get('arch')!r}, config says arch={cfg.arch!r}")
+
+
+def _progress(epoch: int, epochs: int, done: int, total: int, sums: dict[str, float], t0: float) -> None:
+    width = 24
+    filled = int(width * done / max(total, 1))
+    losses = " ".join(f"{k[5:]}={v / done:.3f}" for k, v in sums.items() if k.startswith("loss.") and
+                      k[5:] in ("det", "view"))
+    elapsed = time.perf_counter() - t0
+    sys.stderr.write(
+        f"\repoch {epoch + 1}/{epochs} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
+        f"{losses} {elapsed:.0f}s"
+    )
+    sys.stderr.flush()
