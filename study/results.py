@@ -108,7 +108,7 @@ def trial_row(
     row: dict[str, Any] = {
         "trial_id": trial_id, "space": space, "status": status, "error": error, "repeat_of": repeat_of,
     }
-    row.update({k: v for k, v in config.items() if k in set(TrialConfig.keys())})
+    row.update({k: v for k, v in config.items() if k in set(TrialConfig.flat_keys())})
     scored = [e for e in epochs if _finite(e.get(objective))]
     row["epochs_run"] = len([e for e in epochs if e.get("status") != "diverged"])
     best = max(scored, key=lambda e: e[objective]) if scored else None

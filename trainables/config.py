@@ -135,13 +135,13 @@ class TrialConfig:
         return flat
 
     @classmethod
-    def keys(cls) -> list[str]:
+    def flat_keys(cls) -> list[str]:
         return list(cls().to_flat())
 
     @classmethod
     def from_flat(cls, flat: dict[str, Any]) -> TrialConfig:
         """Strict: every key of :meth:`keys` must be present and no other."""
-        expected = set(cls.keys())
+        expected = set(cls.flat_keys())
         missing = sorted(expected - set(flat))
         unknown = sorted(set(flat) - expected)
         if missing or unknown:
@@ -156,9 +156,9 @@ class TrialConfig:
     @classmethod
     def from_partial(cls, flat: dict[str, Any]) -> TrialConfig:
         """Lenient about missing keys (they take defaults), strict about unknown ones."""
-        unknown = sorted(set(flat) - set(cls.keys()))
+        unknown = sorted(set(flat) - set(cls.flat_keys()))
         if unknown:
-            raise ConfigError(f"config: unknown keys {unknown} (valid keys: {cls.keys()})")
+            raise ConfigError(f"config: unknown keys {unknown} (valid keys: {cls.flat_keys()})")
         full = cls().to_flat()
         full.update(flat)
         return cls._build(full)

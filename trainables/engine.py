@@ -185,7 +185,7 @@ def fit(
         if progress:
             sys.stderr.write("\n")
         if status == "diverged":
-            metrics = _empty_metrics(epoch, step, status, reason)
+            metrics = failure_metrics(epoch + 1, step, status, reason)
             history.append(metrics)
             if report is not None:
                 report(metrics, {})
@@ -308,8 +308,16 @@ def _static_efficiency(model: nn.Module, cfg: TrialConfig, device: torch.device)
     return out
 
 
-def _empty_metrics(epoch: int, step: int, status: str, reason: str) -> dict[str, Any]:
-    return {"epoch": epoch + 1, "step": step, "status": status, "reason": reason, "val.objective": math.nan}
+# Metrics every report carries, NaN when a run ends early: searchers and schedulers may read any of
+# them as an objective, and Ray Tune rejects a result that lacks the metric it optimises.
+HEADLINE_METRICS = ("val.objective", "val.map", "val.map50", "val.view_accuracy", "time.train_s", "eff.gflops",
+                    "eff.params_total", "eff.latency_ms_b1", "eff.peak_mem_mb")
+
+
+def failure_metrics(epoch: int, step: int, status: str, reason: str) -> dict[str, Any]:
+    """The report of a run that stopped without validating: its status, its reason, NaN headlines."""
+    return {"epoch": epoch, "step": step, "status": status, "reason": reason,
+            **dict.fromkeys(HEADLINE_METRICS, math.nan)}
 
 
 def _inject_fault(cfg: TrialConfig, losses: Tensor, step_in_run: int) -> Tensor:

@@ -1,0 +1,49 @@
+"""The fair comparison: every method (architecture x balancer) with the same number of trials.
+
+Methods take turns by trial number (trial k runs METHODS[k % len(METHODS)]), so a study of
+``n * len(METHODS)`` samples gives each method exactly ``n`` trials; within a method, TPE tunes the
+learning rate and that method's own hyperparameters (conditional sub-spaces).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+DESCRIPTION = "architecture x balancer (shared+equal/static/gradnorm/uncertainty/dwa/pcgrad/cagrad, dual, " \
+    "single-task), equal trials per method"
+METHODS: list[dict[str, Any]] = [
+    {"arch": "shared", "balancer.name": "equal"},
+    {"arch": "shared", "balancer.name": "static"},
+    {"arch": "shared", "balancer.name": "gradnorm"},
+    {"arch": "shared", "balancer.name": "uncertainty"},
+    {"arch": "shared", "balancer.name": "dwa"},
+    {"arch": "shared", "balancer.name": "pcgrad"},
+    {"arch": "shared", "balancer.name": "cagrad"},
+    {"arch": "dual", "balancer.name": "equal"},
+    {"arch": "det_only", "balancer.name": "equal"},
+    {"arch": "cls_only", "balancer.name": "equal"},
+]
+FIXED: dict[str, Any] = {}
+DEFAULT_OBJECTIVE = "single"
+
+
+def define(trial: optuna.Trial) -> dict[str, Any]:
+    method = METHODS[trial.number % len(METHODS)]
+    trial.suggest_float("optim.lr", 1e-3, 5e-2, log=True)
+    if method["arch"] == "dual":
+        trial.suggest_float("optim.cls_lr", 1e-3, 5e-2, log=True)
+    balancer = method["balancer.name"]
+    if balancer == "static":
+        trial.suggest_float("balancer.w_cls", 0.05, 20.0, log=True)
+    elif balancer == "gradnorm":
+        trial.suggest_float("balancer.alpha", 0.0, 3.0)
+        trial.suggest_float("balancer.weight_lr", 1e-3, 1e-1, log=True)
+    elif balancer == "uncertainty":
+        trial.suggest_float("balancer.weight_lr", 1e-3, 1e-1, log=True)
+    elif balancer == "dwa":
+        trial.suggest_float("balancer.temperature", 0.5, 5.0)
+    elif balancer == "cagrad":
+        trial.suggest_float("balancer.cagrad_c", 0.1, 0.9)
+    return dict(method)

@@ -1,0 +1,61 @@
+"""``manifest.json``: what a study ran with, so a result can be traced and reproduced."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from study.results import write_json_atomic
+
+PACKAGES = ("torch", "torchvision", "ray", "optuna", "numpy", "pandas", "pyarrow", "plotly", "faster-coco-eval")
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def git_commit() -> str:
+    """The commit of this tool's source tree (with ``-dirty`` when it has local changes), or "unknown"."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def write_manifest(study_dir: Path, settings: Any, base: dict[str, Any], fingerprint: str, started: float) -> None:
+    path = study_dir / "manifest.json"
+    previous: dict[str, Any] = {}
+    if path.exists():
+        import json
+
+        previous = json.loads(path.read_text())
+    manifest = {
+        "created": previous.get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started))),
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": [sys.executable, "-m", "study.run", *settings.argv],
+        "runs": [*previous.get("runs", []), {"argv": settings.argv, "started": started, "finished": time.time()}],
+        "settings": dataclasses.asdict(settings),
+        "base_config": base,
+        "dataset_fingerprint": fingerprint,
+        "seeds": {"study": settings.seed, "repeat_seeds": settings.seeds if settings.repeat_best else 0},
+        "versions": versions(),
+        "git_commit": git_commit(),
+    }
+    write_json_atomic(manifest, path)

@@ -1,0 +1,81 @@
+"""A Ray Tune callback that keeps ``trials.parquet`` and ``epochs.parquet`` current as trials run.
+
+It runs in the driver. Every result upserts one epoch row (a resumed trial that repeats an epoch
+replaces it) and every finished, failed or stopped trial upserts one trial row; each write is
+atomic (study/results.py), so the files are readable at every instant, and a study restarted with
+``--resume`` reloads them in ``setup`` and carries on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from study.results import epochs_table, trial_row, trials_table, write_atomic
+from trainables.tune import split_meta
+
+ENGINE_KEYS = ("epoch", "step", "status", "reason", "lr", "lr_cls")
+ENGINE_PREFIXES = ("val.", "loss.", "weight.", "grad.", "eff.", "time.", "throughput.")
+
+
+class ResultsRecorder(Callback):
+    def __init__(self, study_dir: str | Path, space: str) -> None:
+        self.study_dir = Path(study_dir)
+        self.space = space
+        self.epochs: dict[tuple[str, int], dict[str, Any]] = {}
+        self.trials: dict[str, dict[str, Any]] = {}
+
+    # -- state ------------------------------------------------------------------------------------
+    def setup(self, **info: Any) -> None:
+        import pandas as pd
+
+        epochs_path, trials_path = self.study_dir / "epochs.parquet", self.study_dir / "trials.parquet"
+        if epochs_path.exists():
+            for row in pd.read_parquet(epochs_path).to_dict("records"):
+                self.epochs[(row["trial_id"], int(row["epoch"]))] = _drop_missing(row)
+        if trials_path.exists():
+            for row in pd.read_parquet(trials_path).to_dict("records"):
+                self.trials[row["trial_id"]] = _drop_missing(row)
+
+    def trial_epochs(self, trial_id: str) -> list[dict[str, Any]]:
+        return [row for (tid, _), row in sorted(self.epochs.items()) if tid == trial_id]
+
+    # -- Tune hooks -------------------------------------------------------------------------------
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        row = {k: v for k, v in result.items() if k in ENGINE_KEYS or k.startswith(ENGINE_PREFIXES)}
+        if "epoch" not in row:
+            return
+        row["trial_id"] = trial.trial_id
+        self.epochs[(trial.trial_id, int(row["epoch"]))] = row
+        self._write_trial(trial, status=str(result.get("status", "running")), error=str(result.get("reason", "")))
+        write_atomic(epochs_table(list(self.epochs.values())), self.study_dir / "epochs.parquet")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        last = trial.last_result or {}
+        status = str(last.get("status", "finished"))
+        if status == "running":
+            status = "stopped"  # ended by the scheduler (ASHA) before its last epoch
+        self._write_trial(trial, status=status, error=str(last.get("reason", "")))
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        message = ""
+        if trial.error_file and Path(trial.error_file).exists():
+            lines = [ln for ln in Path(trial.error_file).read_text().splitlines() if ln.strip()]
+            message = lines[-1][:500] if lines else ""
+        self._write_trial(trial, status="error", error=message or "the trial's worker failed")
+
+    # -- writing ----------------------------------------------------------------------------------
+    def _write_trial(self, trial: Any, status: str, error: str) -> None:
+        config, meta = split_meta(dict(trial.config))
+        self.trials[trial.trial_id] = trial_row(
+            trial.trial_id, self.space, config, self.trial_epochs(trial.trial_id), status=status, error=error,
+            repeat_of=str(meta.get("meta.repeat_of", "")),
+        )
+        write_atomic(trials_table(list(self.trials.values())), self.study_dir / "trials.parquet")
+
+
+def _drop_missing(row: dict[str, Any]) -> dict[str, Any]:
+    """Parquet gives None/NaN for columns a row never had; drop None so rows round-trip."""
+    return {k: v for k, v in row.items() if v is not None}

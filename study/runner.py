@@ -1,0 +1,257 @@
+"""The study on Ray Tune with Optuna: the only module that builds Tuner, TuneConfig, RunConfig,
+OptunaSearch and schedulers.
+
+One study = one folder ``STORAGE/NAME`` holding Tune's experiment state (trial folders and
+checkpoints) and this tool's ``trials.parquet``, ``epochs.parquet`` and ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+from ray import tune
+from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.basic_variant import BasicVariantGenerator
+from ray.tune.search.optuna import OptunaSearch
+
+from search_spaces import registry as spaces
+from study.cli import UsageError
+from study.manifest import write_manifest
+from study.recorder import ResultsRecorder
+from study.results import read_trials
+from trainables.config import TrialConfig
+from trainables.data.loader import load_data
+from trainables.tune import train_trial
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+MIN_FREE_BYTES = 512 * 2**20
+
+
+@dataclass
+class StudySettings:
+    space: str = "gradnorm"
+    samples: int = 4
+    epochs: int = 3
+    max_concurrent: int = 2
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    seed: int = 0
+    objective: str | None = None  # "single" | "multi" | None (the space's default)
+    scheduler: str = "fifo"  # "fifo" | "asha"
+    name: str | None = None
+    storage: str = "results"
+    address: str | None = None
+    resume: bool = False
+    overwrite: bool = False
+    repeat_best: int = 0
+    seeds: int = 3
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8265
+    config: dict[str, Any] = field(default_factory=dict)  # base config keys from the command line
+    argv: list[str] = field(default_factory=list)
+    verbose: int = 1
+
+
+def run_study(s: StudySettings) -> Path:
+    """Run (or resume) a study; returns its folder. Raises UsageError for anything the user can fix."""
+    objectives = _check(s)
+    study_dir = _prepare_folder(s)
+    base = TrialConfig.from_partial(s.config).to_flat()
+    print(f"study {study_dir.name}: space {s.space}, {s.samples} trials x {s.epochs} epochs, objective "
+          f"{', '.join(f'{m} ({mode})' for m, mode in objectives)}", flush=True)
+
+    t0 = time.perf_counter()
+    data = load_data(TrialConfig.from_flat(base).data, seed=s.seed, progress=True)
+    print(f"data: {data.images.shape[0]} images at {data.imgsz} px, {data.images.nbytes / 2**20:.1f} MiB decoded, "
+          f"splits {', '.join(f'{k}={len(v)}' for k, v in data.splits.items())} ({time.perf_counter() - t0:.1f}s)",
+          flush=True)
+    _start_ray(s)
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, data=data), {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial}
+    )
+    recorder = ResultsRecorder(study_dir, s.space)
+    started = time.time()
+    if s.resume and Tuner.can_restore(str(study_dir)):
+        tuner = Tuner.restore(str(study_dir), trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = Tuner(
+            trainable,
+            tune_config=_tune_config(s, base, objectives),
+            run_config=_run_config(s, study_dir.name, recorder),
+        )
+    grid = tuner.fit()
+    write_manifest(study_dir, s, base, data.fingerprint, started)
+
+    if s.repeat_best > 0:
+        _repeat_best(s, study_dir, trainable, objectives)
+    _summary(study_dir, objectives, wall_s=time.time() - started, errors=grid.num_errors)
+    return study_dir
+
+
+# -- the pieces ------------------------------------------------------------------------------------
+def _check(s: StudySettings) -> list[tuple[str, str]]:
+    if s.space not in spaces.SPACES:
+        raise UsageError(f"--space {s.space!r} is not one of {list(spaces.SPACES)} (see --list-spaces)")
+    objectives = spaces.objectives(s.space, s.objective)
+    if len(objectives) > 1 and s.scheduler == "asha":
+        raise UsageError("--scheduler asha needs one objective: ASHA stops trials by ranking one metric, and a "
+                         "multi-objective study has no single ranking; use --scheduler fifo or --objective single")
+    for name, value, low in (("--samples", s.samples, 1), ("--epochs", s.epochs, 1),
+                             ("--max-concurrent", s.max_concurrent, 1), ("--seeds", s.seeds, 1)):
+        if value < low:
+            raise UsageError(f"{name} {value} must be at least {low}")
+    if s.repeat_best < 0:
+        raise UsageError(f"--repeat-best {s.repeat_best} must be >= 0")
+    if s.cpus_per_trial <= 0 or s.gpus_per_trial < 0:
+        raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    if "://" in s.storage:
+        raise UsageError(f"--storage {s.storage}: only local or mounted shared folders are supported for now")
+    return objectives
+
+
+def _prepare_folder(s: StudySettings) -> Path:
+    """The study folder, checked before any work: writable, enough free space, never overwritten."""
+    storage = Path(s.storage).expanduser().resolve()
+    name = s.name or f"{s.space}-{time.strftime('%Y%m%d-%H%M%S')}"
+    study_dir = storage / name
+    try:
+        storage.mkdir(parents=True, exist_ok=True)
+        probe = storage / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"0" * 4096)
+        probe.unlink()
+    except OSError as err:
+        raise UsageError(f"--storage {storage}: cannot write there ({err.strerror or err}); "
+                         "choose a folder you can write to") from None
+    free = shutil.disk_usage(storage).free
+    if free < MIN_FREE_BYTES:
+        raise UsageError(f"--storage {storage}: only {free / 2**20:.0f} MiB free; a study needs at least "
+                         f"{MIN_FREE_BYTES / 2**20:.0f} MiB for checkpoints and results")
+    if study_dir.exists() and any(study_dir.iterdir()):
+        if s.resume:
+            return study_dir
+        if not s.overwrite:
+            raise UsageError(f"{study_dir} already holds a study; use --resume to continue it, "
+                             "--overwrite to replace it, or another --name")
+        shutil.rmtree(study_dir)
+    elif s.resume:
+        raise UsageError(f"--resume: there is no study at {study_dir} to resume")
+    study_dir.mkdir(parents=True, exist_ok=True)
+    return study_dir
+
+
+def _start_ray(s: StudySettings) -> None:
+    if ray.is_initialized():
+        return
+    if s.dashboard_host not in LOCAL_HOSTS:
+        print(f"warning: the Ray dashboard will listen on {s.dashboard_host}: anyone who reaches that address can "
+              "submit jobs (CVE-2023-48022); token authentication is on, keep the token secret "
+              "(`ray get-auth-token`)", file=sys.stderr)
+    os.environ.setdefault("RAY_AUTH_MODE", "token")  # Ray's token auth: on unless the user chose otherwise
+    try:
+        if s.address:
+            context = ray.init(address=s.address, log_to_driver=False)
+        else:
+            context = ray.init(include_dashboard=True, dashboard_host=s.dashboard_host,
+                               dashboard_port=s.dashboard_port, log_to_driver=False)
+    except Exception as err:  # an unreachable --address, a port in use, ...
+        raise UsageError(f"cannot start or reach Ray{' at ' + s.address if s.address else ''}: "
+                         f"{str(err).splitlines()[0][:200]}") from None
+    url = getattr(context, "dashboard_url", None)
+    if url:
+        print(f"Ray dashboard: http://{url}  (token login: `ray get-auth-token` prints the token)", flush=True)
+
+
+def _tune_config(s: StudySettings, base: dict[str, Any], objectives: list[tuple[str, str]]) -> TuneConfig:
+    metrics, modes = [m for m, _ in objectives], [mode for _, mode in objectives]
+    sampler = optuna.samplers.TPESampler(
+        seed=s.seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=min(10, s.samples)
+    )
+    searcher = OptunaSearch(
+        space=functools.partial(spaces.define_with_base, space=s.space, base=base),
+        metric=metrics if len(metrics) > 1 else metrics[0],
+        mode=modes if len(modes) > 1 else modes[0],
+        sampler=sampler,
+    )
+    limited = ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent)
+    if s.scheduler == "asha":
+        scheduler = ASHAScheduler(time_attr="epoch", metric=metrics[0], mode=modes[0], max_t=s.epochs,
+                                  grace_period=1, reduction_factor=2)
+    else:
+        scheduler = FIFOScheduler()
+    return TuneConfig(search_alg=limited, scheduler=scheduler, num_samples=s.samples)
+
+
+def _run_config(s: StudySettings, name: str, recorder: ResultsRecorder) -> RunConfig:
+    return RunConfig(
+        name=name,
+        storage_path=str(Path(s.storage).expanduser().resolve()),
+        callbacks=[recorder],
+        # only a dead worker raises out of a trial (train_trial records every deterministic failure),
+        # so retrying from the last checkpoint is never a blind retry of the same error
+        failure_config=FailureConfig(max_failures=2),
+        checkpoint_config=CheckpointConfig(num_to_keep=1),
+        verbose=s.verbose,
+    )
+
+
+def _repeat_best(s: StudySettings, study_dir: Path, trainable: Any, objectives: list[tuple[str, str]]) -> None:
+    """Re-run the K best configurations with N seeds each (``meta.repeat_of`` names the original)."""
+    trials = read_trials(study_dir)
+    metric, mode = objectives[0]
+    column = f"best.{metric}" if f"best.{metric}" in trials else metric
+    ok = trials[(trials["status"] == "finished") & (trials["repeat_of"].fillna("") == "")]
+    ok = ok.sort_values(column, ascending=(mode == "min")).head(s.repeat_best)
+    points = []
+    for _, row in ok.iterrows():
+        config = {k: _plain(row[k]) for k in TrialConfig.flat_keys()}
+        for seed in range(s.seeds):
+            points.append({**config, "train.seed": s.seed + 1000 + seed, "meta.repeat_of": row["trial_id"]})
+    if not points:
+        print("repeat-best: no finished trial to repeat", file=sys.stderr)
+        return
+    print(f"repeat-best: {len(ok)} configs x {s.seeds} seeds", flush=True)
+    tuner = Tuner(
+        trainable,
+        tune_config=TuneConfig(search_alg=BasicVariantGenerator(points_to_evaluate=points,
+                                                                max_concurrent=s.max_concurrent),
+                               num_samples=len(points)),
+        run_config=_run_config(s, f"{study_dir.name}-repeats", ResultsRecorder(study_dir, s.space)),
+    )
+    tuner.fit()
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def _summary(study_dir: Path, objectives: list[tuple[str, str]], wall_s: float, errors: int) -> None:
+    trials = read_trials(study_dir)
+    metric, mode = objectives[0]
+    column = f"best.{metric}"
+    shown = ["trial_id", "status", "arch", "balancer.name", column, "best.val.map", "best.val.map50",
+             "best.val.view_accuracy", "time.train_s"]
+    shown = [c for c in shown if c in trials]
+    top = trials.sort_values(column, ascending=(mode == "min"), na_position="last").head(5) if column in trials \
+        else trials.head(5)
+    import pandas as pd
+
+    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4f}".format):
+        print("\nbest trials:")
+        print(top[shown].to_string(index=False))
+    compute = float(trials.get("time.total_s", pd.Series(dtype=float)).fillna(0).sum())
+    counts = trials["status"].value_counts().to_dict()
+    print(f"\n{len(trials)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())}); wall {wall_s:.0f}s, "
+          f"summed trial compute {compute:.0f}s" + (f", {errors} errored in Tune" if errors else ""))
+    print(f"results: {study_dir / 'trials.parquet'}\n         {study_dir / 'epochs.parquet'}\n"
+          f"         {study_dir / 'manifest.json'}\nreport:  python -m study.analyze {study_dir}")
