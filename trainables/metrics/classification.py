@@ -1,0 +1,78 @@
+"""Image-classification metrics over plain label arrays (the echo view head)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int) -> np.ndarray:
+    """(C, C) int64 counts: row = true class, column = predicted class (sklearn's layout).
+
+    y_true: (N,) class indices. y_pred: (N,) class indices, or (N, C) scores / logits (argmax taken).
+    Tensors or numpy arrays.
+    """
+    t, p = _labels(y_true, y_pred, num_classes)
+    return np.bincount(t * num_classes + p, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def classification_metrics(
+    y_true: Any, y_pred: Any, num_classes: int, names: Sequence[str] | None = None
+) -> dict[str, float]:
+    """Flat dict of Python floats (the confusion matrix itself: ``confusion_matrix``).
+
+    Args: as ``confusion_matrix``; ``names`` label the per-class keys (default ``str(index)``).
+
+    Returns:
+        - ``accuracy``: correct / N.
+        - ``balanced_accuracy``: mean recall over the classes present in ``y_true`` (sklearn's
+          definition; predicting a class absent from ``y_true`` still lowers the others' recall).
+        - ``macro_f1``: mean per-class F1 over the classes present in ``y_true`` or ``y_pred``
+          (sklearn's ``average="macro"`` with its default labels); a class with no correct
+          prediction has F1 0 (sklearn's ``zero_division=0``).
+        - ``recall_<name>``: per-class recall; NaN for a class absent from ``y_true``.
+        Every value is NaN when N = 0.
+    """
+    names = [str(c) for c in range(num_classes)] if names is None else [str(n) for n in names]
+    if len(names) != num_classes:
+        raise ValueError(f"classification_metrics: {len(names)} names for num_classes={num_classes}; "
+                         "pass one name per class")
+    cm = confusion_matrix(y_true, y_pred, num_classes).astype(np.float64)  # (C, C)
+    n = cm.sum()
+    support, predicted, correct = cm.sum(axis=1), cm.sum(axis=0), np.diag(cm)  # each (C,)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recall = np.where(support > 0, correct / support, math.nan)
+        f1 = np.where(support + predicted > 0, 2 * correct / (support + predicted), math.nan)  # = 2PR/(P+R)
+    out = {
+        "accuracy": float(correct.sum() / n) if n else math.nan,
+        "balanced_accuracy": float(np.nanmean(recall)) if (support > 0).any() else math.nan,
+        "macro_f1": float(np.nanmean(f1)) if n else math.nan,
+    }
+    for c, name in enumerate(names):
+        out[f"recall_{name}"] = float(recall[c])
+    return out
+
+
+def _labels(y_true: Any, y_pred: Any, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    t, p = _np(y_true), _np(y_pred)
+    if p.ndim == 2:
+        if p.shape[1] != num_classes:
+            raise ValueError(f"classification: y_pred scores have {p.shape[1]} columns for num_classes={num_classes}")
+        p = p.argmax(axis=1)
+    t, p = t.reshape(-1), p.reshape(-1)
+    if len(t) != len(p):
+        raise ValueError(f"classification: {len(t)} true labels but {len(p)} predictions; pass one per image")
+    for what, x in (("y_true", t), ("y_pred", p)):
+        bad = (x < 0) | (x >= num_classes) | (x != np.round(x))
+        if bad.any():
+            raise ValueError(f"classification: {what} holds {x[bad][0]:g}, not a class index in 0..{num_classes - 1}")
+    return t.astype(np.int64), p.astype(np.int64)
+
+
+def _np(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch.Tensor, without importing torch here
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)

@@ -1,0 +1,127 @@
+"""What a model costs: parameters, GFLOPs of one forward pass, peak memory, inference latency."""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Iterable, Mapping
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def count_parameters(params: nn.Module | Iterable[nn.Parameter]) -> int:
+    """Number of scalar parameters (trainable or not), each shared tensor counted once."""
+    items = params.parameters() if isinstance(params, nn.Module) else params
+    return sum(p.numel() for p in {id(p): p for p in items}.values())
+
+
+def parameter_counts(groups: nn.Module | Mapping[str, Iterable[nn.Parameter]]) -> dict[str, int]:
+    """``{"total": n, <group>: n, ...}``.
+
+    ``groups``: a mapping of group name -> parameters (what the models' ``task_parameters()``
+    returns: "shared", "det", "cls"), or a module -- its ``task_parameters()`` when it has one,
+    else just the total. With a mapping, ``total`` counts the union of the groups once each.
+    """
+    if isinstance(groups, nn.Module):
+        if not hasattr(groups, "task_parameters"):
+            return {"total": count_parameters(groups)}
+        groups = groups.task_parameters()
+    lists = {name: list(params) for name, params in groups.items()}
+    out = {"total": count_parameters(p for params in lists.values() for p in params)}
+    out.update({name: count_parameters(params) for name, params in lists.items()})
+    return out
+
+
+def _image_batch(imgsz: int | tuple[int, int], batch: int, device: torch.device | str) -> torch.Tensor:
+    h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
+    gen = torch.Generator().manual_seed(0)
+    return torch.rand(batch, 3, h, w, generator=gen).to(device)  # (B, 3, H, W) in [0, 1]
+
+
+def forward_gflops(model: nn.Module, imgsz: int | tuple[int, int], device: torch.device | str) -> float:
+    """GFLOPs (1e9 FLOPs) of one eval-mode forward pass on one (1, 3, H, W) image.
+
+    Counted by ``torch.utils.flop_counter.FlopCounterMode``: a multiply-add is 2 FLOPs (the same
+    convention as the "GFLOPs" YOLOv5 prints, which doubles thop's MACs). Only matrix products and
+    convolutions count; biases, normalisation, activations and pooling are not counted.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            model(_image_batch(imgsz, 1, device))
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() / 1e9
+
+
+def reset_peak_memory(device: torch.device | str) -> bool:
+    """Start a new peak-memory window; False where the platform cannot (the peak then counts from
+    process start). CUDA: the caching allocator's peak; CPU (Linux): the process's peak RSS."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return True
+    try:  # Linux >= 4.0: "5" resets the peak RSS that getrusage reports
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory_mb(device: torch.device | str) -> float:
+    """Peak memory in MiB (2**20 bytes) since the last ``reset_peak_memory``.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` (tensors only, not the allocator's cache or the CUDA
+    context). CPU: the process's peak resident set size (``getrusage`` ``ru_maxrss``: KiB on Linux,
+    bytes on macOS) -- everything the process holds, including the dataset and Python itself.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def inference_latency_ms(
+    model: nn.Module,
+    imgsz: int | tuple[int, int],
+    batch: int,
+    device: torch.device | str,
+    warmup: int = 2,
+    repeats: int = 5,
+) -> float:
+    """Milliseconds per image of an eval-mode, no-grad forward pass at batch size ``batch``.
+
+    ``warmup`` untimed passes (allocator, cuDNN autotuning), then the median of ``repeats`` timed
+    passes, divided by ``batch``. CUDA is synchronised around each pass, so the time is the
+    kernels' and not just the launches'. Forward only: no NMS or other post-processing.
+    """
+    device = torch.device(device)
+    x = _image_batch(imgsz, batch, device)  # (B, 3, H, W)
+    was_training = model.training
+    model.eval()
+    times = []
+    try:
+        with torch.no_grad():
+            for i in range(warmup + repeats):
+                _sync(device)
+                t0 = time.perf_counter()
+                model(x)
+                _sync(device)
+                if i >= warmup:
+                    times.append(time.perf_counter() - t0)
+    finally:
+        model.train(was_training)
+    return statistics.median(times) * 1000 / batch
