@@ -4,8 +4,8 @@ No shared weights means no gradient interference (and nothing to balance) at the
 backbone's compute. Each network gets its own optimizer (``networks()``), so the classifier can
 have its own learning rate. Since no parameter gets gradient from both losses, per-network
 optimizers step exactly as one optimizer over the summed loss with per-group learning rates would
-(SGD and AdamW are per-parameter updates); only a *global* gradient-norm clip differs (per network
-here, over both networks there).
+(SGD and AdamW are per-parameter updates); only a global gradient-norm clip couples the networks
+unless it is applied per network.
 """
 
 from __future__ import annotations
