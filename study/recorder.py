@@ -21,15 +21,20 @@ ENGINE_PREFIXES = ("val.", "loss.", "weight.", "grad.", "eff.", "time.", "throug
 
 
 class ResultsRecorder(Callback):
-    def __init__(self, study_dir: str | Path, space: str) -> None:
+    def __init__(self, study_dir: str | Path, space: str, echo: bool = True) -> None:
         self.study_dir = Path(study_dir)
         self.space = space
+        self.echo = echo  # one line per epoch result on stdout (Tune's own tables are off)
+        self.total: int | None = None
         self.epochs: dict[tuple[str, int], dict[str, Any]] = {}
         self.trials: dict[str, dict[str, Any]] = {}
 
     # -- state ------------------------------------------------------------------------------------
-    def setup(self, **info: Any) -> None:
+    def setup(self, stop: Any = None, num_samples: int | None = None, total_num_samples: int | None = None,
+              **info: Any) -> None:
         import pandas as pd
+
+        self.total = total_num_samples or num_samples
 
         epochs_path, trials_path = self.study_dir / "epochs.parquet", self.study_dir / "trials.parquet"
         if epochs_path.exists():
@@ -38,6 +43,9 @@ class ResultsRecorder(Callback):
         if trials_path.exists():
             for row in pd.read_parquet(trials_path).to_dict("records"):
                 self.trials[row["trial_id"]] = _drop_missing(row)
+
+    def finished(self) -> list[str]:
+        return [tid for tid, row in self.trials.items() if row.get("status") not in ("running", None)]
 
     def trial_epochs(self, trial_id: str) -> list[dict[str, Any]]:
         return [row for (tid, _), row in sorted(self.epochs.items()) if tid == trial_id]
@@ -51,6 +59,8 @@ class ResultsRecorder(Callback):
         self.epochs[(trial.trial_id, int(row["epoch"]))] = row
         self._write_trial(trial, status=str(result.get("status", "running")), error=str(result.get("reason", "")))
         write_atomic(epochs_table(list(self.epochs.values())), self.study_dir / "epochs.parquet")
+        if self.echo:
+            print(_progress_line(trial.trial_id, row, len(self.finished()), self.total), flush=True)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
@@ -65,6 +75,8 @@ class ResultsRecorder(Callback):
             lines = [ln for ln in Path(trial.error_file).read_text().splitlines() if ln.strip()]
             message = lines[-1][:500] if lines else ""
         self._write_trial(trial, status="error", error=message or "the trial's worker failed")
+        if self.echo:
+            print(f"trial {trial.trial_id} failed: {message}", flush=True)
 
     # -- writing ----------------------------------------------------------------------------------
     def _write_trial(self, trial: Any, status: str, error: str) -> None:
@@ -74,6 +86,20 @@ class ResultsRecorder(Callback):
             repeat_of=str(meta.get("meta.repeat_of", "")),
         )
         write_atomic(trials_table(list(self.trials.values())), self.study_dir / "trials.parquet")
+
+
+def _progress_line(trial_id: str, row: dict[str, Any], done: int, total: int | None) -> str:
+    def f(key: str) -> str:
+        value = row.get(key)
+        return f"{value:.3f}" if isinstance(value, float) else "-"
+
+    status = row.get("status", "")
+    head = f"[{done}/{total} trials done] " if total else ""
+    if status in ("diverged", "error", "oom"):
+        return f"{head}trial {trial_id} epoch {row.get('epoch')}: {status} — {row.get('reason', '')}"
+    return (f"{head}trial {trial_id} epoch {row.get('epoch')}: objective {f('val.objective')}  "
+            f"mAP {f('val.map')}  mAP50 {f('val.map50')}  view acc {f('val.view_accuracy')}  "
+            f"epoch {row.get('time.epoch_s', 0):.1f}s  {status}")
 
 
 def _drop_missing(row: dict[str, Any]) -> dict[str, Any]:

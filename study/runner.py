@@ -60,7 +60,7 @@ class StudySettings:
     dashboard_port: int = 8265
     config: dict[str, Any] = field(default_factory=dict)  # base config keys from the command line
     argv: list[str] = field(default_factory=list)
-    verbose: int = 1
+    verbose: int = 0  # Tune's own console tables; the recorder prints one line per epoch instead
 
 
 def run_study(s: StudySettings) -> Path:
@@ -157,7 +157,10 @@ def _start_ray(s: StudySettings) -> None:
         print(f"warning: the Ray dashboard will listen on {s.dashboard_host}: anyone who reaches that address can "
               "submit jobs (CVE-2023-48022); token authentication is on, keep the token secret "
               "(`ray get-auth-token`)", file=sys.stderr)
-    os.environ.setdefault("RAY_AUTH_MODE", "token")  # Ray's token auth: on unless the user chose otherwise
+    # Ray >= 2.52 turns token authentication on by default for a new local cluster; we never turn it off.
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        print("warning: RAY_AUTH_MODE=disabled: the Ray dashboard and job API accept anyone who can reach them",
+              file=sys.stderr)
     try:
         if s.address:
             context = ray.init(address=s.address, log_to_driver=False)

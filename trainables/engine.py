@@ -127,19 +127,19 @@ def fit(
         history = list(resume["history"])
         static_eff = dict(resume["static_eff"])
 
+    progress = progress and sys.stderr.isatty()  # a redrawn bar in a terminal; logs get the epoch rows only
     efficiency.reset_peak_memory(device)
     status, reason = "finished", ""
     for epoch in range(start_epoch, cfg.train.epochs):
         torch.manual_seed(cfg.train.seed * 100_003 + epoch)  # dropout etc.: a function of (seed, epoch)
-        shuffle = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + epoch)
-        augment_rng = torch.Generator(device=device).manual_seed(cfg.train.seed * 2_000_003 + epoch)
+        shuffle = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + epoch)  # order and augmentation
         model.train()
         sums: dict[str, float] = {}
         count, seen = 0, 0
         t0 = time.perf_counter()
         for images, targets, views, _ in iterate_batches(
             data, "train", cfg.data.batch, shuffle=True, generator=shuffle, device=device,
-            augment_cfg=cfg.data if cfg.data.augment else None, augment_generator=augment_rng,
+            augment=cfg.data if cfg.data.augment else None,
         ):
             for name, opt in optimizers.items():
                 factor = lr_factor(step, total_steps, warmup_steps, cfg.optim)
@@ -172,7 +172,7 @@ def fit(
             count += 1
             seen += images.shape[0]
             for k, v in parts.items():
-                sums[f"loss.{k}"] = sums.get(f"loss.{k}", 0.0) + float(v)
+                sums[f"loss.{k}"] = sums.get(f"loss.{k}", 0.0) + float(v.detach())
             for t, v, w in zip(tasks, losses.tolist(), weights.tolist(), strict=True):
                 sums[f"loss.{t}"] = sums.get(f"loss.{t}", 0.0) + v
                 sums[f"weight.{t}"] = sums.get(f"weight.{t}", 0.0) + w
@@ -244,7 +244,7 @@ def evaluate(model: nn.Module, data: DecodedData, split: str, cfg: TrialConfig, 
     model.eval()
     preds, gts, view_true, view_pred = [], [], [], []
     for images, targets, views, _ in iterate_batches(
-        data, split, max(cfg.data.batch, 32), shuffle=False, generator=None, device=device, augment_cfg=None
+        data, split, max(cfg.data.batch, 32), shuffle=False, generator=None, device=device, augment=None
     ):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.amp and device.type == "cuda"):
             det_out, cls_logits = model(images)

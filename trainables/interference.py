@@ -37,7 +37,7 @@ def gradient_interference(
     saved = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "num_batches" in k}
     cosines, norms_det, norms_view = [], [], []
     batches = iterate_batches(
-        data, "train", cfg.data.batch, shuffle=False, generator=None, device=device, augment_cfg=None
+        data, "train", cfg.data.batch, shuffle=False, generator=None, device=device, augment=None
     )
     for i, (images, targets, views, _) in enumerate(batches):
         if i >= cfg.train.interference_batches:

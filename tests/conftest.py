@@ -1,0 +1,37 @@
+"""Shared fixtures: one real local Ray cluster for the whole session, the shared dataset's path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "regurgitation" / "data.yaml"
+# Tiny synthetic studies: 64 px frames, a few dozen images, so a trial takes seconds on 2 cores.
+TINY = ["--set", "data.imgsz=64", "--set", "data.synthetic_train=24", "--set", "data.synthetic_val=12",
+        "--set", "data.synthetic_test=12", "--set", "train.interference_batches=1"]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray cluster (2 CPUs, no dashboard), started once and shared by every Ray test."""
+    ray = pytest.importorskip("ray")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _tool_cache(tmp_path_factory, monkeypatch):
+    """Decoded-data caches of tests go to a temporary folder, never to the user's cache or next to data."""
+    monkeypatch.setenv("MTL_STUDY_CACHE", str(tmp_path_factory.getbasetemp() / "mtl-cache"))
+
+
+@pytest.fixture(scope="session")
+def shared_dataset() -> Path:
+    if not SHARED_DATASET.exists():
+        pytest.skip(f"the shared dataset is not here ({SHARED_DATASET})")
+    return SHARED_DATASET
