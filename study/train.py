@@ -70,8 +70,8 @@ def config_from_args(args: argparse.Namespace) -> TrialConfig:
 
 def main(argv: list[str] | None = None) -> int:
     import torch
-    from trainables.data.loader import load_data
 
+    from trainables.data.loader import load_data
     from trainables.engine import fit
 
     args = parser().parse_args(argv)
@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
             cfg = TrialConfig.from_flat(resume["config"])
             print("resuming with the checkpoint's config (flags other than --resume/--out are ignored)",
                   file=sys.stderr)
+    if resume is not None and int(resume["epoch"]) >= cfg.train.epochs:
+        print(f"{args.resume}: this run already finished all {cfg.train.epochs} epochs; nothing to resume")
+        return 0
     out = Path(args.out or f"results/train/{cfg.arch}-{cfg.balancer.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     out = out.expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)

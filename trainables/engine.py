@@ -31,27 +31,20 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from trainables.balancing.base import SharedGraph
-from trainables.balancing.registry import build as build_balancer
 from trainables.config import TrialConfig
 from trainables.data.loader import iterate_batches
 from trainables.data.types import DecodedData
 from trainables.interference import gradient_interference
-from trainables.losses import task_losses
+from trainables.learner import Learner
 from trainables.metrics import efficiency
 from trainables.metrics.classification import classification_metrics
 from trainables.metrics.detection import detection_metrics
-from trainables.models.build import build_model
-from trainables.optim import ModelEMA, build_optimizer, lr_factor
+from trainables.optim import lr_factor
 from trainables.postprocess import postprocess
 
 Report = Callable[[dict[str, Any], dict[str, Any]], None]
 
 CHECKPOINT_FORMAT = 1
-
-
-class SimulatedOOM(RuntimeError):
-    """Raised by the test-only ``train.fail="oom"`` switch; message mimics the allocator's."""
 
 
 @dataclass
@@ -89,26 +82,17 @@ def fit(
     resume: dict[str, Any] | None = None,
     progress: bool = False,
 ) -> FitResult:
-    """Train ``cfg`` on ``data['train']``, validate on ``data['val']`` every epoch.
+    """Train ``cfg`` on ``data``'s train split, validate on its val split every epoch.
 
     report(metrics, checkpoint) is called once per epoch. ``resume`` is a checkpoint state from an
     earlier report; training continues with the epoch after it.
     """
     device = resolve_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)
-    model = build_model(cfg, data.num_classes, data.num_views).to(device)
-    nets = model.networks()
-    optimizers = {
-        name: build_optimizer(net, cfg.optim, cfg.optim.cls_lr if name == "cls" else cfg.optim.lr)
-        for name, net in nets.items()
-    }
-    tasks = _tasks(cfg.arch)
-    balancer = build_balancer(cfg.balancer.name, len(tasks), **_balancer_hparams(cfg))
-    ema = ModelEMA(model, cfg.optim.ema_decay) if cfg.optim.ema else None
     view_weights = _view_class_weights(data, device) if cfg.loss.view_class_weights else None
+    learner = Learner(cfg, data.num_classes, data.num_views, device, view_class_weights=view_weights)
 
-    train_idx = data.splits["train"]
-    steps_per_epoch = math.ceil(len(train_idx) / cfg.data.batch)
+    steps_per_epoch = math.ceil(len(data.splits["train"]) / cfg.data.batch)
     total_steps = steps_per_epoch * cfg.train.epochs
     warmup_steps = round(cfg.optim.warmup_epochs * steps_per_epoch)
 
@@ -116,12 +100,7 @@ def fit(
     start_epoch, step, train_seconds, static_eff = 0, 0, 0.0, None
     if resume is not None:
         _check_checkpoint(resume, cfg)
-        model.load_state_dict(resume["model"])
-        for name, opt in optimizers.items():
-            opt.load_state_dict(resume["optimizers"][name])
-        balancer.load_state_dict(resume["balancer"])
-        if ema is not None:
-            ema.load_state_dict(resume["ema"])
+        learner.load_state_dict(resume)
         start_epoch, step = int(resume["epoch"]), int(resume["step"])
         train_seconds = float(resume["train_seconds"])
         history = list(resume["history"])
@@ -133,7 +112,7 @@ def fit(
     for epoch in range(start_epoch, cfg.train.epochs):
         torch.manual_seed(cfg.train.seed * 100_003 + epoch)  # dropout etc.: a function of (seed, epoch)
         shuffle = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + epoch)  # order and augmentation
-        model.train()
+        learner.model.train()
         sums: dict[str, float] = {}
         count, seen = 0, 0
         t0 = time.perf_counter()
@@ -141,39 +120,18 @@ def fit(
             data, "train", cfg.data.batch, shuffle=True, generator=shuffle, device=device,
             augment=cfg.data if cfg.data.augment else None,
         ):
-            for name, opt in optimizers.items():
-                factor = lr_factor(step, total_steps, warmup_steps, cfg.optim)
-                base = cfg.optim.cls_lr if name == "cls" else cfg.optim.lr
-                for group in opt.param_groups:
-                    group["lr"] = base * factor
-                opt.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.amp and device.type == "cuda"):
-                shared = SharedGraph.split(model.trunk(images), model.shared_parameters())
-                det_out, cls_logits = model.heads(shared.detached)
-                parts, losses = task_losses(
-                    det_out, cls_logits, targets, views, model, cfg.loss, view_class_weights=view_weights
-                )
-            losses = losses.float()
-            losses = _inject_fault(cfg, losses, step - start_epoch * steps_per_epoch)
-            if not torch.isfinite(losses).all():
+            out = learner.step(images, targets, views, lr_factor(step, total_steps, warmup_steps, cfg.optim))
+            if not out.finite:
                 status = "diverged"
                 reason = f"non-finite loss at epoch {epoch + 1}, step {step + 1}: " + ", ".join(
-                    f"{t}={v:.4g}" for t, v in zip(tasks, losses.tolist(), strict=True))
+                    f"{t}={v:.4g}" for t, v in zip(learner.tasks, out.losses.tolist(), strict=True))
                 break
-            weights = balancer.backward(losses, shared)
-            if cfg.optim.grad_clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            for opt in optimizers.values():
-                opt.step()
-            balancer.after_step(losses.detach())
-            if ema is not None:
-                ema.update(model)
             step += 1
             count += 1
             seen += images.shape[0]
-            for k, v in parts.items():
-                sums[f"loss.{k}"] = sums.get(f"loss.{k}", 0.0) + float(v.detach())
-            for t, v, w in zip(tasks, losses.tolist(), weights.tolist(), strict=True):
+            for k, v in out.parts.items():
+                sums[f"loss.{k}"] = sums.get(f"loss.{k}", 0.0) + float(v)
+            for t, v, w in zip(learner.tasks, out.losses.tolist(), out.weights.tolist(), strict=True):
                 sums[f"loss.{t}"] = sums.get(f"loss.{t}", 0.0) + v
                 sums[f"weight.{t}"] = sums.get(f"weight.{t}", 0.0) + w
             if progress:
@@ -191,14 +149,15 @@ def fit(
                 report(metrics, {})
             break
 
-        eval_model = ema.module if ema is not None else model
+        eval_model = learner.eval_model
         t1 = time.perf_counter()
-        metrics = {"epoch": epoch + 1, "step": step, "status": "running"}
-        metrics["lr"] = optimizers[next(iter(optimizers))].param_groups[0]["lr"]
-        metrics["lr_cls"] = optimizers["cls"].param_groups[0]["lr"] if "cls" in optimizers else math.nan
+        metrics = {"epoch": epoch + 1, "step": step, "status": "running", "reason": ""}
+        lrs = {name: opt.param_groups[0]["lr"] for name, opt in learner.optimizers.items()}
+        metrics["lr"] = lrs.get("main", lrs.get("det", math.nan))
+        metrics["lr_cls"] = lrs.get("cls", math.nan)
         for key in ("loss.box", "loss.obj", "loss.cls", "loss.det", "loss.view", "weight.det", "weight.view"):
             metrics[key] = sums[key] / max(count, 1) if key in sums else math.nan
-        metrics.update(gradient_interference(model, data, cfg, device, tasks))
+        metrics.update(gradient_interference(learner.model, data, cfg, device, learner.tasks))
         metrics.update(evaluate(eval_model, data, "val", cfg, device))
         metrics["val.objective"] = objective(metrics, cfg.arch)
         eval_time = time.perf_counter() - t1
@@ -210,10 +169,10 @@ def fit(
         metrics["time.train_s"] = train_seconds
         metrics["time.eval_s"] = eval_time
         metrics["throughput.img_per_s"] = seen / train_time if train_time > 0 else math.nan
-        if epoch + 1 == cfg.train.epochs:
-            metrics["status"] = "finished"
         metrics["time.total_s"] = sum(h.get("time.epoch_s", 0) + h.get("time.eval_s", 0) for h in history) + (
             train_time + eval_time)
+        if epoch + 1 == cfg.train.epochs:
+            metrics["status"] = "finished"
         history.append(metrics)
         if report is not None:
             state = {
@@ -227,15 +186,12 @@ def fit(
                 "epoch": epoch + 1,
                 "step": step,
                 "train_seconds": train_seconds,
-                "model": model.state_dict(),
-                "ema": ema.state_dict() if ema is not None else {},
-                "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
-                "balancer": balancer.state_dict(),
+                **learner.state_dict(),
                 "history": history,
                 "static_eff": static_eff,
             }
             report(metrics, state)
-    return FitResult(status=status, reason=reason, history=history, model=ema.module if ema else model)
+    return FitResult(status=status, reason=reason, history=history, model=learner.eval_model)
 
 
 @torch.no_grad()
@@ -281,16 +237,6 @@ def evaluate(model: nn.Module, data: DecodedData, split: str, cfg: TrialConfig, 
     return out
 
 
-def _tasks(arch: str) -> list[str]:
-    return {"shared": ["det", "view"], "dual": ["det", "view"], "det_only": ["det"], "cls_only": ["view"]}[arch]
-
-
-def _balancer_hparams(cfg: TrialConfig) -> dict[str, Any]:
-    hp = dict(vars(cfg.balancer))
-    hp.pop("name")
-    return hp
-
-
 def _view_class_weights(data: DecodedData, device: torch.device) -> Tensor:
     """Inverse-frequency weights of the training views, normalised to mean 1."""
     counts = np.bincount(data.views[data.splits["train"]], minlength=data.num_views).astype(np.float64)
@@ -318,17 +264,6 @@ def failure_metrics(epoch: int, step: int, status: str, reason: str) -> dict[str
     """The report of a run that stopped without validating: its status, its reason, NaN headlines."""
     return {"epoch": epoch, "step": step, "status": status, "reason": reason,
             **dict.fromkeys(HEADLINE_METRICS, math.nan)}
-
-
-def _inject_fault(cfg: TrialConfig, losses: Tensor, step_in_run: int) -> Tensor:
-    """Test-only faults (``train.fail``), triggered on the second step of a run."""
-    if cfg.train.fail == "none" or step_in_run != 1:
-        return losses
-    if cfg.train.fail == "raise":
-        raise RuntimeError("injected failure (train.fail='raise')")
-    if cfg.train.fail == "oom":
-        raise SimulatedOOM("CUDA out of memory (simulated by train.fail='oom')")
-    return losses * math.nan
 
 
 def _check_checkpoint(state: dict[str, Any], cfg: TrialConfig) -> None:

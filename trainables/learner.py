@@ -1,0 +1,121 @@
+"""One training step of any architecture and balancer: what ``engine.fit`` and the benchmarks share."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from trainables.balancing.base import Balancer, SharedGraph
+from trainables.balancing.registry import build as build_balancer
+from trainables.config import TrialConfig
+from trainables.losses import task_losses
+from trainables.models.build import build_model
+from trainables.optim import ModelEMA, build_optimizer
+
+
+class SimulatedOOM(RuntimeError):
+    """Raised by the test-only ``train.fail="oom"`` switch; the message mimics the allocator's."""
+
+
+def tasks_of(arch: str) -> list[str]:
+    """The task losses an architecture trains, in the order of the (T,) loss vector."""
+    return {"shared": ["det", "view"], "dual": ["det", "view"], "det_only": ["det"], "cls_only": ["view"]}[arch]
+
+
+@dataclass
+class StepOutput:
+    parts: dict[str, Tensor]  # named loss parts (box, obj, cls, view), detached scalars
+    losses: Tensor  # (T,) task losses, detached
+    weights: Tensor  # (T,) task weights the balancer used
+    finite: bool  # False: a NaN/inf loss; nothing was updated
+
+
+class Learner:
+    """A model with its optimizers (one per network: dual gets two), balancer and optional EMA."""
+
+    def __init__(self, cfg: TrialConfig, num_classes: int, num_views: int, device: torch.device,
+                 view_class_weights: Tensor | None = None) -> None:
+        self.cfg = cfg
+        self.device = device
+        self.model = build_model(cfg, num_classes, num_views).to(device)
+        self.optimizers = {
+            name: build_optimizer(net, cfg.optim, self.base_lr(name)) for name, net in self.model.networks().items()
+        }
+        self.tasks = tasks_of(cfg.arch)
+        hparams = {k: v for k, v in vars(cfg.balancer).items() if k != "name"}
+        self.balancer: Balancer = build_balancer(cfg.balancer.name, len(self.tasks), **hparams)
+        self.ema = ModelEMA(self.model, cfg.optim.ema_decay) if cfg.optim.ema else None
+        self.view_class_weights = view_class_weights
+        self.steps_this_run = 0  # counts steps since construction (fault injection only)
+
+    def base_lr(self, network: str) -> float:
+        return self.cfg.optim.cls_lr if network == "cls" else self.cfg.optim.lr
+
+    @property
+    def eval_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    def step(self, images: Tensor, targets: Tensor, views: Tensor, lr_scale: float = 1.0) -> StepOutput:
+        """Forward, balanced backward, clip, optimizer step(s).
+
+        images (B, 3, S, S) float in [0, 1]; targets (K, 6) [batch_index, class, x1, y1, x2, y2] pixels;
+        views (B,) int64. The learning rate of every network is its base rate times ``lr_scale``.
+        """
+        cfg, model = self.cfg, self.model
+        for name, opt in self.optimizers.items():
+            for group in opt.param_groups:
+                group["lr"] = self.base_lr(name) * lr_scale
+            opt.zero_grad(set_to_none=True)
+        amp = cfg.train.amp and self.device.type == "cuda"
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+            # the heads run on detached copies of the trunk's features, so a balancer can read each
+            # task's feature gradient and send one combined gradient through the trunk
+            shared = SharedGraph.split(model.trunk(images), model.shared_parameters())
+            det_out, cls_logits = model.heads(shared.detached)
+            parts, losses = task_losses(det_out, cls_logits, targets, views, model, cfg.loss,
+                                        view_class_weights=self.view_class_weights)
+        losses = self._inject_fault(losses.float())
+        self.steps_this_run += 1
+        detached_parts = {k: v.detach() for k, v in parts.items()}
+        if not torch.isfinite(losses).all():
+            return StepOutput(detached_parts, losses.detach(), torch.full_like(losses, math.nan), finite=False)
+        weights = self.balancer.backward(losses, shared)
+        if cfg.optim.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        for opt in self.optimizers.values():
+            opt.step()
+        self.balancer.after_step(losses.detach())
+        if self.ema is not None:
+            self.ema.update(model)
+        return StepOutput(detached_parts, losses.detach(), weights.detach(), finite=True)
+
+    def _inject_fault(self, losses: Tensor) -> Tensor:
+        """Test-only faults (``train.fail``), on the second step of a run."""
+        fail = self.cfg.train.fail
+        if fail == "none" or self.steps_this_run != 1:
+            return losses
+        if fail == "raise":
+            raise RuntimeError("injected failure (train.fail='raise')")
+        if fail == "oom":
+            raise SimulatedOOM("CUDA out of memory (simulated by train.fail='oom')")
+        return losses * math.nan
+
+    # -- checkpoint state ----------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else {},
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "balancer": self.balancer.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        self.balancer.load_state_dict(state["balancer"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
