@@ -144,8 +144,8 @@ def parse_label(text: str, nc: int, nv: int, file: str = "<label>") -> LabelResu
     if view is None:
         problems.append(Problem(
             file, 0, "no view line (the image class is missing)",
-            f"add one line with the view, one-hot ({nv} numbers, e.g. {_one_hot_example(nv)}) or a class index; "
-            "or skip such files with missing_view=skip", VIEW_MISSING))
+            f"add one line with the view, one-hot ({nv} numbers, e.g. {_one_hot_example(nv)}) or a class index",
+            VIEW_MISSING))
     array = np.asarray(boxes, dtype=np.float32).reshape(-1, 5)  # (M, 5) cls, x1, y1, x2, y2
     return LabelResult(ParsedLabel(array, view), problems)
 
