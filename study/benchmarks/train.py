@@ -1,0 +1,74 @@
+"""Benchmark: training throughput of shared vs dual vs single-task, side by side in one run.
+
+    python -m study.bench train [--imgsz 320] [--batch 16] [--sizes n s] [--steps 5] [--frames 1050]
+
+Every arm is a ``Learner`` (the engine's own training step: forward, task losses, balancer
+backward, clip, optimizer step) on the same random batch; arms are timed round-robin. Epoch
+seconds are ``ceil(frames / batch)`` median steps: the model's compute only (data loading and
+augmentation are measured by ``bench data``, validation is not included). The shared/dual time
+ratio is printed next to their forward-FLOP ratio: time should follow compute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any
+
+import torch
+
+from study.benchmarks.common import NUM_CLASSES, NUM_VIEWS, emit, make_batch, median, round_robin
+from trainables.config import TrialConfig
+from trainables.engine import resolve_device
+from trainables.learner import Learner
+from trainables.metrics.efficiency import forward_gflops
+
+ARCHS = ("shared", "dual", "det_only", "cls_only")
+
+
+def run(imgsz: int = 320, batch: int = 16, sizes: tuple[str, ...] = ("n", "s"), steps: int = 5, warmup: int = 2,
+        frames: int = 1050, device: str = "auto") -> list[dict[str, Any]]:
+    dev = resolve_device(device)
+    images, targets, views = make_batch(imgsz, batch, dev)
+    learners: dict[str, Learner] = {}
+    for size in sizes:
+        for arch in ARCHS:
+            cfg = TrialConfig.from_partial({"arch": arch, "model.size": size, "data.imgsz": imgsz,
+                                            "data.batch": batch, "train.device": str(dev)})
+            torch.manual_seed(0)
+            learners[f"{arch}/{size}"] = Learner(cfg, NUM_CLASSES, NUM_VIEWS, dev)
+    for learner in learners.values():
+        learner.model.train()
+    times = round_robin({name: (lambda lr=lr: lr.step(images, targets, views)) for name, lr in learners.items()},
+                        repeats=steps, warmup=warmup, device=dev)
+    rows = []
+    for name, learner in learners.items():
+        arch, size = name.split("/")
+        step_s = median(times[name])
+        rows.append({
+            "bench": "train", "arch": arch, "size": size, "imgsz": imgsz, "batch": batch, "device": str(dev),
+            "threads": torch.get_num_threads(), "step_s": round(step_s, 4), "img_per_s": round(batch / step_s, 2),
+            f"epoch_s_{frames}_frames": round(math.ceil(frames / batch) * step_s, 1),
+            "gflops_forward": round(forward_gflops(learner.model, imgsz, dev), 3),
+        })
+    by = {(r["arch"], r["size"]): r for r in rows}
+    for size in sizes:
+        shared, dual = by[("shared", size)], by[("dual", size)]
+        rows.append({"bench": "train", "ratio": f"shared/dual {size}",
+                     "time_ratio": round(shared["step_s"] / dual["step_s"], 3),
+                     "flop_ratio": round(shared["gflops_forward"] / dual["gflops_forward"], 3)})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m study.bench train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--imgsz", type=int, default=320)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--sizes", nargs="+", default=["n", "s"], choices=["n", "s"])
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--frames", type=int, default=1050)
+    p.add_argument("--device", default="auto")
+    args = p.parse_args(argv)
+    emit(run(args.imgsz, args.batch, tuple(args.sizes), args.steps, args.warmup, args.frames, args.device))
+    return 0
