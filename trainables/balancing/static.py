@@ -1,0 +1,31 @@
+"""Fixed task weights: the points of the static-weight front a study can trace."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from trainables.balancing.base import Balancer, SharedGraph, weighted_backward
+from trainables.balancing.registry import register
+
+
+@register("static")
+class Static(Balancer):
+    """Fixed weights w = [w_det, w_cls, w_cls, ...]: task 0 (detection) gets ``w_det``, every other
+    task (classification) gets ``w_cls``.
+
+    The classic hand-tuned weighted sum Σ w_i L_i (e.g. Kendall et al., CVPR 2018, Fig. 1, which
+    sweeps exactly this front). Hyperparameters: ``w_det`` >= 0, ``w_cls`` >= 0. With more than two
+    tasks the rule above is what is applied (the engine's tasks are [det, view]).
+    """
+
+    def __init__(self, num_tasks: int, w_det: float = 1.0, w_cls: float = 1.0) -> None:
+        super().__init__(num_tasks)
+        if w_det < 0 or w_cls < 0:
+            raise ValueError(f"static balancer: w_det={w_det} and w_cls={w_cls} must be >= 0")
+        self.weights = torch.tensor([w_det] + [w_cls] * (num_tasks - 1))  # (T,)
+
+    def backward(self, losses: Tensor, shared: SharedGraph) -> Tensor:
+        weights = self.weights.to(losses.device)
+        weighted_backward(losses, weights, shared)
+        return weights
