@@ -30,7 +30,9 @@ class ModelConfig:
     width_multiple: float = 0.25  # used when size == "custom"
     cls_hidden: int = 0  # 0: linear view head; else one hidden layer of this width
     cls_dropout: float = 0.0
-    cls_level: Literal["p3", "p4", "p5"] = "p5"  # which backbone feature level the view head reads
+    # which backbone level the view head pools; p4 by default: on the synthetic default a view head on
+    # P4 reaches 0.9 accuracy in 3 epochs, one on P5 (after SPPF) was still near chance after 5
+    cls_level: Literal["p3", "p4", "p5"] = "p4"
     # dual only: the classifier's own network
     cls_backbone: Literal["yolo", "resnet18", "mobilenet_v3_small"] = "yolo"
     cls_width_multiple: float = 0.25  # width of the dual classifier's YOLO backbone
@@ -45,6 +47,7 @@ class BalancerConfig:
     w_det: float = 1.0  # static
     w_cls: float = 1.0  # static
     temperature: float = 2.0  # dwa
+    dwa_window: int = 20  # dwa: steps averaged per loss-rate window
     cagrad_c: float = 0.4  # cagrad: radius of the conflict-averse ball
 
 
@@ -256,6 +259,7 @@ def validate(cfg: TrialConfig) -> None:
     need(0 <= cfg.balancer.alpha <= 10, f"balancer.alpha={cfg.balancer.alpha} must be in [0, 10]")
     need(cfg.balancer.w_det >= 0 and cfg.balancer.w_cls >= 0, "balancer.w_det and w_cls must be >= 0")
     need(cfg.balancer.warmup_steps >= 1, "balancer.warmup_steps must be >= 1")
+    need(cfg.balancer.dwa_window >= 1, "balancer.dwa_window must be >= 1")
     need(cfg.model.cls_hidden >= 0, f"model.cls_hidden={cfg.model.cls_hidden} must be >= 0")
     need(0 <= cfg.model.cls_dropout < 1, f"model.cls_dropout={cfg.model.cls_dropout} must be in [0, 1)")
     need(cfg.model.width_multiple > 0 and cfg.model.depth_multiple > 0, "model multiples must be > 0")

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from trainables.balancing.base import Balancer, SharedGraph
 from trainables.balancing.registry import build as build_balancer
 from trainables.config import TrialConfig
-from trainables.losses import task_losses
+from trainables.losses import task_loss_terms
 from trainables.models.build import build_model
 from trainables.optim import ModelEMA, build_optimizer
 
@@ -75,9 +75,10 @@ class Learner:
             # task's feature gradient and send one combined gradient through the trunk
             shared = SharedGraph.split(model.trunk(images), model.shared_parameters())
             det_out, cls_logits = model.heads(shared.detached)
-            parts, losses = task_losses(det_out, cls_logits, targets, views, model, cfg.loss,
-                                        view_class_weights=self.view_class_weights)
-        losses = self._inject_fault(losses.float())
+            parts, terms = task_loss_terms(det_out, cls_logits, targets, views, model, cfg.loss,
+                                           view_class_weights=self.view_class_weights)
+        shared.terms = tuple(terms)
+        losses = self._inject_fault(torch.stack(terms).float())
         self.steps_this_run += 1
         detached_parts = {k: v.detach() for k, v in parts.items()}
         if not torch.isfinite(losses).all():

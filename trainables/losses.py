@@ -193,6 +193,24 @@ def task_losses(
     det = box + obj + cls. ``view_class_weights`` (V,) is used when ``cfg.view_class_weights`` is on
     (and then required); the weighted mean does not depend on the weights' overall scale.
     """
+    parts, terms = task_loss_terms(det_outputs, cls_logits, targets, views, model, cfg, view_class_weights)
+    return parts, torch.stack(terms)
+
+
+def task_loss_terms(
+    det_outputs: Sequence[Tensor] | None,
+    cls_logits: Tensor | None,
+    targets: Tensor,
+    views: Tensor,
+    model: nn.Module,
+    cfg: LossConfig,
+    view_class_weights: Tensor | None = None,
+) -> tuple[dict[str, Tensor], list[Tensor]]:
+    """As :func:`task_losses`, with the task losses as separate scalars rather than stacked.
+
+    A backward pass from one of these runs only that task's head; from an element of the stacked
+    tensor it would also run every other head with a zero gradient (the stack's backward is dense).
+    """
     parts: dict[str, Tensor] = {}
     tasks: list[Tensor] = []
     if det_outputs is not None:
@@ -208,7 +226,7 @@ def task_losses(
         tasks.append(parts["view"])
     if not tasks:
         raise ValueError("task_losses: the model produced neither detections nor view logits")
-    return parts, torch.stack(tasks)
+    return parts, tasks
 
 
 def yolov5_scaled_gains(cfg: LossConfig, num_classes: int, imgsz: int, num_levels: int = 3) -> LossConfig:

@@ -30,11 +30,19 @@ class SharedGraph:
     features: tuple[Tensor, ...]
     detached: tuple[Tensor, ...]
     params: list[torch.nn.Parameter]
+    # The (T) task losses as separate scalars, when the caller has them (the engine does): a backward
+    # from one of them runs only that task's head, while a backward from an element of the stacked
+    # (T,) tensor runs every head (the stack's backward is dense). See ``task_term``.
+    terms: tuple[Tensor, ...] = ()
 
     @classmethod
     def split(cls, features: tuple[Tensor, ...], params: list[torch.nn.Parameter]) -> SharedGraph:
         detached = tuple(f.detach().requires_grad_(f.requires_grad) for f in features)
         return cls(features=features, detached=detached, params=params)
+
+    def task_term(self, losses: Tensor, i: int) -> Tensor:
+        """Task i's loss, from ``terms`` when given (cheaper to backward), else ``losses[i]``."""
+        return self.terms[i] if self.terms else losses[i]
 
     @property
     def active(self) -> bool:

@@ -24,10 +24,9 @@ def task_feature_grads(losses: Tensor, shared: SharedGraph, weights: Tensor | No
     accumulate Σ_i w_i ∇L_i as a side effect, which is what every strategy here wants for them (each
     head sees its own task's gradient). The trunk is untouched. Returns T tuples of feature grads.
 
-    Cost: a backward from ``losses[i]`` passes through the stack that built ``losses``, whose
-    backward sends a dense zero gradient down every *other* task's head as well, so each of the T
-    calls runs all heads' backward (autograd does not skip zeros). Backward from the unstacked task
-    losses would run each head once, as ``equal`` does.
+    Cost: each head's backward runs once when ``shared.terms`` holds the unstacked task losses (the
+    engine sets them). Without them a backward from ``losses[i]`` passes through the stack that
+    built ``losses``, whose backward sends a dense zero gradient down every *other* head as well.
     """
     num_tasks = losses.shape[0]
     if weights is None:
@@ -36,7 +35,8 @@ def task_feature_grads(losses: Tensor, shared: SharedGraph, weights: Tensor | No
     out = []
     for i in range(num_tasks):
         # The heads' graph is kept until the last task: the (T,) loss tensor is one graph node.
-        out.append(shared.head_backward(weights[i] * losses[i], retain_graph=i < num_tasks - 1))
+        term = shared.task_term(losses, i)
+        out.append(shared.head_backward(weights[i] * term, retain_graph=i < num_tasks - 1))
     return out
 
 

@@ -43,14 +43,20 @@ def scale_depth(repeats: int, depth_multiple: float) -> int:
     return max(1, round(repeats * depth_multiple))
 
 
+BN_MOMENTUM = 0.1
+
+
 class Conv(nn.Module):
     """Conv2d (no bias: BatchNorm has one) + BatchNorm2d + SiLU; 'same' padding for odd kernels."""
 
     def __init__(self, c_in: int, c_out: int, k: int = 1, s: int = 1, p: int | None = None) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, k, s, k // 2 if p is None else p, bias=False)
-        # YOLOv5's BatchNorm settings: a small eps and a slow running-statistics update.
-        self.bn = nn.BatchNorm2d(c_out, eps=1e-3, momentum=0.03)
+        # YOLOv5's small eps, but PyTorch's default momentum 0.1 rather than YOLOv5's 0.03: a study's
+        # trials are short (tens to hundreds of steps), and with 0.03 the running statistics still
+        # lag the weights at validation time (measured: view accuracy 0.39 vs 0.94 after 4 epochs of
+        # the synthetic default, same weights' training loss).
+        self.bn = nn.BatchNorm2d(c_out, eps=1e-3, momentum=BN_MOMENTUM)
         self.act = nn.SiLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
