@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -115,6 +116,8 @@ def _check(s: StudySettings) -> list[tuple[str, str]]:
         raise UsageError(f"--repeat-best {s.repeat_best} must be >= 0")
     if s.cpus_per_trial <= 0 or s.gpus_per_trial < 0:
         raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    if s.address:
+        _check_reachable(s.address)
     if "://" in s.storage:
         raise UsageError(f"--storage {s.storage}: only local or mounted shared folders are supported for now")
     return objectives
@@ -173,6 +176,20 @@ def _start_ray(s: StudySettings) -> None:
     url = getattr(context, "dashboard_url", None)
     if url:
         print(f"Ray dashboard: http://{url}  (token login: `ray get-auth-token` prints the token)", flush=True)
+
+
+def _check_reachable(address: str, timeout: float = 3.0) -> None:
+    """Fail fast on an unreachable ``--address`` (``ray.init`` itself retries for minutes)."""
+    if address == "auto" or "://" in address:
+        return  # "auto" reads the local cluster file; ray:// (Ray Client) is checked by ray.init
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UsageError(f"--address {address!r}: expected HOST:PORT of a Ray head node (e.g. 10.0.0.5:6379)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise UsageError(f"--address {address}: no Ray head node answers there ({err.strerror or err}); start one "
+                         "with `ray start --head` or check the address") from None
 
 
 def _tune_config(s: StudySettings, base: dict[str, Any], objectives: list[tuple[str, str]]) -> TuneConfig:

@@ -132,7 +132,8 @@ def fit(
             for k, v in out.parts.items():
                 sums[f"loss.{k}"] = sums.get(f"loss.{k}", 0.0) + float(v)
             for t, v, w in zip(learner.tasks, out.losses.tolist(), out.weights.tolist(), strict=True):
-                sums[f"loss.{t}"] = sums.get(f"loss.{t}", 0.0) + v
+                if t not in out.parts:  # "view" is both a task and a loss part: count it once
+                    sums[f"loss.{t}"] = sums.get(f"loss.{t}", 0.0) + v
                 sums[f"weight.{t}"] = sums.get(f"weight.{t}", 0.0) + w
             if progress:
                 _progress(epoch, cfg.train.epochs, count, steps_per_epoch, sums, t0)

@@ -1,0 +1,70 @@
+"""Formatting and hover text shared by the figures and tables."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from study.analysis.data import ACCURACY, COST
+
+FONT = "system-ui, -apple-system, Segoe UI, Roboto, sans-serif"
+LAYOUT = {"template": "plotly_white", "font": {"family": FONT, "size": 12}, "margin": {"l": 60, "r": 20, "t": 50,
+                                                                                          "b": 50}}
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    """A value for a person: 4 significant digits for floats, '—' for missing."""
+    if value is None:
+        return "—"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value)).lower()
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}" if abs(int(value)) >= 10_000 else str(int(value))
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if not math.isfinite(v):
+            return "—"
+        if abs(v) >= 1e5:
+            return f"{v:,.0f}"
+        return f"{v:.{digits}g}"
+    return str(value)
+
+
+def fmt_ci(mean: float, half: float, digits: int = 4) -> str:
+    if not math.isfinite(mean):
+        return "—"
+    if not math.isfinite(half):
+        return fmt(mean, digits)
+    return f"{fmt(mean, digits)} ± {fmt(half, 2)}"
+
+
+def hover_texts(trials: pd.DataFrame, per_method: dict[str, list[str]]) -> dict[str, str]:
+    """trial_id -> HTML hover text: identity, scores, costs and the trial's own hyperparameters
+    (``per_method``: method -> the keys to show)."""
+    out = {}
+    for _, row in trials.iterrows():
+        lines = [f"<b>{row['trial_id']}</b> · {row['method']} · {row['status']}"]
+        if row.get("repeat_of"):
+            lines.append(f"seed repeat of {row['repeat_of']} (train.seed={fmt(row.get('train.seed'))})")
+        for col, label in ACCURACY.items():
+            if pd.notna(row.get(col)):
+                lines.append(f"{label}: {fmt(row[col])}")
+        for col, label in COST.items():
+            if pd.notna(row.get(col)):
+                lines.append(f"{label}: {fmt(row[col])}")
+        params = per_method.get(row["method"], [])
+        if params:
+            lines.append("<i>hyperparameters</i>")
+            lines.extend(f"{k} = {fmt(row.get(k))}" for k in params)
+        out[str(row["trial_id"])] = "<br>".join(lines)
+    return out
+
+
+def use_log_axis(values: pd.Series | np.ndarray, ratio: float = 20.0) -> bool:
+    """A log axis when the finite positive values span more than ``ratio``."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return bool(v.size and (v > 0).all() and v.max() / v.min() > ratio)

@@ -1,0 +1,231 @@
+"""A study's Parquet files as the report needs them: trials with a ``method`` label, epochs, manifest.
+
+A method is the architecture plus, for the shared backbone, its balancer: ``shared/gradnorm``,
+``dual``, ``det_only``, ``cls_only``. Colours follow a fixed method order so that the same method
+has the same colour in every report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from study.cli import UsageError
+from trainables.config import TrialConfig
+
+OBJECTIVE = "best.val.objective"
+ACCURACY = {  # column -> label; all higher-is-better
+    "best.val.map": "mAP@0.5:0.95",
+    "best.val.map50": "mAP@0.5",
+    "best.val.view_accuracy": "view accuracy",
+    OBJECTIVE: "objective",
+}
+COST = {  # column -> label; all lower-is-better
+    "time.train_s": "train time (s)",
+    "eff.gflops": "GFLOPs / image",
+    "eff.params_total": "parameters",
+    "eff.peak_mem_mb": "peak memory (MB)",
+    "eff.latency_ms_b1": "latency, batch 1 (ms)",
+}
+METHOD_ORDER = [
+    "shared/gradnorm", "dual", "shared/equal", "shared/static", "shared/uncertainty", "shared/dwa",
+    "shared/pcgrad", "shared/cagrad", "det_only", "cls_only",
+]
+SINGLE_TASK = ("det_only", "cls_only")
+# Plotly's D3 palette, one colour per method in METHOD_ORDER, then grey-ish extras
+PALETTE = ["#d62728", "#1f77b4", "#7f7f7f", "#bcbd22", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+           "#2ca02c", "#ff7f0e", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"]
+SPACE_DRAWS = 40  # define-by-run draws per space: enough to visit every method and conditional branch
+# Config keys that vary between trials for a reason other than the search (seeds of --repeat-best)
+NOT_HYPERPARAMETERS = ("train.seed",)
+
+
+def method_of(arch: str, balancer: str) -> str:
+    return f"shared/{balancer}" if arch == "shared" else str(arch)
+
+
+@dataclass
+class Study:
+    """What the report is built from. ``trials`` gains ``method`` and ``is_repeat`` columns."""
+
+    path: Path
+    trials: pd.DataFrame
+    epochs: pd.DataFrame
+    manifest: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # problems with the files themselves
+    # method -> the hyperparameters it searched (varied among its trials); a method with a single
+    # trial varies nothing, so it gets the study-wide list
+    method_params: dict[str, list[str]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.method_params = searched_params(self.trials)
+        self._hover: dict[str, str] | None = None
+
+    @property
+    def hover(self) -> dict[str, str]:
+        """trial_id -> hover text (built once)."""
+        if self._hover is None:
+            from study.analysis.common import hover_texts
+
+            self._hover = hover_texts(self.trials, self.method_params)
+        return self._hover
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def finished(self) -> pd.DataFrame:
+        return self.trials[self.trials["status"] == "finished"]
+
+    def methods(self) -> list[str]:
+        """The methods present, in the fixed order."""
+        return order_methods(self.trials["method"].unique())
+
+    def colors(self) -> dict[str, str]:
+        return method_colors(self.methods())
+
+
+def order_methods(methods: Any) -> list[str]:
+    present = [str(m) for m in methods]
+    known = [m for m in METHOD_ORDER if m in present]
+    return known + sorted(set(present) - set(known))
+
+
+def method_colors(methods: list[str]) -> dict[str, str]:
+    extras = [m for m in methods if m not in METHOD_ORDER]
+    colors = {m: PALETTE[i] for i, m in enumerate(METHOD_ORDER)}
+    for i, m in enumerate(extras):
+        colors[m] = PALETTE[(len(METHOD_ORDER) + i) % len(PALETTE)]
+    return {m: colors[m] for m in methods}
+
+
+def prepare_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    """Add ``method`` and ``is_repeat``; make sure every column the report reads exists (NaN if absent)."""
+    df = trials.copy()
+    for col in ("arch", "balancer.name", "status", "repeat_of", "trial_id", "error"):
+        if col not in df:
+            df[col] = ""
+    df["repeat_of"] = df["repeat_of"].fillna("").astype(str)
+    df["error"] = df["error"].fillna("").astype(str)
+    df["method"] = [method_of(a, b) for a, b in zip(df["arch"], df["balancer.name"], strict=True)]
+    df["is_repeat"] = df["repeat_of"] != ""
+    for col in (*ACCURACY, *COST, "epochs_run", "best_epoch", "time.total_s"):
+        if col not in df:
+            df[col] = math.nan
+    return df.reset_index(drop=True)
+
+
+def load_study(path: str | Path) -> Study:
+    """Read ``STORAGE/NAME``; a folder without ``trials.parquet`` is a usage error (one line)."""
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        raise UsageError(f"{path}: no such folder; give the study folder STORAGE/NAME that study.run wrote")
+    trials_path = path / "trials.parquet"
+    if not trials_path.is_file():
+        raise UsageError(f"{path}: no trials.parquet here; give the study folder STORAGE/NAME "
+                         "(the one `python -m study.run` printed)")
+    notes = []
+    try:
+        trials = pd.read_parquet(trials_path)
+    except Exception as err:  # a truncated or foreign file
+        raise UsageError(f"{trials_path}: not a readable Parquet file ({type(err).__name__}); "
+                         "re-run or --resume the study to rewrite it") from None
+    epochs_path = path / "epochs.parquet"
+    epochs = pd.DataFrame(columns=["trial_id", "epoch"])
+    if epochs_path.is_file():
+        try:
+            epochs = pd.read_parquet(epochs_path)
+        except Exception as err:
+            notes.append(f"epochs.parquet is unreadable ({type(err).__name__}): no per-epoch figures.")
+    else:
+        notes.append("epochs.parquet is missing: no learning curves, weight or cosine trajectories.")
+    manifest: dict[str, Any] = {}
+    if (path / "manifest.json").is_file():
+        try:
+            manifest = json.loads((path / "manifest.json").read_text())
+        except (OSError, ValueError):
+            notes.append("manifest.json is unreadable: versions and command line not shown.")
+    return Study(path=path, trials=prepare_trials(trials), epochs=epochs, manifest=manifest, notes=notes)
+
+
+@functools.cache
+def config_keys() -> tuple[str, ...]:
+    """TrialConfig's flat keys in order, read from the dataclass fields: building a TrialConfig would
+    validate it, which loads the balancer registry and with it torch (seconds the report need not spend)."""
+    keys = []
+    for f in dataclasses.fields(TrialConfig):
+        section = f.default_factory if f.default_factory is not dataclasses.MISSING else None
+        if section is not None and dataclasses.is_dataclass(section):
+            keys += [f"{f.name}.{sub.name}" for sub in dataclasses.fields(section)]
+        else:
+            keys.append(f.name)
+    return tuple(keys)
+
+
+def hyperparameters(trials: pd.DataFrame) -> list[str]:
+    """Config keys whose values differ between the searched (non-repeat) trials, in config order."""
+    searched = trials[~trials["is_repeat"]] if "is_repeat" in trials else trials
+    keys = [k for k in config_keys() if k in searched and k not in NOT_HYPERPARAMETERS]
+    distinct = searched[keys].nunique(dropna=True)  # one pass over the columns
+    return [k for k in keys if distinct[k] > 1]
+
+
+def method_hyperparameters(trials: pd.DataFrame, method: str) -> list[str]:
+    """The hyperparameters that vary within one method's searched trials (its own sub-space)."""
+    return [k for k in hyperparameters(trials[trials["method"] == method]) if k not in ("arch", "balancer.name")]
+
+
+@functools.cache
+def space_keys(space: str) -> dict[str, tuple[str, ...]] | None:
+    """method -> the config keys search space ``space`` suggests for it, or None for an unknown space.
+
+    Found by running the space's define-by-run on an in-memory Optuna study with a random sampler
+    (a fraction of a second): exact where the data alone cannot tell, e.g. a method with one trial,
+    or GradNorm's alpha that other methods carry at its default value.
+    """
+    import optuna
+
+    from search_spaces import registry
+
+    if space not in registry.SPACES:
+        return None
+    module = registry.load(space)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        out: dict[str, set[str]] = {}
+        for _ in range(SPACE_DRAWS):
+            trial = study.ask()
+            constants = module.define(trial) or {}
+            if "arch" in constants:
+                method = method_of(constants["arch"], constants.get("balancer.name", "equal"))
+                out.setdefault(method, set()).update(trial.params)
+            study.tell(trial, 0.0)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    order = {k: i for i, k in enumerate(config_keys())}
+    return {m: tuple(sorted(keys, key=lambda k: order.get(k, len(order)))) for m, keys in out.items()}
+
+
+def searched_params(trials: pd.DataFrame) -> dict[str, list[str]]:
+    """method -> the hyperparameters its trials searched: from the search space(s) named in the
+    ``space`` column when known, else the keys that vary among the method's trials (falling back to
+    the study-wide ones for a method with a single trial)."""
+    spaces = [str(s) for s in trials["space"].dropna().unique()] if "space" in trials else []
+    known = [space_keys(s) for s in spaces]
+    study_wide = [k for k in hyperparameters(trials) if k not in ("arch", "balancer.name")]
+    out = {}
+    for m in trials["method"].unique():
+        from_space = sorted({k for keys in known if keys and m in keys for k in keys[m]},
+                            key=lambda k: config_keys().index(k) if k in config_keys() else 999)
+        out[str(m)] = from_space or method_hyperparameters(trials, m) or study_wide
+    return out

@@ -1,0 +1,72 @@
+"""The headline comparison as small multiples: one panel per metric, one point (± 95% CI) per method."""
+
+from __future__ import annotations
+
+import math
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from study.analysis.common import LAYOUT, fmt, fmt_ci
+from study.analysis.data import ACCURACY, COST, OBJECTIVE, SINGLE_TASK, Study
+from study.analysis.headline import REFERENCE, Headline
+
+COLUMNS = 5
+
+
+def headline_figure(study: Study, head: Headline) -> go.Figure | None:
+    """Accuracy panels, a Δm% panel and cost panels; per method its mean with the CI as an error bar
+    and, behind it, the individual seeds as small grey points. Methods keep one order in every panel;
+    single-task baselines are left out of the objective panel (their objective is one task's score)."""
+    if not head.results:
+        return None
+    colors = study.colors()
+    panels = [(c, label) for c, label in ACCURACY.items() if any(_finite(r.stats[c].mean) for r in head.results)]
+    show_dm = any(_finite(r.delta.get("m", math.nan)) for r in head.results)
+    if show_dm:
+        panels.append(("Δm", "Δm% vs single-task"))
+    panels += [(c, label) for c, label in COST.items() if any(_finite(r.stats[c].mean) for r in head.results)]
+    rows = math.ceil(len(panels) / COLUMNS)
+    order = [r.method for r in head.results]
+    fig = make_subplots(rows=rows, cols=COLUMNS, subplot_titles=[label for _, label in panels],
+                        horizontal_spacing=0.06, vertical_spacing=0.22 if rows > 1 else 0.1)
+    for k, (col, _) in enumerate(panels):
+        r, c = k // COLUMNS + 1, k % COLUMNS + 1
+        for res in head.results:
+            if col == OBJECTIVE and res.method in SINGLE_TASK:
+                continue
+            if col == "Δm":
+                mean, half, seeds = res.delta.get("m", math.nan), math.nan, []
+                hover = f"{res.method}: Δm = {fmt(mean)}%"
+            else:
+                s = res.stats[col]
+                mean, half, seeds = s.mean, s.half_width, res.values[col]
+                hover = f"{res.method}: {fmt_ci(mean, half)} (n={s.n}, {res.seeds}, trial {res.trial_id})"
+                ratio = res.cost_ratio.get(col, math.nan)
+                if _finite(ratio):
+                    hover += f"<br>{fmt(ratio, 3)}× {REFERENCE}"
+            if not _finite(mean):
+                continue
+            if len(seeds) > 1:
+                fig.add_trace(go.Scatter(x=[res.method] * len(seeds), y=seeds, mode="markers", showlegend=False,
+                                         marker={"color": "rgba(120,120,120,0.5)", "size": 5}, hoverinfo="skip"),
+                              row=r, col=c)
+            fig.add_trace(go.Scatter(
+                x=[res.method], y=[mean], mode="markers", name=res.method, legendgroup=res.method,
+                showlegend=k == 0, marker={"color": colors[res.method], "size": 11, "symbol": "diamond"},
+                error_y={"type": "data", "array": [half if _finite(half) else 0], "visible": _finite(half),
+                         "thickness": 1.5, "width": 6},
+                text=[hover], hoverinfo="text"), row=r, col=c)
+        if col != "Δm":
+            fig.update_yaxes(rangemode="tozero", row=r, col=c)  # scores and costs are never negative
+        if col == "Δm":
+            fig.add_hline(y=0, line={"color": "grey", "width": 1}, row=r, col=c)
+        fig.update_xaxes(tickangle=-40, categoryorder="array", categoryarray=order, row=r, col=c)
+    fig.update_layout(**{**LAYOUT, "margin": {**LAYOUT["margin"], "t": 90}}, height=150 + 330 * rows,
+                      showlegend=False,
+                      title="Best configuration per method (mean ± 95% CI over seed repeats where they exist)")
+    return fig
+
+
+def _finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)

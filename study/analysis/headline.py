@@ -1,0 +1,122 @@
+"""The headline comparison: each method's best configuration, over seeds where they exist.
+
+For every method the best searched trial (highest ``best.val.objective`` among finished trials
+that are not seed repeats) is its representative. When ``--repeat-best`` re-ran that configuration
+with fresh seeds, the statistics are over those repeats only: the original was *selected* for its
+score, so averaging it in would bias the mean upward (the winner's curse). Δm% compares each
+method with the single-task baselines (best ``det_only`` for detection, best ``cls_only`` for the
+view), and the cost ratios compare each method with the best dual-backbone configuration.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from study.analysis.data import ACCURACY, COST, OBJECTIVE, order_methods
+from study.analysis.stats import MeanCI, delta_m, mean_ci, relative_delta
+
+METRICS = [*ACCURACY, *COST]
+TASK_METRIC = {"det": "best.val.map", "view": "best.val.view_accuracy"}  # Δm's task scores
+BASELINE_METHOD = {"det": "det_only", "view": "cls_only"}
+REFERENCE = "dual"  # cost ratios are relative to this method
+
+
+@dataclass
+class MethodResult:
+    method: str
+    trial_id: str  # the representative (best searched) trial
+    seeds: str  # "repeats" (statistics over --repeat-best seeds) or "single run"
+    stats: dict[str, MeanCI]  # metric column -> mean ± CI
+    values: dict[str, list[float]]  # metric column -> the per-seed values behind ``stats``
+    delta: dict[str, float] = field(default_factory=dict)  # "det", "view", "m" -> %
+    cost_ratio: dict[str, float] = field(default_factory=dict)  # cost column -> method / dual
+
+
+@dataclass
+class Headline:
+    results: list[MethodResult]
+    baselines: dict[str, float]  # task -> baseline score (missing tasks absent)
+    notes: list[str]
+
+    def get(self, method: str) -> MethodResult | None:
+        return next((r for r in self.results if r.method == method), None)
+
+    def table(self) -> pd.DataFrame:
+        """One row per method: mean and CI half-width of every metric, Δ%, cost ratios."""
+        rows = []
+        for r in self.results:
+            row = {"method": r.method, "trial_id": r.trial_id, "seeds": r.seeds,
+                   "n": max((s.n for s in r.stats.values()), default=0)}
+            for col, s in r.stats.items():
+                row[col] = s.mean
+                row[f"{col} ±"] = s.half_width
+            row.update({f"Δ{k}%": v for k, v in r.delta.items()})
+            row.update({f"{k} ×{REFERENCE}": v for k, v in r.cost_ratio.items()})
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+
+def best_searched(trials: pd.DataFrame, objective: str = OBJECTIVE) -> pd.DataFrame:
+    """Per method, the finished non-repeat trial with the highest objective (methods in fixed order)."""
+    ok = trials[(trials["status"] == "finished") & ~trials["is_repeat"] & trials[objective].notna()]
+    best = ok.sort_values(objective, ascending=False, kind="stable").groupby("method", sort=False).head(1)
+    order = order_methods(best["method"])
+    return best.set_index("method").loc[order].reset_index()
+
+
+def headline(trials: pd.DataFrame, confidence: float = 0.95, objective: str = OBJECTIVE) -> Headline:
+    notes: list[str] = []
+    results = []
+    finished = trials[trials["status"] == "finished"]
+    for _, best in best_searched(trials, objective).iterrows():
+        repeats = finished[finished["repeat_of"] == best["trial_id"]]
+        group = repeats if len(repeats) else best.to_frame().T
+        values = {c: [float(v) for v in pd.to_numeric(group[c], errors="coerce") if math.isfinite(v)]
+                  for c in METRICS if c in group}
+        stats = {c: mean_ci(v, confidence) for c, v in values.items()}
+        results.append(MethodResult(best["method"], str(best["trial_id"]),
+                                    "repeats" if len(repeats) else "single run", stats, values))
+    if results and all(r.seeds == "single run" for r in results):
+        notes.append("No seed repeats: every number is one training run, without a confidence interval "
+                     "(run the study with --repeat-best K --seeds N for mean ± 95% CI).")
+
+    baselines: dict[str, float] = {}
+    for task, method in BASELINE_METHOD.items():
+        base = next((r for r in results if r.method == method), None)
+        score = base.stats[TASK_METRIC[task]].mean if base else math.nan
+        if base is None:
+            notes.append(f"{_absent(trials, method)}: Δm% has no {task} baseline and is not computed.")
+        elif not math.isfinite(score) or score == 0:
+            notes.append(f"The {method} baseline scores {score:.4g} on {TASK_METRIC[task]}: relative Δ "
+                         f"against it is undefined.")
+        else:
+            baselines[task] = score
+    reference = next((r for r in results if r.method == REFERENCE), None)
+    if reference is None:
+        notes.append(f"{_absent(trials, REFERENCE)}: cost ratios against dual are not computed.")
+    for r in results:
+        scores = {t: r.stats[c].mean for t, c in TASK_METRIC.items() if c in r.stats}
+        for task in TASK_METRIC:
+            r.delta[task] = relative_delta(scores.get(task, math.nan), baselines.get(task, math.nan))
+        both = len(baselines) == len(TASK_METRIC)
+        r.delta["m"] = delta_m(scores, baselines) if both and r.method not in BASELINE_METHOD.values() \
+            else math.nan
+        for c in COST:
+            num = r.stats[c].mean if c in r.stats else math.nan
+            den = reference.stats[c].mean if reference and c in reference.stats else math.nan
+            r.cost_ratio[c] = num / den if math.isfinite(num) and math.isfinite(den) and den > 0 else math.nan
+    return Headline(results, baselines, notes)
+
+
+def _absent(trials: pd.DataFrame, method: str) -> str:
+    """Why a method has no finished result: no trials at all, or trials that did not finish."""
+    part = trials[trials["method"] == method]
+    if part.empty:
+        hint = " (--space compare trains every method once --samples >= 10)" if method in BASELINE_METHOD.values() \
+            or method == REFERENCE else ""
+        return f"No {method} trial{hint}"
+    counts = ", ".join(f"{n} {s}" for s, n in part["status"].value_counts().items())
+    return f"No finished {method} trial ({counts})"

@@ -1,0 +1,126 @@
+"""Build the report of one study: every figure and table, then one HTML page."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+import plotly.graph_objects as go
+
+from study.analysis.data import OBJECTIVE, SINGLE_TASK, Study
+from study.analysis.figures_curves import balance_figure, learning_curves_figure
+from study.analysis.figures_headline import headline_figure
+from study.analysis.figures_hparams import importance_figure, parallel_figure, slices_figure
+from study.analysis.figures_pareto import pareto_figure
+from study.analysis.headline import headline
+from study.analysis.html import Section, bullet_list, notes_box, render
+from study.analysis.importance import param_importance
+from study.analysis.summary import (
+    best_trials_table,
+    failed_table,
+    headline_table,
+    html_table,
+    status_counts,
+    takeaways,
+)
+
+
+@dataclass
+class Report:
+    html: str
+    figures: dict[str, go.Figure] = field(default_factory=dict)  # name -> figure, for static export
+    notes: list[str] = field(default_factory=list)
+
+
+def build_report(study: Study) -> Report:
+    notes = list(study.notes)
+    t = study.trials
+    if t.empty:
+        notes.append("trials.parquet holds no trials yet: the study has not finished a single epoch.")
+    head = headline(t)
+    notes += head.notes
+    figs: dict[str, go.Figure | None] = {}
+    figs["headline"] = headline_figure(study, head)
+    figs["pareto"] = pareto_figure(study, notes)
+    figs["balance"] = balance_figure(study, notes)
+    figs["curves"] = learning_curves_figure(study, notes)
+    figs["parallel"] = parallel_figure(study, notes)
+    figs["slices"] = slices_figure(study, notes)
+    multi = t[~t["method"].isin(SINGLE_TASK)]
+    figs["importance"] = importance_figure(param_importance(multi, study.method_params), notes)
+
+    def blocks(*items: object) -> list:
+        return [i for i in items if i is not None and i != ""]
+
+    best = best_trials_table(study)
+    failed = failed_table(study)
+    sections = [
+        Section("summary", "Summary",
+                "Validation scores at each trial's best epoch (chosen on the same validation set, hence "
+                "optimistic). For held-out numbers score a checkpoint on the test split: "
+                f"<code>python -m study.evaluate --best {html.escape(str(study.path))} --split test</code>.",
+                blocks(bullet_list(takeaways(study, head), "takeaways"), notes_box(notes),
+                       "<h3>Best multi-task trials</h3>" + html_table(best) if len(best) else "")),
+        Section("headline", "Headline comparison",
+                "Each method's best searched configuration. Where <code>--repeat-best</code> re-ran it with new "
+                "seeds, mean ± 95% CI (Student t) over those repeats only: the original run was selected for its "
+                "score, so including it would bias the mean upward. Δ% is relative to the single-task baselines "
+                "(best det_only for detection mAP, best cls_only for view accuracy); Δm% is their mean over the "
+                "two tasks (Maninis et al. 2019). Costs in brackets: ratio to the best dual configuration.",
+                blocks(html_table(headline_table(head)) if head.results else "", figs["headline"])),
+        Section("pareto", "Accuracy vs cost",
+                "Every finished trial (open points: stopped early by ASHA), coloured by method; ringed points "
+                "joined by the dotted staircase form the Pareto front (no other finished trial is both cheaper "
+                "and better). Hover a point for its hyperparameters.", blocks(figs["pareto"])),
+        Section("balance", "Task weights and gradient interference",
+                "How each balancer weighted detection and view per epoch, and the cosine between the two tasks' "
+                "gradients on the last shared layer (negative: the tasks pull the trunk apart).",
+                blocks(figs["balance"])),
+        Section("curves", "Learning curves",
+                "Training loss parts and validation metrics per epoch; pick one trial in the menu. Training losses "
+                "do not compare across architectures; the validation metrics do.", blocks(figs["curves"])),
+        Section("hparams", "Hyperparameter effects",
+                "Finished multi-task trials of the search (seed repeats and single-task baselines left out: a "
+                "baseline's objective is one task's score). Importance: how much each hyperparameter, and the "
+                "method itself, decides whether a trial reaches the top of the objective.",
+                blocks(figs["parallel"], figs["slices"], figs["importance"])),
+    ]
+    if len(failed):
+        sections.append(Section("failed", "Failed trials", "", [html_table(failed)]))
+    sections.append(Section("provenance", "Provenance", "", [_provenance(study)]))
+    meta = html.escape(f"{study.path} · space {_space(study)} · {len(t)} trials ({status_counts(t)}) · "
+                       f"objective {OBJECTIVE}")
+    page = render(f"Study {study.name}", meta, sections)
+    return Report(page, {k: v for k, v in figs.items() if v is not None}, notes)
+
+
+def _space(study: Study) -> str:
+    spaces = study.trials["space"].dropna().unique() if "space" in study.trials else []
+    return ", ".join(map(str, spaces)) or str(study.manifest.get("space", "?"))
+
+
+def _provenance(study: Study) -> str:
+    """The manifest's essentials: when, what command, which code, data and package versions."""
+    m = study.manifest
+    if not m:
+        return "<p>No manifest.json in the study folder.</p>"
+    base = m.get("base_config", {}) if isinstance(m.get("base_config"), dict) else {}
+    rows = {
+        "created / updated": f"{m.get('created', '?')} / {m.get('updated', '?')}",
+        "command": " ".join(map(str, m.get("command", []))) if isinstance(m.get("command"), list) else m.get("command"),
+        "git commit": m.get("git_commit"),
+        "data": ", ".join(f"{k}={base[k]}" for k in ("data.source", "data.imgsz", "data.split", "train.epochs")
+                          if k in base),
+        "dataset fingerprint": m.get("dataset_fingerprint"),
+        "seeds": _compact(m.get("seeds")),
+        "versions": _compact(m.get("versions")),
+    }
+    body = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
+                   for k, v in rows.items() if v not in (None, ""))
+    return f"<table><tbody>{body}</tbody></table>"
+
+
+def _compact(v: object) -> str:
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={x}" for k, x in v.items())
+    return "" if v is None else str(v)

@@ -1,0 +1,107 @@
+"""Small statistics for the report: Student-t confidence intervals and the multi-task Δm%.
+
+No SciPy: the two-sided t quantile is found by bisection on the exact finite-series CDF that the
+t distribution has for an integer number of degrees of freedom (Abramowitz & Stegun 26.7.3-4),
+which is all a mean over n seeds needs (df = n - 1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def t_central_probability(t: float, df: int) -> float:
+    """P(|T| < t) for Student's t with integer ``df`` >= 1 degrees of freedom and t >= 0."""
+    if df < 1:
+        raise ValueError(f"df={df} must be >= 1")
+    theta = math.atan(t / math.sqrt(df))
+    c2 = math.cos(theta) ** 2
+    if df % 2 == 1:
+        # (2/π)[θ + sinθ cosθ (1 + (2/3)cos²θ + (2·4)/(3·5)cos⁴θ + ... up to cos^(df-3)θ)]
+        series, term = 0.0, 1.0
+        for k in range(1, (df - 1) // 2 + 1):
+            series += term
+            term *= c2 * (2 * k) / (2 * k + 1)
+        return 2 / math.pi * (theta + math.sin(theta) * math.cos(theta) * series)
+    # sinθ [1 + (1/2)cos²θ + (1·3)/(2·4)cos⁴θ + ... up to cos^(df-2)θ]
+    series, term = 0.0, 1.0
+    for k in range(1, df // 2 + 1):
+        series += term
+        term *= c2 * (2 * k - 1) / (2 * k)
+    return math.sin(theta) * series
+
+
+def t_quantile_two_sided(confidence: float, df: int) -> float:
+    """t such that P(|T| < t) = ``confidence``: the CI half-width multiplier (1.96 as df → ∞)."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence={confidence} must be in (0, 1)")
+    lo, hi = 0.0, 1.0
+    while t_central_probability(hi, df) < confidence:
+        hi *= 2
+    for _ in range(200):  # bisection to machine precision; the CDF is monotone in t
+        mid = (lo + hi) / 2
+        if t_central_probability(mid, df) < confidence:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-12 * max(1.0, hi):
+            break
+    return (lo + hi) / 2
+
+
+@dataclass(frozen=True)
+class MeanCI:
+    """Mean of n values and the half-width of its two-sided confidence interval (NaN when n < 2)."""
+
+    mean: float
+    half_width: float
+    n: int
+
+    @property
+    def low(self) -> float:
+        return self.mean - self.half_width
+
+    @property
+    def high(self) -> float:
+        return self.mean + self.half_width
+
+
+def mean_ci(values: Iterable[float], confidence: float = 0.95) -> MeanCI:
+    """Mean ± t_{df=n-1} · s / √n over the finite values (s: sample standard deviation, ddof=1)."""
+    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    n = int(x.size)
+    if n == 0:
+        return MeanCI(math.nan, math.nan, 0)
+    if n == 1:
+        return MeanCI(float(x[0]), math.nan, 1)
+    half = t_quantile_two_sided(confidence, n - 1) * float(x.std(ddof=1)) / math.sqrt(n)
+    return MeanCI(float(x.mean()), half, n)
+
+
+def relative_delta(method: float, baseline: float) -> float:
+    """(M_m − M_b) / M_b × 100 for a higher-is-better metric; NaN when the baseline is 0 or missing."""
+    if not (math.isfinite(method) and math.isfinite(baseline)) or baseline == 0:
+        return math.nan
+    return (method - baseline) / baseline * 100.0
+
+
+def delta_m(method: Mapping[str, float], baseline: Mapping[str, float],
+            lower_is_better: Mapping[str, bool] | None = None) -> float:
+    """Δm% (Maninis et al. 2019; Vandenhende et al. 2021): the mean over tasks i of
+    (−1)^{l_i} (M_m,i − M_b,i) / M_b,i × 100, with l_i = 1 when lower is better for task i.
+
+    ``method`` and ``baseline`` map task -> metric; every task of ``baseline`` must be scored
+    (NaN otherwise): Δm over a subset of the tasks would not be the same quantity.
+    """
+    lower = lower_is_better or {}
+    terms = []
+    for task, base in baseline.items():
+        d = relative_delta(method.get(task, math.nan), base)
+        terms.append(-d if lower.get(task, False) else d)
+    if not terms or any(not math.isfinite(d) for d in terms):
+        return math.nan
+    return float(np.mean(terms))

@@ -1,0 +1,157 @@
+"""The report's text: take-away sentences and the tables (best trials, headline, failures) as HTML."""
+
+from __future__ import annotations
+
+import html
+import math
+
+import pandas as pd
+
+from study.analysis.common import fmt, fmt_ci
+from study.analysis.data import ACCURACY, COST, OBJECTIVE, SINGLE_TASK, Study
+from study.analysis.headline import REFERENCE, Headline, MethodResult
+from study.analysis.pareto import pareto_front
+
+FAILED = ("error", "oom", "diverged")
+TOP_N = 10
+
+
+def status_counts(trials: pd.DataFrame) -> str:
+    counts = trials["status"].value_counts()
+    return ", ".join(f"{n} {s}" for s, n in counts.items()) or "none"
+
+
+def _score(r: MethodResult) -> str:
+    parts = [f"objective {fmt_ci(r.stats[OBJECTIVE].mean, r.stats[OBJECTIVE].half_width, 3)}"]
+    for col, label in (("best.val.map", "mAP"), ("best.val.view_accuracy", "view acc.")):
+        if math.isfinite(r.stats[col].mean):
+            parts.append(f"{label} {fmt_ci(r.stats[col].mean, r.stats[col].half_width, 3)}")
+    n = r.stats[OBJECTIVE].n
+    parts.append(f"n={n} seed repeats" if r.seeds == "repeats" else "one run")
+    return ", ".join(parts)
+
+
+def takeaways(study: Study, head: Headline) -> list[str]:
+    """Plain sentences (HTML-escaped) with the numbers a reader should leave with."""
+    t = study.trials
+    out = []
+    ok = t[(t["status"] == "finished") & t[OBJECTIVE].notna()]
+    multi = ok[~ok["method"].isin(SINGLE_TASK)]
+    if ok.empty:
+        out.append(f"No trial finished with a validation score ({status_counts(t)}); see the failures below.")
+        return [html.escape(s) for s in out]
+    if multi.empty:
+        out.append("Only single-task baselines finished: there is no multi-task result to compare yet.")
+    else:
+        scores = multi[OBJECTIVE].astype(float)
+        best = multi.loc[scores.idxmax()]
+        ties = int((scores == scores.max()).sum()) - 1
+        out.append(f"Best multi-task trial: {best['trial_id']} ({best['method']}), objective "
+                   f"{fmt(best[OBJECTIVE], 3)} (mAP@0.5:0.95 {fmt(best['best.val.map'], 3)}, view accuracy "
+                   f"{fmt(best['best.val.view_accuracy'], 3)}), {fmt(best['time.train_s'], 3)} s of training"
+                   + (f"; tied with {ties} other trial{'s' if ties > 1 else ''}." if ties else "."))
+    gn, dual = head.get("shared/gradnorm"), head.get(REFERENCE)
+    if gn and dual:
+        d = gn.stats[OBJECTIVE].mean - dual.stats[OBJECTIVE].mean
+        ratios = ", ".join(f"{fmt(gn.cost_ratio[c], 3)}× the {label.split(' (')[0]}" for c, label in COST.items()
+                           if math.isfinite(gn.cost_ratio.get(c, math.nan)))
+        verdict = _overlap(gn, dual)
+        out.append(f"GradNorm (shared) vs dual backbones: {_score(gn)} against {_score(dual)}; "
+                   f"difference {d:+.3f} in the objective{verdict}. GradNorm costs {ratios or 'n/a'} of dual.")
+    else:
+        missing = [m for m, r in (("shared/gradnorm", gn), ("dual", dual)) if r is None]
+        out.append(f"No finished {' or '.join(missing)} trial: the GradNorm-vs-dual comparison is not available.")
+    deltas = [(r.method, r.delta["m"]) for r in head.results if math.isfinite(r.delta.get("m", math.nan))]
+    if deltas:
+        out.append("Δm% against the single-task baselines (positive = the multi-task model beats training each task "
+                   "alone): " + ", ".join(f"{m} {v:+.1f}%" for m, v in deltas) + ".")
+    front = pareto_front(multi, "time.train_s", OBJECTIVE) if multi["time.train_s"].notna().any() else multi[:0]
+    if len(front):
+        methods = list(dict.fromkeys(front["method"]))
+        out.append(f"Objective vs train-time Pareto front: {len(front)} trial{'s' if len(front) > 1 else ''} from "
+                   f"{', '.join(methods)}.")
+    failed = t[t["status"].isin(FAILED)]
+    if len(failed):
+        out.append(f"{len(failed)} of {len(t)} trials failed ({status_counts(failed)}); see the failed trials table.")
+    return [html.escape(s) for s in out]
+
+
+def _overlap(a: MethodResult, b: MethodResult) -> str:
+    sa, sb = a.stats[OBJECTIVE], b.stats[OBJECTIVE]
+    single = [r.method for r, st in ((a, sa), (b, sb)) if not math.isfinite(st.half_width)]
+    if len(single) == 2:
+        return " (no confidence intervals: one run each)"
+    if single:
+        return f" ({single[0]} is one run: no interval to compare with)"
+    if sa.low > sb.high or sb.low > sa.high:
+        return " (the 95% CIs do not overlap)"
+    return " (the 95% CIs overlap: not a clear difference)"
+
+
+TEXT_COLUMNS = {"trial", "method", "status", "hyperparameters", "reason"}
+
+
+def html_table(df: pd.DataFrame, cls: str = "") -> str:
+    """An HTML table; the TEXT_COLUMNS are left-aligned (class "t"), numbers right-aligned."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    text = [c in TEXT_COLUMNS for c in df.columns]
+    rows = []
+    for row in df.itertuples(index=False):
+        cells = (f'<td{" class=t" if t else ""}>{html.escape(v if isinstance(v, str) else fmt(v))}</td>'
+                 for v, t in zip(row, text, strict=True))
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    table = f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    return f'<div class="scroll">{table}</div>'  # a wide table scrolls by itself, not the page
+
+
+def best_trials_table(study: Study, n: int = TOP_N) -> pd.DataFrame:
+    """The top multi-task trials by objective (a single-task objective is one task's score: not comparable)."""
+    t = study.trials
+    ok = t[t["status"].isin(["finished", "stopped"]) & t[OBJECTIVE].notna() & ~t["method"].isin(SINGLE_TASK)]
+    ok = ok.sort_values(OBJECTIVE, ascending=False).head(n)
+    rows = []
+    for rank, (_, r) in enumerate(ok.iterrows(), start=1):
+        keys = study.method_params.get(r["method"], [])
+        row = {"#": rank, "trial": r["trial_id"], "method": r["method"], "status": r["status"]}
+        row.update({label: r[c] for c, label in ACCURACY.items()})
+        row.update({"epochs": r["epochs_run"], "train s": r["time.train_s"], "GFLOPs": r["eff.gflops"],
+                    "params": r["eff.params_total"]})
+        row["hyperparameters"] = ", ".join(f"{k}={fmt(r[k])}" for k in keys)
+        if r["repeat_of"]:
+            row["hyperparameters"] = f"seed repeat of {r['repeat_of']}"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def headline_table(head: Headline) -> pd.DataFrame:
+    rows = []
+    for r in head.results:
+        row = {"method": r.method, "trial": r.trial_id, "seeds": f"{r.stats[OBJECTIVE].n} ({r.seeds})"}
+        for c, label in ACCURACY.items():
+            row[label] = fmt_ci(r.stats[c].mean, r.stats[c].half_width)
+        for k, label in (("det", "Δdet %"), ("view", "Δview %"), ("m", "Δm %")):
+            row[label] = _delta_cell(r, k)
+        for c, label in COST.items():
+            ratio = r.cost_ratio.get(c, math.nan)
+            row[label.split(" (")[0]] = fmt_ci(r.stats[c].mean, r.stats[c].half_width) + (
+                f" ({fmt(ratio, 3)}×)" if math.isfinite(ratio) else "")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _delta_cell(r: MethodResult, task: str) -> str:
+    """Δ% against the single-task baseline; a baseline's own task reads "baseline"."""
+    if r.method in SINGLE_TASK:
+        own = "det" if r.method == "det_only" else "view"
+        if task == own:
+            return "baseline"
+        if task == "m":
+            return "—"  # Δm is a multi-task model's figure
+    v = r.delta.get(task, math.nan)
+    return f"{v:+.1f}" if math.isfinite(v) else "—"
+
+
+def failed_table(study: Study) -> pd.DataFrame:
+    t = study.trials[study.trials["status"].isin(FAILED)]
+    return pd.DataFrame({"trial": t["trial_id"], "method": t["method"], "status": t["status"],
+                         "epochs run": t["epochs_run"], "reason": t["error"].str.slice(0, 300)})

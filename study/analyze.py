@@ -1,0 +1,76 @@
+"""``python -m study.analyze STORAGE/NAME``: the study's report as one self-contained HTML file.
+
+Reads ``trials.parquet``, ``epochs.parquet`` and ``manifest.json`` from the study folder, writes
+``report.html`` next to them (plotly.js inside: it opens offline) and prints its path.
+``--format png`` also writes PNGs of the main figures (needs the optional ``kaleido`` package).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from study.analysis.data import load_study
+from study.analysis.report import build_report
+from study.cli import UsageError, run_cli
+
+PNG_FIGURES = ("headline", "pareto", "balance", "curves", "slices", "importance")  # parcoords is WebGL
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m study.analyze", description=__doc__.split("\n\n")[0])
+    p.add_argument("study", help="the study folder STORAGE/NAME (holds trials.parquet)")
+    p.add_argument("--out", default=None, help="the HTML file to write (default STUDY/report.html)")
+    p.add_argument("--format", choices=["html", "png"], default="html",
+                   help="html (default): the report; png: the report plus PNGs of the main figures in "
+                        "STUDY/figures/ (needs kaleido)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.format == "png" and importlib.util.find_spec("kaleido") is None:
+        raise UsageError("--format png: kaleido is not installed, so no static images can be written "
+                         "(pip install kaleido; or use the HTML report, whose figures each have a PNG button)")
+    study = load_study(args.study)
+    report = build_report(study)
+    out = Path(args.out).expanduser() if args.out else study.path / "report.html"
+    _write_text(out, report.html)
+    print(f"report: {out.resolve()} ({out.stat().st_size / 2**20:.1f} MiB, {len(study.trials)} trials)")
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.format == "png":
+        folder = out.parent / "figures"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in PNG_FIGURES:
+            fig = report.figures.get(name)
+            if fig is not None:
+                path = folder / f"{name}.png"
+                try:
+                    fig.write_image(path, width=1400, height=fig.layout.height or 600, scale=1)
+                except Exception as err:  # kaleido needs a Chrome/Chromium it can start
+                    raise UsageError(f"--format png: kaleido could not render {name}.png ({type(err).__name__}: "
+                                     f"{str(err).splitlines()[0][:200] if str(err) else ''}); the HTML report "
+                                     f"is written at {out}") from None
+                print(f"figure: {path.resolve()}")
+    return 0
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Through a temporary file and a rename: a browser never opens half a report."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise UsageError(f"{path}: cannot write the report ({err.strerror or err}); use --out elsewhere") from None
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,203 @@
+"""``python -m study.evaluate CHECKPOINT --split test``: score a trained checkpoint on any split.
+
+The same metric code as training (``trainables.engine.evaluate``: COCO-exact mAP, view accuracy,
+...), on the split you name: the data.yaml's own folders (``--split-by folders``) or a seeded
+split by patient (``--split-by patient``). Prints a table and, with ``--json``, writes the numbers.
+
+``--best STORAGE/NAME`` picks the study's best finished trial (by ``best.val.objective``) and its
+checkpoint. Tune keeps one checkpoint per trial, the last epoch's, so the weights scored are the
+last epoch's (EMA weights when the trial trained with EMA).
+
+Which split seed: a patient split and the synthetic frames both depend on a seed. A checkpoint
+inside a study folder uses the study's seed from ``manifest.json`` (the seed its trials were split
+with); a ``study.train`` checkpoint uses its config's ``train.seed``; ``--split-seed`` overrides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from study.checkpoint import load_checkpoint
+from study.cli import UsageError, run_cli
+from study.results import write_json_atomic
+from trainables.config import ConfigError, TrialConfig
+
+CHECKPOINT_NAME = "checkpoint.pt"
+REPEATS_SUFFIX = "-repeats"  # study/runner.py runs --repeat-best seeds as a second Tune experiment
+SHOWN = ["map", "map50", "map75", "precision", "recall", "f1", "view_accuracy", "view_macro_f1",
+         "view_balanced_accuracy"]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m study.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint", nargs="?", help="a checkpoint.pt (or the checkpoint_XXXXXX folder holding it)")
+    p.add_argument("--best", metavar="STORAGE/NAME", help="score the best finished trial of this study instead")
+    p.add_argument("--data", default=None, help="'synthetic' or a data.yaml (default: the checkpoint's own data)")
+    p.add_argument("--split", default="test", help="the split to score: train, val or test (default test)")
+    p.add_argument("--split-by", choices=["folders", "patient"], default=None,
+                   help="the data.yaml's own split folders, or a seeded split by patient (default: as trained)")
+    p.add_argument("--split-seed", type=int, default=None, help="seed of the patient split / synthetic frames")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--json", default=None, metavar="OUT.json", help="also write the results here")
+    return p
+
+
+# -- finding checkpoints ---------------------------------------------------------------------------
+def best_trial(study_dir: Path) -> pd.Series:
+    """The finished trial with the highest ``best.val.objective``."""
+    path = study_dir / "trials.parquet"
+    if not path.is_file():
+        raise UsageError(f"--best {study_dir}: no trials.parquet there; give the study folder STORAGE/NAME")
+    trials = pd.read_parquet(path)
+    ok = trials[(trials["status"] == "finished") & trials["best.val.objective"].notna()] \
+        if "best.val.objective" in trials else trials.iloc[:0]
+    if ok.empty:
+        raise UsageError(f"--best {study_dir}: no finished trial with a validation score to pick from")
+    return ok.loc[ok["best.val.objective"].astype(float).idxmax()]
+
+
+def trial_checkpoint(study_dir: Path, trial_id: str) -> Path:
+    """The newest checkpoint of ``trial_id``: Tune names a trial's folder ``<trainable>_<trial_id>_...``
+    under the study folder (or under ``NAME-repeats`` for --repeat-best seeds)."""
+    roots = [study_dir, study_dir.parent / f"{study_dir.name}{REPEATS_SUFFIX}"]
+    folders = [d for root in roots if root.is_dir() for d in root.iterdir()
+               if d.is_dir() and f"_{trial_id}_" in f"{d.name}_"]
+    found = sorted((c for d in folders for c in d.glob(f"checkpoint_*/{CHECKPOINT_NAME}")),
+                   key=lambda c: c.parent.name)
+    if not found:
+        raise UsageError(f"--best {study_dir}: trial {trial_id} has no {CHECKPOINT_NAME} under its Tune folder "
+                         "(the checkpoint may have been deleted); pass a CHECKPOINT explicitly")
+    return found[-1]
+
+
+def study_of(checkpoint: Path) -> Path | None:
+    """The study folder holding a Tune checkpoint (``STUDY/<trial>/checkpoint_X/checkpoint.pt``), if any."""
+    for parent in checkpoint.resolve().parents[:4]:
+        candidates = [parent, parent.parent / parent.name.removesuffix(REPEATS_SUFFIX)]
+        for c in candidates:
+            if (c / "manifest.json").is_file():
+                return c
+    return None
+
+
+# -- the model -------------------------------------------------------------------------------------
+def restore_model(state: dict[str, Any], path: Path | str = "checkpoint") -> tuple[Any, TrialConfig]:
+    """The checkpoint's model (EMA weights when it has them), in eval mode on the CPU, and its config.
+
+    Raises UsageError when the checkpoint's config, format or weights do not fit this tool's models.
+    """
+    from trainables.engine import CHECKPOINT_FORMAT
+    from trainables.models.build import build_model
+
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise UsageError(f"{path}: checkpoint format {state.get('format')!r}, this tool reads format "
+                         f"{CHECKPOINT_FORMAT}; retrain with this version")
+    try:
+        cfg = TrialConfig.from_flat(dict(state["config"]))
+        model = build_model(cfg, int(state["num_classes"]), int(state["num_views"]))
+    except (ConfigError, KeyError, TypeError, ValueError) as err:
+        raise UsageError(f"{path}: the checkpoint's config does not build a model here ({err})") from None
+    ema = state.get("ema") or {}
+    weights = ema.get("module") if ema else state["model"]
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, KeyError, TypeError) as err:
+        first = str(err).splitlines()[0][:200]
+        raise UsageError(f"{path}: its weights do not fit a {cfg.arch} model of this config "
+                         f"(another architecture or version?): {first}") from None
+    return model.eval(), cfg
+
+
+# -- scoring ---------------------------------------------------------------------------------------
+def evaluate_state(state: dict[str, Any], split: str = "test", data_source: str | None = None,
+                   split_by: str | None = None, seed: int | None = None, device: str = "auto",
+                   path: Path | str = "checkpoint") -> dict[str, Any]:
+    """Score a checkpoint state on ``split``; returns the result dict that --json writes.
+
+    ``metrics`` holds ``<split>.*`` keys, e.g. ``test.map``, ``test.view_accuracy``.
+    """
+    import torch
+
+    from trainables.data.loader import load_data
+    from trainables.engine import evaluate, resolve_device
+
+    model, cfg = restore_model(state, path)
+    overrides: dict[str, Any] = {}
+    if data_source is not None:
+        overrides["data.source"] = data_source if data_source == "synthetic" else \
+            str(Path(data_source).expanduser().resolve())
+    if split_by is not None:
+        overrides["data.split"] = split_by
+    cfg = cfg.replace(**overrides) if overrides else cfg
+    seed = cfg.train.seed if seed is None else seed
+    data = load_data(cfg.data, seed=seed)
+    if split not in data.splits or len(data.splits[split]) == 0:
+        have = [k for k, v in data.splits.items() if len(v)]
+        raise UsageError(f"--split {split}: {cfg.data.source} has no '{split}' images (it has {have}); "
+                         f"choose one of those{' or --split-by patient' if cfg.data.split == 'folders' else ''}")
+    if list(data.names) != list(state.get("names", data.names)) or \
+            list(data.view_names) != list(state.get("view_names", data.view_names)):
+        raise UsageError(f"{path}: trained on boxes {list(state.get('names', []))} and views "
+                         f"{list(state.get('view_names', []))}, but {cfg.data.source} has boxes {list(data.names)} "
+                         f"and views {list(data.view_names)}; score it on data with the same classes")
+    dev = resolve_device(device)
+    with torch.no_grad():
+        raw = evaluate(model.to(dev), data, split, cfg, dev)
+    metrics = {f"{split}.{k.removeprefix('val.')}": v for k, v in raw.items()}
+    return {"checkpoint": str(path), "arch": cfg.arch, "balancer": cfg.balancer.name, "epoch": state.get("epoch"),
+            "ema": bool(state.get("ema")), "data": cfg.data.source, "split": split, "split_by": cfg.data.split,
+            "split_seed": seed, "images": len(data.splits[split]), "imgsz": cfg.data.imgsz,
+            "metrics": metrics}
+
+
+def print_table(result: dict[str, Any]) -> None:
+    split = result["split"]
+    print(f"{result['checkpoint']}\n  {result['arch']}/{result['balancer']}, epoch {result['epoch']}"
+          f"{' (EMA weights)' if result['ema'] else ''}; {result['data']} split '{split}' by {result['split_by']} "
+          f"(seed {result['split_seed']}): {result['images']} images at {result['imgsz']} px")
+    metrics = result["metrics"]
+    keys = [f"{split}.{k}" for k in SHOWN if f"{split}.{k}" in metrics]
+    keys += sorted(k for k in metrics if k not in keys)  # per-class AP50 and view recalls
+    width = max(len(k) for k in keys)
+    for k in keys:
+        v = metrics[k]
+        print(f"  {k:<{width}}  {'—' if not math.isfinite(v) else f'{v:.4f}'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if (args.checkpoint is None) == (args.best is None):
+        raise UsageError("give either a CHECKPOINT or --best STORAGE/NAME (not both)")
+    seed = args.split_seed
+    if args.best:
+        study_dir = Path(args.best).expanduser()
+        trial = best_trial(study_dir)
+        path = trial_checkpoint(study_dir, str(trial["trial_id"]))
+        print(f"best trial: {trial['trial_id']} ({trial['arch']}/{trial['balancer.name']}), best.val.objective "
+              f"{float(trial['best.val.objective']):.4f} at epoch {trial['best_epoch']}; scoring its last checkpoint "
+              f"({path.parent.name})")
+    else:
+        path = Path(args.checkpoint).expanduser()
+    state = load_checkpoint(path)
+    if seed is None:
+        study = study_of(path if path.is_file() else path / CHECKPOINT_NAME)
+        if study is not None:
+            manifest = json.loads((study / "manifest.json").read_text())
+            seed = int(manifest.get("seeds", {}).get("study", manifest.get("settings", {}).get("seed", 0)))
+    result = evaluate_state(state, args.split, args.data, args.split_by, seed, args.device, path)
+    print_table(result)
+    if args.json:
+        write_json_atomic(result, Path(args.json).expanduser())
+        print(f"wrote {Path(args.json).expanduser().resolve()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

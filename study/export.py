@@ -1,0 +1,149 @@
+"""``python -m study.export CHECKPOINT --onnx OUT.onnx``: the trained model as one ONNX file.
+
+The exported graph takes ``images`` (B, 3, S, S) float32 RGB in [0, 1], letterboxed to the trained
+size S (pad value 114/255), and returns (for the tasks the model has):
+
+  ``candidates``   (B, N, 5 + nc) decoded detection candidates, one row per anchor and cell:
+                   x1, y1, x2, y2 (pixels of the S x S input), objectness probability, class
+                   probabilities. NMS is *not* in the graph (kept portable across runtimes); finish
+                   as training does (trainables/postprocess.py): score = objectness x best class
+                   probability, keep score > conf_thres, class-aware NMS at iou_thres, cap max_det.
+  ``view_logits``  (B, V) view classifier logits (softmax for probabilities).
+
+The batch dimension is dynamic. After export the ONNX outputs are compared with PyTorch's on sample
+images with onnxruntime (when installed): every element must agree within ``--atol`` + ``--rtol`` x |PyTorch| (both
+1e-4 by default; box coordinates are pixels, so a relative part is needed), otherwise the command fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torchvision.ops import box_convert
+
+from study.checkpoint import load_checkpoint
+from study.cli import UsageError, run_cli
+from study.evaluate import restore_model
+
+ATOL = 1e-4  # absolute, plus RTOL relative: box coordinates reach the image size in pixels
+RTOL = 1e-4
+
+
+class Deployable(nn.Module):
+    """The model with the detector's decoding inside: images -> (candidates, view_logits)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.has_detector = getattr(model, "detect", None) is not None
+        probe_views = getattr(model, "view_head", None) is not None or hasattr(model, "classifier")
+        self.has_classifier = probe_views
+
+    def output_names(self) -> list[str]:
+        return [n for n, on in (("candidates", self.has_detector), ("view_logits", self.has_classifier)) if on]
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        det_out, logits = self.model(images)  # L x (B, A, H, W, 5 + nc); (B, V)
+        outputs = []
+        if self.has_detector:
+            rows = self.model.detect.decode(det_out)  # (B, N, 5 + nc): cx, cy, w, h, obj, class probs
+            boxes = box_convert(rows[..., :4], "cxcywh", "xyxy")  # (B, N, 4)
+            outputs.append(torch.cat([boxes, rows[..., 4:]], dim=-1))  # (B, N, 5 + nc)
+        if self.has_classifier:
+            outputs.append(logits)  # (B, V)
+        return tuple(outputs)
+
+
+def sample_images(state: dict[str, Any], imgsz: int, count: int = 2) -> Tensor:
+    """Synthetic echo-like frames at ``imgsz`` (B, 3, S, S) in [0, 1]: realistic inputs without a dataset."""
+    from trainables.data.synthetic import synthetic_data
+
+    data = synthetic_data(count, 1, 1, imgsz, seed=12345)
+    return torch.from_numpy(data.images[data.splits["train"][:count]]).float() / 255.0
+
+
+def export_onnx(state: dict[str, Any], out: Path, imgsz: int | None = None, path: Path | str = "checkpoint",
+                opset: int = 18) -> tuple[Deployable, list[str]]:
+    """Write ``out`` (one file, weights inside); returns the wrapper and its output names."""
+    model, cfg = restore_model(state, path)
+    size = imgsz or cfg.data.imgsz
+    if size % 32:
+        raise UsageError(f"--imgsz {size} must be a multiple of 32 (the detector's largest stride)")
+    wrapper = Deployable(model).eval()
+    names = wrapper.output_names()
+    example = torch.zeros(2, 3, size, size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    torch.onnx.export(wrapper, (example,), str(out), input_names=["images"], output_names=names,
+                      dynamic_shapes={"images": {0: batch}}, opset_version=opset, external_data=False,
+                      dynamo=True, verbose=False)
+    return wrapper, names
+
+
+def check_onnx(wrapper: Deployable, out: Path, images: Tensor, atol: float = ATOL,
+               rtol: float = RTOL) -> dict[str, tuple[float, bool]]:
+    """Per output: (max |ONNX - PyTorch|, whether every element is within atol + rtol * |PyTorch|),
+    on ``images`` with onnxruntime on the CPU."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"images": images.numpy()})
+    with torch.no_grad():
+        want = [t.numpy() for t in wrapper(images)]
+    names = [o.name for o in session.get_outputs()]
+    diffs = {}
+    for name, g, w in zip(names, got, want, strict=True):
+        if g.shape != w.shape:
+            raise RuntimeError(f"ONNX output {name} has shape {g.shape}, PyTorch {w.shape}")
+        diffs[name] = (float(np.abs(g - w).max()), bool(np.allclose(g, w, rtol=rtol, atol=atol)))
+    return diffs
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m study.export", description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint", help="a checkpoint.pt (or the checkpoint_XXXXXX folder holding it)")
+    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
+    p.add_argument("--imgsz", type=int, default=None, help="input size (default: the size it was trained at)")
+    p.add_argument("--atol", type=float, default=ATOL, help=f"ONNX vs PyTorch absolute tolerance (default {ATOL:g})")
+    p.add_argument("--rtol", type=float, default=RTOL, help=f"ONNX vs PyTorch relative tolerance (default {RTOL:g})")
+    p.add_argument("--opset", type=int, default=18)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    for module in ("onnx", "onnxscript"):
+        if importlib.util.find_spec(module) is None:
+            raise UsageError(f"ONNX export needs the '{module}' package: pip install onnx onnxscript onnxruntime")
+    path = Path(args.checkpoint).expanduser()
+    state = load_checkpoint(path)
+    out = Path(args.onnx).expanduser().resolve()
+    wrapper, names = export_onnx(state, out, args.imgsz, path, args.opset)
+    size = args.imgsz or int(state["config"]["data.imgsz"])
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): input images (B, 3, {size}, {size}) in [0, 1], "
+          f"outputs {', '.join(names)}")
+    if importlib.util.find_spec("onnxruntime") is None:
+        print("onnxruntime is not installed: the ONNX outputs were not checked against PyTorch "
+              "(pip install onnxruntime)", file=sys.stderr)
+        return 0
+    diffs = check_onnx(wrapper, out, sample_images(state, size), args.atol, args.rtol)
+    shown = ", ".join(f"{k} {d:.2e}" for k, (d, _) in diffs.items())
+    print(f"check: max |ONNX - PyTorch| on 2 sample images: {shown} (tolerance {args.atol:g} + {args.rtol:g} x |y|)")
+    failed = [k for k, (_, ok) in diffs.items() if not ok]
+    if failed:
+        print(f"error: the ONNX {', '.join(failed)} differ from PyTorch beyond the tolerance; do not deploy this "
+              "file (try another --opset)", file=sys.stderr)
+        return 1
+    print("check: ONNX matches PyTorch")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,104 @@
+"""``python -m study.evaluate``: a real tiny checkpoint (trainables.engine.fit) scored again, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from study.checkpoint import save_checkpoint
+from study.cli import run_cli
+from study.evaluate import evaluate_state, main, trial_checkpoint
+from study.results import trial_row, trials_table, write_atomic
+from trainables.config import TrialConfig
+
+TINY = {"data.imgsz": 64, "data.synthetic_train": 16, "data.synthetic_val": 8, "data.synthetic_test": 8,
+        "data.batch": 8, "train.epochs": 1, "train.device": "cpu", "train.interference_batches": 1,
+        "optim.ema": True, "train.seed": 3}
+
+
+def tiny_checkpoint(folder: Path, **overrides: Any) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
+    """Train one epoch of a tiny model; returns (checkpoint path, its state, the epoch history)."""
+    from trainables.data.loader import load_data
+    from trainables.engine import fit
+
+    torch.set_num_threads(1)
+    cfg = TrialConfig.from_partial({**TINY, **overrides})
+    states: list[dict[str, Any]] = []
+    result = fit(cfg, load_data(cfg.data, seed=cfg.train.seed), report=lambda m, s: states.append(s))
+    path = save_checkpoint(states[-1], folder / "checkpoint.pt")
+    return path, states[-1], result.history
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
+
+
+def cli(argv: list[Any], capsys) -> tuple[int, str, str]:
+    code = run_cli(main, [str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_scoring_the_val_split_again_gives_the_training_numbers(trained):
+    """Same weights (EMA), same data, same metric code: the numbers fit() reported for val come back."""
+    path, state, history = trained
+    assert state["ema"]  # the EMA weights are the ones scored, as in training
+    result = evaluate_state(state, split="val", device="cpu", path=path)
+    last = history[-1]
+    for key in ("map", "map50", "precision", "recall", "view_accuracy", "view_macro_f1"):
+        assert result["metrics"][f"val.{key}"] == pytest.approx(last[f"val.{key}"], abs=1e-9), key
+    assert result["images"] == 8 and result["split_seed"] == 3
+
+
+def test_cli_scores_the_test_split_and_writes_json(trained, tmp_path, capsys):
+    path, _, _ = trained
+    code, out, _ = cli([path, "--split", "test", "--device", "cpu", "--json", tmp_path / "r.json"], capsys)
+    assert code == 0 and "test.map50" in out and "test.view_accuracy" in out
+    saved = json.loads((tmp_path / "r.json").read_text())
+    assert saved["split"] == "test" and saved["images"] == 8 and saved["arch"] == "shared"
+    assert set(saved["metrics"]) >= {"test.map", "test.map50", "test.view_accuracy"}
+    assert all(k.startswith("test.") for k in saved["metrics"])
+
+
+def test_best_finds_the_winning_trials_checkpoint_in_a_tune_layout(trained, tmp_path, capsys):
+    _, state, history = trained
+    study = tmp_path / "s"
+    cfg = dict(state["config"])
+    rows = [trial_row("aaaa0001", "gradnorm", cfg, [{**history[-1], "val.objective": 0.1}], "finished"),
+            trial_row("bbbb0002", "gradnorm", cfg, [{**history[-1], "val.objective": 0.9}], "finished"),
+            trial_row("cccc0003", "gradnorm", cfg, [], "error")]
+    write_atomic(trials_table(rows), study / "trials.parquet")
+    (study / "manifest.json").write_text(json.dumps({"seeds": {"study": 3}}))
+    for tid in ("aaaa0001", "bbbb0002"):  # as Tune names them: <trainable>_<trial_id>_<n>_<params>_<date>
+        save_checkpoint(state, study / f"train_trial_{tid}_1_arch=shared_2026-01-01/checkpoint_000000/checkpoint.pt")
+    assert trial_checkpoint(study, "bbbb0002").parts[-3].startswith("train_trial_bbbb0002_")
+    code, out, _ = cli(["--best", study, "--split", "val", "--device", "cpu"], capsys)
+    assert code == 0 and "best trial: bbbb0002" in out and "(seed 3)" in out
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's note on the corrupt file's bytes
+@pytest.mark.parametrize("case", ["corrupt", "foreign", "other-arch", "no-split", "both"])
+def test_bad_input_is_one_line_and_exit_2(trained, tmp_path, capsys, case):
+    path, state, _ = trained
+    argv: list[Any] = []
+    if case == "corrupt":
+        (tmp_path / "c.pt").write_bytes(b"\x80not a checkpoint")
+        argv, expect = [tmp_path / "c.pt"], "not a readable checkpoint"
+    elif case == "foreign":
+        torch.save({"weights": torch.zeros(2)}, tmp_path / "f.pt")
+        argv, expect = [tmp_path / "f.pt"], "not a checkpoint written by this tool"
+    elif case == "other-arch":  # dual's config with the shared model's weights
+        config = {**state["config"], "arch": "dual"}
+        save_checkpoint({**state, "config": config, "ema": {}}, tmp_path / "o.pt")
+        argv, expect = [tmp_path / "o.pt"], "do not fit a dual model"
+    elif case == "no-split":
+        argv, expect = [path, "--split", "holdout"], "has no 'holdout' images"
+    else:
+        argv, expect = [path, "--best", tmp_path], "not both"
+    code, _, err = cli(argv, capsys)
+    assert code == 2 and expect in err and err.count("\n") == 1 and "Traceback" not in err
