@@ -31,9 +31,9 @@ DEFAULT_OBJECTIVE = "single"
 
 def define(trial: optuna.Trial) -> dict[str, Any]:
     method = METHODS[trial.number % len(METHODS)]
-    trial.suggest_float("optim.lr", 1e-3, 5e-2, log=True)
+    trial.suggest_float("optim.lr", 3e-4, 1e-2, log=True)
     if method["arch"] == "dual":
-        trial.suggest_float("optim.cls_lr", 1e-3, 5e-2, log=True)
+        trial.suggest_float("optim.cls_lr", 3e-4, 1e-2, log=True)
     balancer = method["balancer.name"]
     if balancer == "static":
         trial.suggest_float("balancer.w_cls", 0.05, 20.0, log=True)

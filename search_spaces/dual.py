@@ -12,9 +12,9 @@ DEFAULT_OBJECTIVE = "single"
 
 
 def define(trial: optuna.Trial) -> dict[str, Any]:
-    trial.suggest_float("optim.lr", 1e-3, 5e-2, log=True)
-    trial.suggest_float("optim.cls_lr", 1e-3, 5e-2, log=True)
-    trial.suggest_float("optim.weight_decay", 1e-5, 1e-3, log=True)
+    trial.suggest_float("optim.lr", 3e-4, 1e-2, log=True)
+    trial.suggest_float("optim.cls_lr", 3e-4, 1e-2, log=True)
+    trial.suggest_float("optim.weight_decay", 1e-4, 1e-1, log=True)
     trial.suggest_categorical("model.size", ["n", "s"])
     backbone = trial.suggest_categorical("model.cls_backbone", ["yolo", "resnet18", "mobilenet_v3_small"])
     if backbone == "yolo":

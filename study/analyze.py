@@ -16,13 +16,13 @@ from pathlib import Path
 
 from study.analysis.data import load_study
 from study.analysis.report import build_report
-from study.cli import UsageError, run_cli
+from study.cli import ArgumentParser, UsageError, run_cli
 
 PNG_FIGURES = ("headline", "pareto", "balance", "curves", "slices", "importance")  # parcoords is WebGL
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m study.analyze", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m study.analyze", description=__doc__.split("\n\n")[0])
     p.add_argument("study", help="the study folder STORAGE/NAME (holds trials.parquet)")
     p.add_argument("--out", default=None, help="the HTML file to write (default STUDY/report.html)")
     p.add_argument("--format", choices=["html", "png"], default="html",

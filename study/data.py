@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from study.cli import ArgumentParser
 from trainables.config import ConfigError, DataConfig, TrialConfig
 from trainables.data.errors import DataError
 from trainables.data.loader import LoadReport, apply_groups, load_dataset
@@ -27,7 +28,7 @@ USAGE_ERROR = 2
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m study.data", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m study.data", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="validate a dataset and print its summary")
     check.add_argument("data", help="path to a data.yaml, or 'synthetic'")

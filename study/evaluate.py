@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from study.checkpoint import load_checkpoint
-from study.cli import UsageError, run_cli
+from study.cli import ArgumentParser, UsageError, run_cli
 from study.results import write_json_atomic
 from trainables.config import ConfigError, TrialConfig
 
@@ -36,7 +36,7 @@ SHOWN = ["map", "map50", "map75", "precision", "recall", "f1", "view_accuracy", 
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m study.evaluate", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m study.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", nargs="?", help="a checkpoint.pt (or the checkpoint_XXXXXX folder holding it)")
     p.add_argument("--best", metavar="STORAGE/NAME", help="score the best finished trial of this study instead")
     p.add_argument("--data", default=None, help="'synthetic' or a data.yaml (default: the checkpoint's own data)")

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from torchvision.ops import box_convert
 
 from study.checkpoint import load_checkpoint
-from study.cli import UsageError, run_cli
+from study.cli import ArgumentParser, UsageError, run_cli
 from study.evaluate import restore_model
 
 ATOL = 1e-4  # absolute, plus RTOL relative: box coordinates reach the image size in pixels
@@ -107,7 +107,7 @@ def check_onnx(wrapper: Deployable, out: Path, images: Tensor, atol: float = ATO
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m study.export", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m study.export", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", help="a checkpoint.pt (or the checkpoint_XXXXXX folder holding it)")
     p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
     p.add_argument("--imgsz", type=int, default=None, help="input size (default: the size it was trained at)")

@@ -16,7 +16,7 @@ from ray.tune import Callback
 from study.results import epochs_table, trial_row, trials_table, write_atomic
 from trainables.tune import split_meta
 
-ENGINE_KEYS = ("epoch", "step", "status", "reason", "lr", "lr_cls")
+ENGINE_KEYS = ("epoch", "step", "status", "reason", "lr", "lr_cls", "resumed_from_epoch")
 ENGINE_PREFIXES = ("val.", "loss.", "weight.", "grad.", "eff.", "time.", "throughput.")
 
 

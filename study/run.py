@@ -10,12 +10,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from study.cli import parse_set, run_cli
+from study.cli import ArgumentParser, parse_set, run_cli
 from trainables.config import TrialConfig
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m study.run", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m study.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--space", default="gradnorm", help="search space (see --list-spaces)")
     p.add_argument("--list-spaces", action="store_true", help="print the search spaces and exit")
     p.add_argument("--samples", type=int, default=4, help="number of trials (default 4)")

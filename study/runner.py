@@ -243,6 +243,8 @@ def _repeat_best(s: StudySettings, study_dir: Path, trainable: Any, objectives: 
     print(f"repeat-best: {len(ok)} configs x {s.seeds} seeds", flush=True)
     tuner = Tuner(
         trainable,
+        # every point sets every key; Tune wants the keys it may override declared in the param space
+        param_space=dict(points[0]),
         tune_config=TuneConfig(search_alg=BasicVariantGenerator(points_to_evaluate=points,
                                                                 max_concurrent=s.max_concurrent),
                                num_samples=len(points)),

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from study.checkpoint import load_checkpoint, save_checkpoint
-from study.cli import parse_set, run_cli
+from study.cli import ArgumentParser, parse_set, run_cli
 from study.results import epochs_table, write_atomic, write_json_atomic
 from trainables.config import ARCHS, TrialConfig
 
@@ -33,7 +33,7 @@ TABLE_COLUMNS = [
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m study.train", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m study.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", choices=ARCHS, default="shared")
     p.add_argument("--balancer", default="equal", help="a registered balancer (equal, static, gradnorm, ...)")
     p.add_argument("--data", default="synthetic", help="'synthetic' (default) or a data.yaml")

@@ -99,3 +99,16 @@ def test_bad_study_arguments_give_one_line(tmp_path, capsys, argv):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ")
     assert not (tmp_path / "x").exists()
+
+
+def test_repeat_best_reruns_the_best_config_with_new_seeds(ray_cluster, tmp_path):
+    assert run(tmp_path, "rb", "--space", "gradnorm", "--samples", "2", "--epochs", "1", "--repeat-best", "1",
+               "--seeds", "2") == 0
+    trials = pd.read_parquet(tmp_path / "rb" / "trials.parquet")
+    originals = trials[trials["repeat_of"].fillna("") == ""]
+    repeats = trials[trials["repeat_of"].fillna("") != ""]
+    assert len(originals) == 2 and len(repeats) == 2
+    best = originals.sort_values("best.val.objective", ascending=False).iloc[0]
+    assert set(repeats["repeat_of"]) == {best["trial_id"]}
+    assert repeats["train.seed"].nunique() == 2 and best["train.seed"] not in set(repeats["train.seed"])
+    assert (repeats["balancer.alpha"] == best["balancer.alpha"]).all()

@@ -53,11 +53,14 @@ class BalancerConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    name: Literal["sgd", "adamw"] = "sgd"
-    lr: float = 0.01  # the (shared / detector) network
-    cls_lr: float = 0.01  # dual only: the classifier network's own optimizer
-    momentum: float = 0.937
-    weight_decay: float = 5e-4  # never applied to norms or biases
+    # AdamW by default: from scratch and in a study's short trials it learns both tasks of the
+    # synthetic default several times faster than YOLOv5's SGD recipe (lr 0.01, momentum 0.937),
+    # which is tuned for 300-epoch runs. SGD stays a choice (optim.name=sgd, lr ~0.01).
+    name: Literal["sgd", "adamw"] = "adamw"
+    lr: float = 0.001  # the (shared / detector) network
+    cls_lr: float = 0.001  # dual only: the classifier network's own optimizer
+    momentum: float = 0.937  # SGD momentum, or AdamW's beta1
+    weight_decay: float = 0.01  # decoupled (AdamW); for SGD use ~5e-4. Never applied to norms or biases
     warmup_epochs: float = 1.0
     schedule: Literal["cosine", "linear"] = "cosine"
     final_lr_ratio: float = 0.01
@@ -104,7 +107,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     amp: bool = True  # bf16 autocast, CUDA only
-    interference_batches: int = 2  # fixed val batches for the gradient-cosine measurement
+    interference_batches: int = 2  # fixed training batches for the gradient-cosine measurement
+    bn_recalibration_batches: int = 8  # re-estimate BatchNorm statistics before validating (0: off)
     max_det: int = 300
     conf_thres: float = 0.001
     iou_thres: float = 0.6
@@ -260,6 +264,7 @@ def validate(cfg: TrialConfig) -> None:
     need(cfg.balancer.w_det >= 0 and cfg.balancer.w_cls >= 0, "balancer.w_det and w_cls must be >= 0")
     need(cfg.balancer.warmup_steps >= 1, "balancer.warmup_steps must be >= 1")
     need(cfg.balancer.dwa_window >= 1, "balancer.dwa_window must be >= 1")
+    need(cfg.train.bn_recalibration_batches >= 0, "train.bn_recalibration_batches must be >= 0")
     need(cfg.model.cls_hidden >= 0, f"model.cls_hidden={cfg.model.cls_hidden} must be >= 0")
     need(0 <= cfg.model.cls_dropout < 1, f"model.cls_dropout={cfg.model.cls_dropout} must be in [0, 1)")
     need(cfg.model.width_multiple > 0 and cfg.model.depth_multiple > 0, "model multiples must be > 0")

@@ -7,6 +7,7 @@ are re-seeded from (seed, epoch) at the start of every epoch, so nothing random 
 
 Keys of the epoch dict (NaN where a task is absent):
   epoch, step, lr, lr_cls, status                     run position and state ("running", "finished", "diverged")
+  resumed_from_epoch                                  the checkpoint epoch this run continued from (0: fresh)
   loss.box loss.obj loss.cls loss.det loss.view       epoch means of the training loss parts (means, not × batch)
   weight.det weight.view                               epoch means of the task weights the balancer used
   grad.cosine grad.norm_det grad.norm_view             interference on the trunk, on fixed batches
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from trainables.batchnorm import recalibrate_batchnorm
 from trainables.config import TrialConfig
 from trainables.data.loader import iterate_batches
 from trainables.data.types import DecodedData
@@ -152,7 +154,10 @@ def fit(
 
         eval_model = learner.eval_model
         t1 = time.perf_counter()
-        metrics = {"epoch": epoch + 1, "step": step, "status": "running", "reason": ""}
+        if cfg.train.bn_recalibration_batches > 0:
+            recalibrate_batchnorm(eval_model, _calibration_images(data, cfg, device, epoch))
+        metrics = {"epoch": epoch + 1, "step": step, "status": "running", "reason": "",
+                   "resumed_from_epoch": start_epoch}
         lrs = {name: opt.param_groups[0]["lr"] for name, opt in learner.optimizers.items()}
         metrics["lr"] = lrs.get("main", lrs.get("det", math.nan))
         metrics["lr_cls"] = lrs.get("cls", math.nan)
@@ -236,6 +241,17 @@ def evaluate(model: nn.Module, data: DecodedData, split: str, cfg: TrialConfig, 
     else:
         out[prefix + "view_accuracy"] = math.nan
     return out
+
+
+def _calibration_images(data: DecodedData, cfg: TrialConfig, device: torch.device, epoch: int):
+    """The first ``train.bn_recalibration_batches`` training batches of a seeded order, unaugmented."""
+    order = torch.Generator().manual_seed(cfg.train.seed * 3_000_017 + epoch)
+    batches = iterate_batches(data, "train", cfg.data.batch, shuffle=True, generator=order, device=device,
+                              augment=None)
+    for i, (images, _, _, _) in enumerate(batches):
+        if i >= cfg.train.bn_recalibration_batches:
+            return
+        yield images
 
 
 def _view_class_weights(data: DecodedData, device: torch.device) -> Tensor:
