@@ -12,7 +12,7 @@ size S (pad value 114/255), and returns (for the tasks the model has):
 
 The batch dimension is dynamic. After export the ONNX outputs are compared with PyTorch's on sample
 images with onnxruntime (when installed): every element must agree within ``--atol`` + ``--rtol`` x |PyTorch| (both
-1e-4 by default; box coordinates are pixels, so a relative part is needed), otherwise the command fails.
+1e-3 by default; box coordinates are pixels, so a relative part is needed), otherwise the command fails.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from study.checkpoint import load_checkpoint
 from study.cli import ArgumentParser, UsageError, run_cli
 from study.evaluate import restore_model
 
-ATOL = 1e-4  # absolute, plus RTOL relative: box coordinates reach the image size in pixels
-RTOL = 1e-4
+ATOL = 1e-3  # absolute (pixels, probabilities); box sizes reach hundreds of pixels, hence RTOL too
+RTOL = 1e-3  # float32 reassociation over ~60 layers, amplified by the (2σ)² × anchor box decode
 
 
 class Deployable(nn.Module):

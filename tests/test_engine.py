@@ -86,7 +86,7 @@ def test_other_architectures(data, arch):
     assert math.isnan(metrics["grad.cosine"])  # nothing shared: no interference by construction
     if arch == "dual":
         assert set(state["optimizers"]) == {"det", "cls"}
-        assert metrics["lr_cls"] / metrics["lr"] == pytest.approx(0.003 / 0.01)
+        assert metrics["lr_cls"] / metrics["lr"] == pytest.approx(0.003 / cfg.optim.lr)
     if arch == "det_only":
         assert math.isnan(metrics["val.view_accuracy"]) and metrics["val.objective"] == metrics["val.map"]
     if arch == "cls_only":
