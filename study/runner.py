@@ -42,8 +42,8 @@ MIN_FREE_BYTES = 512 * 2**20
 @dataclass
 class StudySettings:
     space: str = "gradnorm"
-    samples: int = 4
-    epochs: int = 3
+    samples: int = 6
+    epochs: int = 5
     max_concurrent: int = 2
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
