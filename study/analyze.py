@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from study.analysis.data import load_study
 from study.analysis.report import build_report
+from study.atomic import atomic_path
 from study.cli import ArgumentParser, UsageError, run_cli
 
 PNG_FIGURES = ("headline", "pareto", "balance", "curves", "slices", "importance")  # parcoords is WebGL
@@ -63,11 +62,8 @@ def main(argv: list[str] | None = None) -> int:
 def _write_text(path: Path, text: str) -> None:
     """Through a temporary file and a rename: a browser never opens half a report."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
     except OSError as err:
         raise UsageError(f"{path}: cannot write the report ({err.strerror or err}); use --out elsewhere") from None
 
