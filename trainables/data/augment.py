@@ -28,7 +28,7 @@ from trainables.config import DataConfig
 PAD = 114.0 / 255.0
 MIN_SIDE = 2.0  # pixels
 MIN_VISIBLE = 0.1  # fraction of a transformed box's area that must remain inside the image
-CPU_CHUNK_PIXELS = 2**18  # HSV jitter on the CPU: pixels per chunk (4 float planes of scratch: ~4 MiB)
+CPU_CHUNK_PIXELS = 2**18  # HSV jitter on the CPU: pixels per chunk and thread (4 float planes: 4 MiB)
 
 
 def rgb_to_hsv(rgb: Tensor) -> Tensor:
@@ -66,13 +66,16 @@ def hsv_jitter(images: Tensor, gains: Tensor) -> Tensor:
 def _hsv_jitter(images: Tensor, gains: Tensor, bias: float) -> Tensor:
     """The jittered images minus ``bias`` (B, 3, H, W), a fresh tensor; ``images`` is left as it is.
 
-    On the CPU the batch goes through in chunks of about ``CPU_CHUNK_PIXELS`` pixels with one
-    scratch buffer: it stays in cache, and its pages are touched once (fresh large allocations
+    On the CPU the batch goes through in chunks of about ``CPU_CHUNK_PIXELS`` pixels per thread with
+    one scratch buffer: it stays in cache, and its pages are touched once (fresh large allocations
     cost a page fault per 4 KiB, which is most of the time of a naive version). Elsewhere (CUDA)
     the whole batch is one chunk.
     """
     bsz, _, height, width = images.shape
-    per_chunk = bsz if images.device.type != "cpu" else max(1, CPU_CHUNK_PIXELS // (height * width))
+    # per thread: each elementwise op is split between torch's threads, and each split is a
+    # synchronisation (costly when the cores are oversubscribed), so more threads take bigger chunks
+    chunk_pixels = CPU_CHUNK_PIXELS * torch.get_num_threads()
+    per_chunk = bsz if images.device.type != "cpu" else max(1, chunk_pixels // (height * width))
     per_chunk = min(per_chunk, bsz)
     out = torch.empty_like(images, memory_format=torch.contiguous_format)  # (B, 3, H, W)
     scratch = torch.empty((4, per_chunk, height, width), dtype=images.dtype, device=images.device)
@@ -101,10 +104,9 @@ def _hsv_jitter_into(out: Tensor, x: Tensor, gains: Tensor, offset: Tensor, scra
     tiny = torch.finfo(x.dtype).tiny
     r, g, b = x.unbind(1)  # (n, H, W) each
     maxc, delta, hue, tmp = scratch.unbind(0)  # (n, H, W) each
-    not_r, not_g = out[:, 1], out[:, 2]  # borrowed: written last, after they are used up
-    torch.maximum(torch.maximum(r, g, out=maxc), b, out=maxc)
-    torch.minimum(torch.minimum(r, g, out=delta), b, out=delta)
-    delta.neg_().add_(maxc)  # max - min
+    not_r, not_g = out[:, 1], out[:, 2]  # borrowed: the channels are written last, after these are used
+    torch.amax(x, 1, out=maxc)
+    torch.sub(maxc, torch.amin(x, 1, out=delta), out=delta)  # max - min
     torch.sub(maxc, r, out=not_r).sign_()  # 0 where red is the largest, else 1 (ties go to red)
     torch.sub(maxc, g, out=not_g).sign_()  # 0 where green is the largest
     # hue * d: (g - b) if red is largest; else (b - r + 2d) if green is; else (r - g + 4d)
@@ -113,16 +115,16 @@ def _hsv_jitter_into(out: Tensor, x: Tensor, gains: Tensor, offset: Tensor, scra
     hue.add_(tmp).addcmul_(tmp, not_g, value=-1.0)
     torch.sub(r, g, out=tmp).add_(delta, alpha=4.0).mul_(not_r)
     hue.addcmul_(tmp, not_g)
-    hue.div_(torch.clamp_min(delta, tiny, out=tmp)).div_(6.0)  # hue in turns, in (-1/6, 1)
+    hue.div_(torch.clamp_min(delta, tiny, out=tmp).mul_(6.0))  # hue in turns, in (-1/6, 1)
     val = torch.mul(maxc, gains[:, 2, None, None], out=tmp).clamp_(0.0, 1.0)  # V'
     chroma = delta.div_(maxc.clamp_min_(tiny)).mul_(gains[:, 1, None, None]).clamp_(0.0, 1.0).mul_(val)  # V' S'
-    if bias:
-        val.sub_(bias)
-    for c in range(3):
-        # position on the circle relative to the channel's peak, + 1/2, in [0, 1)
-        ramp = torch.add(hue, offset[:, c, None, None], out=out[:, c]).frac_()  # (n, H, W)
-        ramp.sub_(0.5).abs_().mul_(6.0).sub_(1.0).clamp_(0.0, 1.0)
-        torch.addcmul(val, chroma, ramp, value=-1.0, out=ramp)
+    # V' - V'S' clamp(6 a - 1, 0, 1) = (V' + V'S') - 6 V'S' clamp(a, 1/6, 1/3), a = |position - 1/2|
+    top = val.add_(chroma).sub_(bias)  # V' + V'S' - bias
+    chroma.mul_(6.0)
+    # per channel, the position on the circle relative to the channel's peak, + 1/2, in [0, 1)
+    ramp = torch.add(hue[:, None], offset[:, :, None, None], out=out).frac_()  # (n, 3, H, W)
+    ramp.sub_(0.5).abs_().clamp_(1.0 / 6.0, 1.0 / 3.0)
+    torch.addcmul(top[:, None], chroma[:, None], ramp, value=-1.0, out=out)
 
 
 def affine(
