@@ -79,12 +79,19 @@ def peak_memory_mb(device: torch.device | str) -> float:
     """Peak memory in MiB (2**20 bytes) since the last ``reset_peak_memory``.
 
     CUDA: ``torch.cuda.max_memory_allocated`` (tensors only, not the allocator's cache or the CUDA
-    context). CPU: the process's peak resident set size (``getrusage`` ``ru_maxrss``: KiB on Linux,
-    bytes on macOS) -- everything the process holds, including the dataset and Python itself.
+    context). CPU: the process's peak resident set size (Linux: ``VmHWM``; elsewhere ``getrusage``
+    ``ru_maxrss``, bytes on macOS) -- everything the process holds, including the dataset and Python itself.
     """
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    try:  # VmHWM is exactly what clear_refs resets; ru_maxrss may keep a peak from exited threads
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10  # kB
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
