@@ -12,7 +12,8 @@ size S (pad value 114/255), and returns (for the tasks the model has):
 
 The batch dimension is dynamic. After export the ONNX outputs are compared with PyTorch's on sample
 images with onnxruntime (when installed): every element must agree within ``--atol`` + ``--rtol`` x |PyTorch| (both
-1e-3 by default; box coordinates are pixels, so a relative part is needed), otherwise the command fails.
+1e-3 by default; box coordinates are pixels, so for them the absolute part is ``--atol`` x image size),
+otherwise the command fails.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from study.checkpoint import load_checkpoint
 from study.cli import ArgumentParser, UsageError, run_cli
 from study.evaluate import restore_model
 
-ATOL = 1e-3  # absolute (pixels, probabilities); box sizes reach hundreds of pixels, hence RTOL too
+ATOL = 1e-3  # absolute for probabilities and logits; for box pixels ATOL x image size (0.32 px at 320)
 RTOL = 1e-3  # float32 reassociation over ~60 layers, amplified by the (2σ)² × anchor box decode
 
 
@@ -90,7 +91,7 @@ def export_onnx(state: dict[str, Any], out: Path, imgsz: int | None = None, path
 def check_onnx(wrapper: Deployable, out: Path, images: Tensor, atol: float = ATOL,
                rtol: float = RTOL) -> dict[str, tuple[float, bool]]:
     """Per output: (max |ONNX - PyTorch|, whether every element is within atol + rtol * |PyTorch|),
-    on ``images`` with onnxruntime on the CPU."""
+    on ``images`` with onnxruntime on the CPU. Box coordinates (pixels) use atol x image size."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
@@ -102,7 +103,12 @@ def check_onnx(wrapper: Deployable, out: Path, images: Tensor, atol: float = ATO
     for name, g, w in zip(names, got, want, strict=True):
         if g.shape != w.shape:
             raise RuntimeError(f"ONNX output {name} has shape {g.shape}, PyTorch {w.shape}")
-        diffs[name] = (float(np.abs(g - w).max()), bool(np.allclose(g, w, rtol=rtol, atol=atol)))
+        if name == "candidates":  # box columns are pixels: their absolute tolerance scales with the image
+            boxes_ok = np.allclose(g[..., :4], w[..., :4], rtol=rtol, atol=atol * images.shape[-1])
+            ok = boxes_ok and np.allclose(g[..., 4:], w[..., 4:], rtol=rtol, atol=atol)
+        else:
+            ok = np.allclose(g, w, rtol=rtol, atol=atol)
+        diffs[name] = (float(np.abs(g - w).max()), bool(ok))
     return diffs
 
 

@@ -220,7 +220,9 @@ def _run_config(s: StudySettings, name: str, recorder: ResultsRecorder) -> RunCo
         # only a dead worker raises out of a trial (train_trial records every deterministic failure),
         # so retrying from the last checkpoint is never a blind retry of the same error
         failure_config=FailureConfig(max_failures=2),
-        checkpoint_config=CheckpointConfig(num_to_keep=1),
+        # keep two: a driver killed between deleting the older checkpoint and snapshotting the experiment
+        # state left a snapshot that pointed at a deleted checkpoint (seen in the SIGKILL test)
+        checkpoint_config=CheckpointConfig(num_to_keep=2),
         verbose=s.verbose,
     )
 
