@@ -1,11 +1,12 @@
 """Benchmark: what Ray Tune costs around the trials, and whether concurrent trials share the dataset.
 
-    python -m study.bench study [--samples 4] [--epochs 2] [--concurrent 2] [--space gradnorm]
+    python -m study.bench study [--samples 6] [--epochs 5] [--concurrent 2] [--space gradnorm]
                                 [--set KEY=VALUE ...] [--memory-train 4000] [--memory-imgsz 128]
                                 [--memory-concurrent 1 2] [--skip-overhead] [--skip-memory] [--keep]
 
-The default study of ``python -m study.run`` is 6 trials x 5 epochs: ``--samples 6 --epochs 5``
-measures exactly that (Ray's start-up and each trial's set-up weigh less in longer studies).
+The defaults are those of ``python -m study.run`` (6 trials x 5 epochs, 2 concurrent), so the
+overhead row measures the default study (Ray's start-up and each trial's set-up weigh less in
+longer studies).
 
 Real studies (``study.run.main``, in this process, synthetic data, into a temporary --storage),
 all in one local Ray instance that this benchmark starts first, so that Ray's start-up is timed
@@ -66,6 +67,7 @@ from typing import Any
 
 from study.benchmarks.common import emit
 from study.cli import ArgumentParser
+from study.runner import StudySettings
 
 TRIAL_PROCESS = "ray::ImplicitFunc"  # Tune's function trainable actor: one process per running trial
 STORE_MAPPING = "plasma"  # Ray's shared-memory object store file (/dev/shm/plasmaXXXX)
@@ -333,9 +335,10 @@ def memory_rows(args: argparse.Namespace, storage: Path) -> list[dict[str, Any]]
 
 def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m study.bench study", description=__doc__.split("\n\n")[0])
-    p.add_argument("--samples", type=int, default=4)
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--concurrent", type=int, default=2, help="--max-concurrent of the study")
+    defaults = StudySettings()  # the overhead row measures the default study unless told otherwise
+    p.add_argument("--samples", type=int, default=defaults.samples)
+    p.add_argument("--epochs", type=int, default=defaults.epochs)
+    p.add_argument("--concurrent", type=int, default=defaults.max_concurrent, help="--max-concurrent of the study")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--space", default="gradnorm")
     p.add_argument("--seed", type=int, default=0)
