@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from trainables.config import ConfigError
@@ -24,8 +25,9 @@ class UsageError(ValueError):
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types whose message is meant for the user as is."""
     from trainables.data.errors import DataError
+    from trainables.models.transfer import WeightsError
 
-    return (ConfigError, DataError, UsageError)
+    return (ConfigError, DataError, UsageError, WeightsError)
 
 
 def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
@@ -40,6 +42,18 @@ def run_cli(main: Callable[[list[str] | None], int], argv: list[str] | None = No
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def resolve_weights(config: dict[str, Any]) -> None:
+    """Make ``model.weights`` absolute (trials may run in another directory) and check the file now,
+    before any training starts: a bad path is one line at once, not an error in every trial."""
+    from trainables.models.transfer import read_state_dict
+
+    path = str(config.get("model.weights", "") or "")
+    if path:
+        resolved = Path(path).expanduser().resolve()
+        read_state_dict(resolved)
+        config["model.weights"] = str(resolved)
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from study.checkpoint import load_checkpoint, save_checkpoint
-from study.cli import ArgumentParser, parse_set, run_cli
+from study.cli import ArgumentParser, parse_set, resolve_weights, run_cli
 from study.results import epochs_table, write_atomic, write_json_atomic
 from trainables.config import ARCHS, TrialConfig
 
@@ -24,6 +24,7 @@ FLAGS = {
     "arch": "arch", "balancer": "balancer.name", "data": "data.source", "epochs": "train.epochs",
     "imgsz": "data.imgsz", "batch": "data.batch", "size": "model.size", "lr": "optim.lr",
     "device": "train.device", "seed": "train.seed", "optimizer": "optim.name", "split": "data.split",
+    "weights": "model.weights",
 }
 TABLE_COLUMNS = [
     ("epoch", "{:>5.0f}"), ("loss.det", "{:>8.3f}"), ("loss.view", "{:>9.3f}"), ("weight.det", "{:>10.2f}"),
@@ -52,6 +53,9 @@ def parser() -> argparse.ArgumentParser:
                    help="any other config key, e.g. --set balancer.alpha=1.5 (repeatable)")
     p.add_argument("--out", default=None, help="output folder (default results/train/ARCH-BALANCER-TIME)")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT", help="continue from a checkpoint.pt")
+    p.add_argument("--weights", default=None, metavar="PATH",
+                   help="initial weights: a checkpoint of this tool, a state_dict or a torchvision weights file, "
+                        "matched by name and shape (model.weights)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -65,6 +69,7 @@ def config_from_args(args: argparse.Namespace) -> TrialConfig:
     if flat.get("data.source", "synthetic") != "synthetic":
         flat["data.source"] = str(Path(flat["data.source"]).expanduser().resolve())
     flat.update(parse_set(args.set))
+    resolve_weights(flat)
     return TrialConfig.from_partial(flat)
 
 

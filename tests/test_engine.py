@@ -91,3 +91,16 @@ def test_other_architectures(data, arch):
         assert math.isnan(metrics["val.view_accuracy"]) and metrics["val.objective"] == metrics["val.map"]
     if arch == "cls_only":
         assert math.isnan(metrics["val.map"]) and metrics["val.objective"] == metrics["val.view_accuracy"]
+
+
+@pytest.mark.parametrize("arch", ["shared", "dual", "det_only", "cls_only"])
+def test_class_weighted_view_loss_runs_for_every_architecture(data, arch):
+    # loss.view_class_weights once crashed the shared model after epoch 1: the gradient-interference
+    # measurement called the task losses without the weights
+    reports = []
+    fit(tiny(arch=arch, **{"loss.view_class_weights": True}), data, report=lambda m, s: reports.append(m))
+    assert [m["status"] for m in reports] == ["running", "finished"]
+    if arch != "det_only":
+        assert math.isfinite(reports[-1]["loss.view"]) and math.isfinite(reports[-1]["val.view_accuracy"])
+    if arch == "shared":
+        assert math.isfinite(reports[-1]["grad.cosine"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -22,7 +23,7 @@ from trainables.models.yolo import DEFAULT_ANCHORS, STRIDES
 
 ANCHORS = torch.tensor(DEFAULT_ANCHORS, dtype=torch.float32)  # (3, 3, 2) pixels
 GRIDS_64 = [(8, 8), (4, 4), (2, 2)]  # imgsz 64
-UNIT = LossConfig(box_gain=1.0, obj_gain=1.0, cls_gain=1.0)
+UNIT = LossConfig(box_gain=1.0, obj_gain=1.0, cls_gain=1.0, gain_scaling="none")
 # One box in image 0, class 2: centre (19, 27), size 16 x 24 pixels.
 BOX = torch.tensor([[0, 2, 11, 15, 27, 39]], dtype=torch.float32)
 
@@ -113,7 +114,7 @@ def test_hand_computed_losses_for_a_box_twice_too_big() -> None:
     # IoU = 1/4 with no centre-distance or aspect penalty, so 1 - CIoU = 0.75 per assignment.
     outs = raw_outputs(nc=4)
     set_predictions(outs, scale=2.0, obj_logit=1.0, cls_logit=0.0)
-    cfg = LossConfig(box_gain=0.05, obj_gain=2.0, cls_gain=0.5)
+    cfg = LossConfig(box_gain=0.05, obj_gain=2.0, cls_gain=0.5, gain_scaling="none")
     parts = detection_loss(outs, BOX, ANCHORS, STRIDES, cfg)
     # box: mean 0.75 on each of the two levels with assignments
     assert parts["box"].item() == pytest.approx(0.05 * 2 * 0.75, rel=1e-5)
@@ -175,6 +176,17 @@ def test_yolov5_scaled_gains() -> None:
     scaled = yolov5_scaled_gains(LossConfig(), num_classes=4, imgsz=128)
     assert (scaled.box_gain, scaled.cls_gain) == (0.05, pytest.approx(0.025))
     assert scaled.obj_gain == pytest.approx(0.04)
+
+
+def test_detection_loss_applies_yolov5_gain_scaling_by_default() -> None:
+    # the test grids are 8x8 at stride 8: a 64 px input, 4 classes, 3 levels -> cls x 4/80, obj x (64/640)^2
+    outs = raw_outputs(nc=4)
+    set_predictions(outs, scale=2.0, obj_logit=1.0, cls_logit=0.0)
+    plain = detection_loss(outs, BOX, ANCHORS, STRIDES, UNIT)
+    scaled = detection_loss(outs, BOX, ANCHORS, STRIDES, dataclasses.replace(UNIT, gain_scaling="yolov5"))
+    assert scaled["box"].item() == pytest.approx(plain["box"].item(), rel=1e-6)
+    assert scaled["cls"].item() == pytest.approx(plain["cls"].item() * 4 / 80, rel=1e-6)
+    assert scaled["obj"].item() == pytest.approx(plain["obj"].item() * (64 / 640) ** 2, rel=1e-6)
 
 
 @pytest.mark.parametrize("arch", ["shared", "det_only", "cls_only", "dual"])

@@ -173,11 +173,40 @@ def test_dual_shares_nothing(backbone: str) -> None:
 def test_dual_classifier_width_and_config_choice() -> None:
     cfg = TrialConfig.from_partial({"arch": "dual", "model.cls_width_multiple": 0.5})
     model = build_model(cfg, num_classes=4, num_views=3)
-    assert model.classifier.backbone.out_channels == (128, 256, 512)
+    assert model.classifier.backbone.out_channels == (128, 256)  # stops at P4, the level its head reads
     assert model.detector.backbone.out_channels == (64, 128, 256)
     cfg = TrialConfig.from_partial({"arch": "dual", "model.cls_backbone": "mobilenet_v3_small"})
     model = build_model(cfg, num_classes=4, num_views=3)
-    assert type(model.classifier).__name__ == "MobileNetV3"
+    assert type(model.classifier.features[0][0]).__name__ == "Conv2d"  # torchvision's MobileNetV3 stem
+
+
+@pytest.mark.parametrize("level", ["p3", "p4", "p5"])
+@pytest.mark.parametrize(("arch", "backbone"), [("shared", "yolo"), ("det_only", "yolo"), ("cls_only", "yolo"),
+                                                ("dual", "yolo"), ("dual", "resnet18"),
+                                                ("dual", "mobilenet_v3_small")])
+def test_every_parameter_receives_a_gradient(arch: str, backbone: str, level: str) -> None:
+    # "Every parameter has a job": a model builds only layers whose output a loss reads, so the
+    # parameter counts, FLOPs and latency of the study's cost columns count live layers only.
+    from trainables.losses import task_losses
+
+    torch.manual_seed(0)
+    cfg = TrialConfig.from_partial({"arch": arch, "model.cls_level": level, "model.cls_backbone": backbone})
+    model = build_model(cfg, num_classes=4, num_views=3).train()
+    det, logits = model(torch.rand(2, 3, 64, 64))
+    targets = torch.tensor([[0, 1, 10.0, 12.0, 30.0, 40.0], [1, 3, 20.0, 8.0, 50.0, 28.0]])
+    _, losses = task_losses(det, logits, targets, torch.tensor([0, 2]), model, cfg.loss)
+    losses.sum().backward()
+    dead = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert dead == []
+
+
+def test_classifier_backbone_stops_at_its_level() -> None:
+    for level, built in (("p3", 1), ("p4", 2), ("p5", 3)):
+        model = MultiTaskModel(4, 3, *N, cls_level=level, detect=False)
+        assert len(model.backbone.out_channels) == built
+        assert len(model.trunk(torch.rand(1, 3, 64, 64))) == built
+    with_det = MultiTaskModel(4, 3, *N, cls_level="p3")
+    assert len(with_det.backbone.out_channels) == 3  # the detector reads P3, P4 and P5
 
 
 @pytest.mark.parametrize("level", ["p5", "p3"])

@@ -33,9 +33,16 @@ class ModelConfig:
     # which backbone level the view head pools; p4 by default: on the synthetic default a view head on
     # P4 reaches 0.9 accuracy in 3 epochs, one on P5 (after SPPF) was still near chance after 5
     cls_level: Literal["p3", "p4", "p5"] = "p4"
+    # the view head average-pools its level to a grid x grid layout (1 = global average pooling): a view is
+    # a layout of chambers, and a 4 x 4 grid learns it in a study's short trials where GAP stays near
+    # chance (trainables/models/multitask.py: ViewHead)
+    cls_grid: int = 4
     # dual only: the classifier's own network
     cls_backbone: Literal["yolo", "resnet18", "mobilenet_v3_small"] = "yolo"
     cls_width_multiple: float = 0.25  # width of the dual classifier's YOLO backbone
+    # initial weights: an absolute path to a checkpoint of this tool, a plain state_dict or a torchvision
+    # weights file, matched by name and shape (trainables/models/transfer.py); "" trains from scratch
+    weights: str = ""
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,11 @@ class LossConfig:
     box_gain: float = 0.05
     obj_gain: float = 1.0
     cls_gain: float = 0.5
+    # "yolov5": the gains above are rescaled as YOLOv5's train.py does (box x 3/nl, cls x nc/80 x 3/nl,
+    # obj x (imgsz/640)^2 x 3/nl), so the detection loss keeps YOLOv5's scale at any class count and image
+    # size; unscaled ("none") it is ~7x larger at 4 classes and 128 px and dominated by its class term,
+    # which skews every balancer. "none" keeps the old behaviour for comparison.
+    gain_scaling: Literal["yolov5", "none"] = "yolov5"
     view_smoothing: float = 0.0
     view_class_weights: bool = False  # inverse-frequency weights for the view cross-entropy
 
@@ -266,6 +278,7 @@ def validate(cfg: TrialConfig) -> None:
     need(cfg.balancer.dwa_window >= 1, "balancer.dwa_window must be >= 1")
     need(cfg.train.bn_recalibration_batches >= 0, "train.bn_recalibration_batches must be >= 0")
     need(cfg.model.cls_hidden >= 0, f"model.cls_hidden={cfg.model.cls_hidden} must be >= 0")
+    need(1 <= cfg.model.cls_grid <= 8, f"model.cls_grid={cfg.model.cls_grid} must be in [1, 8]")
     need(0 <= cfg.model.cls_dropout < 1, f"model.cls_dropout={cfg.model.cls_dropout} must be in [0, 1)")
     need(cfg.model.width_multiple > 0 and cfg.model.depth_multiple > 0, "model multiples must be > 0")
     need(

@@ -93,6 +93,8 @@ def fit(
     torch.manual_seed(cfg.train.seed)
     view_weights = _view_class_weights(data, device) if cfg.loss.view_class_weights else None
     learner = Learner(cfg, data.num_classes, data.num_views, device, view_class_weights=view_weights)
+    if learner.transfer is not None and resume is None:
+        print(learner.transfer.summary(), file=sys.stderr, flush=True)
 
     steps_per_epoch = math.ceil(len(data.splits["train"]) / cfg.data.batch)
     total_steps = steps_per_epoch * cfg.train.epochs
@@ -163,7 +165,8 @@ def fit(
         metrics["lr_cls"] = lrs.get("cls", math.nan)
         for key in ("loss.box", "loss.obj", "loss.cls", "loss.det", "loss.view", "weight.det", "weight.view"):
             metrics[key] = sums[key] / max(count, 1) if key in sums else math.nan
-        metrics.update(gradient_interference(learner.model, data, cfg, device, learner.tasks))
+        metrics.update(gradient_interference(learner.model, data, cfg, device, learner.tasks,
+                                             learner.view_class_weights))
         metrics.update(evaluate(eval_model, data, "val", cfg, device))
         metrics["val.objective"] = objective(metrics, cfg.arch)
         eval_time = time.perf_counter() - t1

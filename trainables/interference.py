@@ -19,9 +19,13 @@ from trainables.losses import task_losses
 
 
 def gradient_interference(
-    model: nn.Module, data: DecodedData, cfg: TrialConfig, device: torch.device, tasks: list[str]
+    model: nn.Module, data: DecodedData, cfg: TrialConfig, device: torch.device, tasks: list[str],
+    view_class_weights: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Cosine between ∇_θ L_det and ∇_θ L_view over all trunk parameters θ, and both norms.
+
+    ``view_class_weights`` (V,): the weights the training view loss uses (``loss.view_class_weights``),
+    so the measured view gradient is the one training follows.
 
     Returns ``grad.cosine``, ``grad.norm_det``, ``grad.norm_view`` averaged over
     ``cfg.train.interference_batches`` batches; NaN when the model has no shared trunk (dual and
@@ -43,7 +47,7 @@ def gradient_interference(
         if i >= cfg.train.interference_batches:
             break
         det_out, cls_logits = model(images)
-        _, losses = task_losses(det_out, cls_logits, targets, views, model, cfg.loss)
+        _, losses = task_losses(det_out, cls_logits, targets, views, model, cfg.loss, view_class_weights)
         g_det = _flat_grad(losses[0], params)
         g_view = _flat_grad(losses[1], params)
         n_det, n_view = g_det.norm(), g_view.norm()

@@ -13,6 +13,7 @@ from trainables.balancing.registry import build as build_balancer
 from trainables.config import TrialConfig
 from trainables.losses import task_loss_terms
 from trainables.models.build import build_model
+from trainables.models.transfer import load_initial_weights
 from trainables.optim import ModelEMA, build_optimizer
 
 
@@ -40,7 +41,10 @@ class Learner:
                  view_class_weights: Tensor | None = None) -> None:
         self.cfg = cfg
         self.device = device
-        self.model = build_model(cfg, num_classes, num_views).to(device)
+        model = build_model(cfg, num_classes, num_views)
+        # before the EMA copies the model and the optimizers see it: both must start from these weights
+        self.transfer = load_initial_weights(model, cfg.model.weights) if cfg.model.weights else None
+        self.model = model.to(device)
         self.optimizers = {
             name: build_optimizer(net, cfg.optim, self.base_lr(name)) for name, net in self.model.networks().items()
         }

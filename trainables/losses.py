@@ -123,7 +123,8 @@ def detection_loss(
     strides: Sequence[int],
     cfg: LossConfig,
 ) -> dict[str, Tensor]:
-    """YOLOv5's detection loss, as means with the gains of ``cfg`` applied.
+    """YOLOv5's detection loss, as means with the gains of ``cfg`` applied (rescaled for the class
+    count, image size and level count first when ``cfg.gain_scaling == "yolov5"``).
 
     det_outputs: L raw tensors (B, A, H_l, W_l, 5 + nc) from ``Detect.forward``.
     targets: (K, 6) rows [batch_index, class, x1, y1, x2, y2] in input pixels (K may be 0).
@@ -138,6 +139,9 @@ def detection_loss(
       always 0 for a single class, where objectness alone carries the score.
     """
     grid_shapes = [(o.shape[2], o.shape[3]) for o in det_outputs]
+    if cfg.gain_scaling == "yolov5":
+        imgsz = max(grid_shapes[0]) * strides[0]  # the input's longer side
+        cfg = yolov5_scaled_gains(cfg, det_outputs[0].shape[-1] - 5, imgsz, len(det_outputs))
     anchors = anchors.to(det_outputs[0].device)
     assigned = build_targets(targets, anchors, strides, grid_shapes, cfg.anchor_t)
     num_classes = det_outputs[0].shape[-1] - 5
@@ -230,7 +234,7 @@ def task_loss_terms(
 
 
 def yolov5_scaled_gains(cfg: LossConfig, num_classes: int, imgsz: int, num_levels: int = 3) -> LossConfig:
-    """The gains rescaled the way YOLOv5's training script does before training (optional).
+    """The gains rescaled the way YOLOv5's training script does before training (``loss.gain_scaling``).
 
     The default gains were tuned for 80 classes at 640 px with 3 levels. The class BCE is a mean over
     nc columns, so fewer classes make each column count more: scale by nc / 80. The objectness BCE

@@ -17,7 +17,7 @@ def build_model(cfg: TrialConfig, num_classes: int, num_views: int) -> nn.Module
     """
     m = cfg.model
     depth, width = model_multiples(m)
-    head = {"cls_hidden": m.cls_hidden, "cls_dropout": m.cls_dropout, "cls_level": m.cls_level}
+    head = {"cls_hidden": m.cls_hidden, "cls_dropout": m.cls_dropout, "cls_level": m.cls_level, "cls_grid": m.cls_grid}
     if cfg.arch == "shared":
         return MultiTaskModel(num_classes, num_views, depth, width, **head)
     if cfg.arch == "det_only":

@@ -10,6 +10,7 @@ unless it is applied per network.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torchvision
@@ -29,29 +30,43 @@ def build_classifier(
     cls_hidden: int = 0,
     cls_dropout: float = 0.0,
     cls_level: str = "p5",
+    cls_grid: int = 1,
 ) -> nn.Module:
     """The dual model's classifier: images (B, 3, H, W) -> a network whose output gives (B, V) logits.
 
     "yolo": a classify-only MultiTaskModel (its forward returns (None, logits)) of the given width.
-    "resnet18" / "mobilenet_v3_small": torchvision's network built from scratch (weights=None) with
-    its classifier replaced by our ViewHead on the globally pooled features (for MobileNetV3 the
-    whole classifier block, hidden layer included, so ``cls_hidden`` means the same everywhere).
+    "resnet18" / "mobilenet_v3_small": torchvision's feature extractor built from scratch
+    (weights=None) under our ViewHead, which replaces torchvision's pooling and classifier (for
+    MobileNetV3 the whole classifier block, hidden layer included, so ``cls_hidden`` and ``cls_grid``
+    mean the same everywhere).
     """
     if backbone == "yolo":
         return MultiTaskModel(
             num_classes=0, num_views=num_views, depth_multiple=depth_multiple, width_multiple=width_multiple,
-            cls_hidden=cls_hidden, cls_dropout=cls_dropout, cls_level=cls_level, detect=False,
+            cls_hidden=cls_hidden, cls_dropout=cls_dropout, cls_level=cls_level, cls_grid=cls_grid, detect=False,
         )
     if backbone == "resnet18":
         net = torchvision.models.resnet18(weights=None)
-        net.fc = ViewHead(net.fc.in_features, num_views, cls_hidden, cls_dropout)
-        return net
+        # conv1 .. layer4 under torchvision's own names, so a torchvision weights file loads by name
+        features = nn.Sequential(OrderedDict((n, m) for n, m in net.named_children() if n not in ("avgpool", "fc")))
+        return FeatureClassifier(features, ViewHead(net.fc.in_features, num_views, cls_hidden, cls_dropout, cls_grid))
     if backbone == "mobilenet_v3_small":
         net = torchvision.models.mobilenet_v3_small(weights=None)
-        in_features = net.classifier[0].in_features
-        net.classifier = ViewHead(in_features, num_views, cls_hidden, cls_dropout)
-        return net
+        in_features = net.classifier[0].in_features  # (B, 576, H/32, W/32) out of net.features
+        return FeatureClassifier(net.features, ViewHead(in_features, num_views, cls_hidden, cls_dropout, cls_grid))
     raise ValueError(f"classifier backbone {backbone!r} is not one of {list(CLASSIFIER_BACKBONES)}")
+
+
+class FeatureClassifier(nn.Module):
+    """A torchvision feature extractor (images -> (B, C, h, w)) followed by our ViewHead -> (B, V)."""
+
+    def __init__(self, features: nn.Module, head: ViewHead) -> None:
+        super().__init__()
+        self.features = features
+        self.head = head
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.head(self.features(images))  # (B, V)
 
 
 class DualModel(nn.Module):

@@ -114,34 +114,43 @@ class SPPF(nn.Module):
 
 
 class Backbone(nn.Module):
-    """CSP-Darknet (YOLOv5 v6): returns (P3, P4, P5) at strides 8, 16, 32.
+    """CSP-Darknet (YOLOv5 v6): returns (P3, P4, P5) at strides 8, 16, 32 — or fewer levels.
 
     Base channels 64, 128, 256, 512, 1024 and C3 repeats 3, 6, 9, 3 are scaled by the multiples.
-    ``out_channels`` gives the channels of (P3, P4, P5); ``sppf.cv2`` is the last layer.
+    ``levels`` = 3 builds everything (stage 5 + SPPF give P5); 2 stops after P4 and 1 after P3, so a
+    classifier that reads P4 carries no stage 5 / SPPF whose output nothing would use (dead weights
+    that count in parameters and FLOPs and never learn). ``out_channels`` lists the built levels.
     """
 
-    def __init__(self, depth_multiple: float, width_multiple: float) -> None:
+    def __init__(self, depth_multiple: float, width_multiple: float, levels: int = 3) -> None:
         super().__init__()
+        if levels not in (1, 2, 3):
+            raise ValueError(f"Backbone: levels={levels} must be 1, 2 or 3")
         c1, c2, c3, c4, c5 = (scale_width(c, width_multiple) for c in (64, 128, 256, 512, 1024))
         n1, n2, n3, n4 = (scale_depth(n, depth_multiple) for n in (3, 6, 9, 3))
         self.stem = Conv(3, c1, k=6, s=2, p=2)  # stride 2
         self.stage2 = nn.Sequential(Conv(c1, c2, 3, 2), C3(c2, c2, n1))  # stride 4
         self.stage3 = nn.Sequential(Conv(c2, c3, 3, 2), C3(c3, c3, n2))  # stride 8  -> P3
-        self.stage4 = nn.Sequential(Conv(c3, c4, 3, 2), C3(c4, c4, n3))  # stride 16 -> P4
-        self.stage5 = nn.Sequential(Conv(c4, c5, 3, 2), C3(c5, c5, n4))  # stride 32
-        self.sppf = SPPF(c5, c5, 5)  # -> P5
-        self.out_channels = (c3, c4, c5)
+        self.stage4 = nn.Sequential(Conv(c3, c4, 3, 2), C3(c4, c4, n3)) if levels >= 2 else None  # stride 16 -> P4
+        self.stage5 = nn.Sequential(Conv(c4, c5, 3, 2), C3(c5, c5, n4)) if levels >= 3 else None  # stride 32
+        self.sppf = SPPF(c5, c5, 5) if levels >= 3 else None  # -> P5
+        self.out_channels = (c3, c4, c5)[:levels]
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         x = self.stage2(self.stem(x))  # (B, c2, H/4, W/4)
         p3 = self.stage3(x)  # (B, c3, H/8, W/8)
+        if self.stage4 is None:
+            return (p3,)
         p4 = self.stage4(p3)  # (B, c4, H/16, W/16)
+        if self.stage5 is None:
+            return p3, p4
         p5 = self.sppf(self.stage5(p4))  # (B, c5, H/32, W/32)
         return p3, p4, p5
 
     def level_output_layer(self, level: int) -> nn.Module:
         """The last layer producing feature level ``level`` (0 = P3, 1 = P4, 2 = P5)."""
-        return (self.stage3[-1].cv3, self.stage4[-1].cv3, self.sppf.cv2)[level]
+        stages = (self.stage3, self.stage4, self.sppf)
+        return stages[level].cv2 if level == 2 else stages[level][-1].cv3
 
 
 class PAN(nn.Module):
