@@ -55,6 +55,17 @@ def boxes_to_letterbox(boxes: np.ndarray, geometry: tuple[int, ...]) -> np.ndarr
     return boxes.astype(np.float32) * scale + offset
 
 
+def boxes_from_letterbox(boxes: np.ndarray, geometry: tuple[int, ...], width: int, height: int) -> np.ndarray:
+    """Inverse of :func:`boxes_to_letterbox` in original pixels: (M, 4) letterboxed-pixel ``x1, y1, x2, y2``
+    of a ``width x height`` image -> (M, 4) float64 pixels of that image, clipped to it (a box may reach
+    into the padding). ``geometry`` is ``letterbox_geometry(width, height, S)``."""
+    new_w, new_h, left, top = geometry
+    scale = np.array([width / new_w, height / new_h] * 2)  # original pixels per letterboxed pixel
+    offset = np.array([left, top, left, top], np.float64)
+    out = (np.asarray(boxes, np.float64).reshape(-1, 4) - offset) * scale
+    return np.clip(out, 0.0, np.array([width, height, width, height], np.float64))
+
+
 class Progress:
     """Decode progress on stderr: a counter line redrawn twice a second in a terminal
     (``decode: 120/1196 images``); elsewhere (logs) only the final line."""

@@ -1,0 +1,219 @@
+"""``python -m study.predict CHECKPOINT SOURCE --out DIR``: apply a trained model to images and videos.
+
+SOURCE is an image, a video (echo clips: read with PyAV, frame by frame) or a folder of them. Each
+frame is letterboxed to the checkpoint's image size exactly as in training, run through the model in
+batches, and the detections (class-aware NMS at the checkpoint's IoU threshold and max_det, boxes
+scoring above ``--conf``) are mapped back to the frame's original pixels. Written to DIR:
+
+  ``<stem>.jpg`` / ``<stem>.mp4``  annotated copies (boxes with class and confidence, the view and its
+                                   probability; a video keeps its frame rate)
+  ``predictions.parquet``          one row per box: source, frame, x1, y1, x2, y2 (original pixels),
+                                   class, class_id, confidence, view, view_prob. A frame without a box
+                                   still has one row (box columns null) carrying its view. Columns a
+                                   single-task model has no head for (det_only: view; cls_only: boxes)
+                                   are null.
+
+In a folder, a file that cannot be read is left out with a warning line; a single SOURCE that cannot
+be read is an error. Images are used as stored (no EXIF rotation), as in training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from study.checkpoint import load_checkpoint
+from study.cli import ArgumentParser, UsageError, run_cli
+from study.evaluate import restore_model
+from study.predict_io import (
+    IMAGE_EXTS,
+    Frame,
+    Progress,
+    VideoWriter,
+    annotate,
+    list_sources,
+    read_frames,
+    video_info,
+    write_jpeg,
+    write_predictions,
+)
+from trainables.data.decode import boxes_from_letterbox, letterbox
+from trainables.postprocess import postprocess
+
+BATCH = 16
+
+
+def parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(prog="python -m study.predict", description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint", help="a checkpoint.pt (or the checkpoint_XXXXXX folder holding it)")
+    p.add_argument("source", help="an image, a video, or a folder of images/videos")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the annotated files and predictions.parquet")
+    p.add_argument("--conf", type=float, default=0.25,
+                   help="keep boxes scoring above this (default 0.25; the checkpoint's own train.conf_thres, "
+                        "0.001, is meant for computing mAP and would draw every faint candidate)")
+    p.add_argument("--batch", type=int, default=BATCH, help=f"frames per forward pass (default {BATCH})")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
+    return p
+
+
+@torch.no_grad()
+def predict_batch(model: Any, frames: list[Frame], imgsz: int, conf: float, iou: float, max_det: int,
+                  device: torch.device) -> list[dict[str, Any]]:
+    """Per frame: ``boxes`` (M, 4) xyxy original pixels, ``scores`` (M,), ``labels`` (M,) (None without a
+    detector) and ``view`` index / ``view_prob`` (None without a classifier). Boxes whose centre lies on
+    the letterbox padding are dropped; the rest are clipped to the frame."""
+    letterboxed = [letterbox(f.image, imgsz) for f in frames]
+    raw = torch.from_numpy(np.stack([a for a, _ in letterboxed]))  # (B, 3, S, S) uint8
+    images = raw.to(device).float().div_(255.0)  # (B, 3, S, S) in [0, 1], as the engine feeds it
+    det_out, logits = model(images)  # L x (B, A, H, W, 5 + nc) or None; (B, V) or None
+    dets = postprocess([d.float() for d in det_out], model.detect, conf, iou, max_det) \
+        if det_out is not None else [None] * len(frames)
+    probs = logits.float().softmax(1).cpu() if logits is not None else None  # (B, V)
+    out = []
+    for b, (frame, (_, geometry)) in enumerate(zip(frames, letterboxed, strict=True)):
+        item: dict[str, Any] = {"boxes": None, "scores": None, "labels": None, "view": None, "view_prob": None}
+        if dets[b] is not None:
+            boxes, scores, labels = (t.cpu().numpy() for t in dets[b])
+            new_w, new_h, left, top = geometry
+            cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2  # (M,) letterboxed pixels
+            # a box centred on the grey padding is not an object of the image (clipped, it would be a sliver)
+            inside = (cx >= left) & (cx <= left + new_w) & (cy >= top) & (cy <= top + new_h)
+            boxes, scores, labels = boxes[inside], scores[inside], labels[inside]
+            item.update(boxes=boxes_from_letterbox(boxes, geometry, frame.image.width, frame.image.height),
+                        scores=scores.astype(np.float64), labels=labels.astype(np.int64))
+        if probs is not None:
+            p, v = probs[b].max(0)
+            item.update(view=int(v), view_prob=float(p))
+        out.append(item)
+    return out
+
+
+def add_rows(columns: dict[str, list], frame: Frame, item: dict[str, Any], names: list[str],
+             view_names: list[str]) -> None:
+    """One row per box, or one box-less row when the frame has none (it still carries the view)."""
+    view = view_names[item["view"]] if item["view"] is not None else None
+    n = len(item["scores"]) if item["scores"] is not None else 0
+    for i in range(max(n, 1)):
+        box = item["boxes"][i].tolist() if n else [None] * 4
+        columns["source"].append(str(frame.source))
+        columns["frame"].append(frame.index)
+        for key, v in zip(("x1", "y1", "x2", "y2"), box, strict=True):
+            columns[key].append(v)
+        columns["class_id"].append(int(item["labels"][i]) if n else None)
+        columns["class"].append(names[int(item["labels"][i])] if n else None)
+        columns["confidence"].append(float(item["scores"][i]) if n else None)
+        columns["view"].append(view)
+        columns["view_prob"].append(item["view_prob"])
+
+
+def drawn(frame: Frame, item: dict[str, Any], names: list[str], view_names: list[str]) -> Any:
+    """The frame annotated with its boxes (``class confidence``) and its view (``view probability``)."""
+    n = 0 if item["labels"] is None else len(item["labels"])
+    text = [f"{names[int(item['labels'][i])]} {item['scores'][i]:.2f}" for i in range(n)]
+    view = f"{view_names[item['view']]} {item['view_prob']:.2f}" if item["view"] is not None else None
+    return annotate(frame.image, item["boxes"] if n else np.zeros((0, 4)),
+                    text, item["labels"] if n else np.zeros(0, np.int64), view)
+
+
+class Sink:
+    """Writes annotated frames: an image to ``<stem>.jpg``, a video's frames into one ``<stem>.mp4``."""
+
+    def __init__(self, out: Path, files: list[Path]) -> None:
+        ext = {f: ".jpg" if f.suffix.lower() in IMAGE_EXTS else ".mp4" for f in files}
+        names = [f.stem + ext[f] for f in files]  # a.png and a.jpg would both give a.jpg: keep their full names
+        self.targets = {f: out / (n if names.count(n) == 1 else f.name + ext[f])
+                        for f, n in zip(files, names, strict=True)}
+        clash = [f for f, t in self.targets.items() if t.resolve() in {g.resolve() for g in files}]
+        if clash:
+            raise UsageError(f"--out {out}: writing there would overwrite the input {clash[0]}; choose another folder")
+        self.video: VideoWriter | None = None
+        self.video_source: Path | None = None
+        self.images = self.videos = 0
+
+    def put(self, frame: Frame, image: Any) -> None:
+        if not frame.is_video:
+            write_jpeg(image, self.targets[frame.source])
+            self.images += 1
+            return
+        if frame.source != self.video_source:
+            self.close()
+            self.video, self.video_source = VideoWriter(self.targets[frame.source], video_info(frame.source)[1]), \
+                frame.source
+            self.videos += 1
+        assert self.video is not None
+        self.video.write(image)
+
+    def close(self, keep: bool = True) -> None:
+        if self.video is not None:
+            self.video.close(keep)
+        self.video, self.video_source = None, None
+
+
+def all_frames(files: list[Path], strict: bool, skipped: list[Path]) -> Iterator[Frame]:
+    """Every frame of every file; in a folder (not ``strict``) an unreadable file is warned about and left out."""
+    for path in files:
+        try:
+            yield from read_frames(path)
+        except UsageError as err:
+            if strict:
+                raise
+            print(f"warning: {err}; left out", file=sys.stderr)
+            skipped.append(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if not 0.0 <= args.conf < 1.0 or args.batch < 1:
+        raise UsageError("--conf must lie in [0, 1) and --batch be at least 1")
+    from trainables.engine import resolve_device
+
+    source, out = Path(args.source).expanduser(), Path(args.out).expanduser()
+    files = list_sources(source)  # checked before loading the model: a bad SOURCE fails fast
+    path = Path(args.checkpoint).expanduser()
+    state = load_checkpoint(path)
+    model, cfg = restore_model(state, path)
+    names, view_names = list(state.get("names", [])), list(state.get("view_names", []))
+    device = resolve_device(args.device)
+    model.to(device)
+    sink = Sink(out, files)
+    columns: dict[str, list] = {k: [] for k in ("source", "frame", "x1", "y1", "x2", "y2", "class", "class_id",
+                                                "confidence", "view", "view_prob")}
+    total = sum(1 if f.suffix.lower() in IMAGE_EXTS else video_info(f)[0] for f in files)  # 0: unknown
+    bar, skipped, frames_done, boxes = Progress(total), [], 0, 0
+    stream = all_frames(files, strict=not source.is_dir(), skipped=skipped)
+    try:
+        while batch := list(islice(stream, args.batch)):
+            items = predict_batch(model, batch, cfg.data.imgsz, args.conf, cfg.train.iou_thres, cfg.train.max_det,
+                                  device)
+            for frame, item in zip(batch, items, strict=True):
+                add_rows(columns, frame, item, names, view_names)
+                sink.put(frame, drawn(frame, item, names, view_names))
+                boxes += 0 if item["labels"] is None else len(item["labels"])
+            frames_done += len(batch)
+            bar.update(len(batch))
+    except BaseException:
+        sink.close(keep=False)
+        raise
+    sink.close()
+    if frames_done == 0:
+        raise UsageError(f"{source}: none of its {len(files)} files could be read")
+    bar.finish(len(files) - len(skipped))
+    write_predictions(columns, out / "predictions.parquet")
+    print(f"wrote {sink.images} annotated image{'s' * (sink.images != 1)} and {sink.videos} "
+          f"video{'s' * (sink.videos != 1)} to {out}")
+    print(f"wrote {out / 'predictions.parquet'}: {len(columns['source'])} rows, {boxes} boxes on {frames_done} frames "
+          f"(conf > {args.conf}, NMS IoU {cfg.train.iou_thres}, {cfg.arch} model at {cfg.data.imgsz} px)")
+    if skipped:
+        print(f"left out {len(skipped)} unreadable file{'s' * (len(skipped) != 1)} (see the warnings above)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,204 @@
+"""What ``study.predict`` reads and writes: images and videos (PyAV), annotated copies, the Parquet table.
+
+Frames come out of :func:`read_frames` as RGB PIL images in file order (a video's in decode
+order, numbered from 0). Annotated copies are written whole or not at all (``study.atomic``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image, ImageDraw, ImageFont
+
+from study.atomic import atomic_path
+from study.cli import UsageError
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+SCHEMA = pa.schema([("source", pa.string()), ("frame", pa.int64()),
+                    ("x1", pa.float64()), ("y1", pa.float64()), ("x2", pa.float64()), ("y2", pa.float64()),
+                    ("class", pa.string()), ("class_id", pa.int64()), ("confidence", pa.float64()),
+                    ("view", pa.string()), ("view_prob", pa.float64())])
+COLOURS = [(255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 157, 151), (207, 210, 49), (132, 56, 255)]
+
+
+@dataclass
+class Frame:
+    source: Path
+    index: int  # 0 for an image, the frame number in a video
+    image: Image.Image  # RGB, original size
+    is_video: bool
+
+
+def list_sources(source: Path) -> list[Path]:
+    """The image/video files SOURCE names: itself, or a folder's supported files (sorted, not recursive)."""
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS)
+        if not files:
+            raise UsageError(f"{source}: no images or videos in this folder (looked for "
+                             f"{', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))})")
+        return files
+    if not source.is_file():
+        raise UsageError(f"{source}: no such file or folder")
+    if source.suffix.lower() not in IMAGE_EXTS | VIDEO_EXTS:
+        raise UsageError(f"{source}: unsupported file type '{source.suffix}'; give an image "
+                         f"({', '.join(sorted(IMAGE_EXTS))}), a video ({', '.join(sorted(VIDEO_EXTS))}) or a folder")
+    return [source]
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode.startswith("I;16"):  # 16-bit grey: scale to 8 bits as the training letterbox does
+        image = Image.fromarray((np.asarray(image, np.float32) / 257.0 + 0.5).astype(np.uint8))
+    return image.convert("RGB")
+
+
+def video_info(path: Path) -> tuple[int, Fraction]:
+    """(frame count as the container states it, 0 if unknown; frame rate, 25 if unknown). A file PyAV
+    cannot open gives (0, 25) here: :func:`read_frames` reports it."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            return int(stream.frames or 0), Fraction(stream.average_rate or stream.guessed_rate or 25)
+    except (av.FFmpegError, OSError, IndexError):
+        return 0, Fraction(25)
+
+
+def read_frames(path: Path) -> Iterator[Frame]:
+    """The frames of one image or video file; UsageError (one line) when it cannot be read."""
+    if path.suffix.lower() in IMAGE_EXTS:
+        try:
+            with Image.open(path) as im:
+                image = to_rgb(im)  # decodes fully inside the try, so a truncated file fails here
+        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as err:
+            raise UsageError(f"{path}: cannot decode the image ({str(err) or type(err).__name__})") from None
+        yield Frame(path, 0, image, False)
+        return
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise UsageError(f"{path}: no video stream in this file")
+            stated, n = container.streams.video[0].frames, 0
+            for n, frame in enumerate(container.decode(video=0), start=1):
+                yield Frame(path, n - 1, frame.to_image(), True)
+            if stated and n < stated:  # FFmpeg ends a truncated file quietly, as if it were complete
+                print(f"warning: {path}: its header states {stated} frames, {n} could be decoded "
+                      "(a truncated file?)", file=sys.stderr)
+    except (av.FFmpegError, OSError) as err:
+        why = getattr(err, "strerror", None) or (str(err).splitlines() or [type(err).__name__])[0]
+        raise UsageError(f"{path}: cannot decode the video ({why})") from None
+
+
+class VideoWriter:
+    """An H.264 (or MPEG-4 Part 2 where libx264 is missing) MP4 at ``rate``; renamed into place on close."""
+
+    def __init__(self, path: Path, rate: Fraction) -> None:
+        import av
+
+        self.path, self.rate, self.stream = path, rate, None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self.container = av.open(tmp, "w", format="mp4")  # the .tmp name says nothing of the format
+
+    def write(self, image: Image.Image) -> None:
+        import av
+
+        if image.width % 2 or image.height % 2:  # yuv420p needs even sides: pad one black pixel
+            padded = Image.new("RGB", (image.width + image.width % 2, image.height + image.height % 2))
+            padded.paste(image)
+            image = padded
+        if self.stream is None:
+            try:
+                av.Codec("libx264", "w")
+                codec = "libx264"
+            except Exception:  # an FFmpeg build without the GPL encoder
+                codec = "mpeg4"
+            self.stream = self.container.add_stream(codec, rate=self.rate)
+            self.stream.width, self.stream.height, self.stream.pix_fmt = image.width, image.height, "yuv420p"
+        for packet in self.stream.encode(av.VideoFrame.from_image(image)):
+            self.container.mux(packet)
+
+    def close(self, keep: bool = True) -> None:
+        if keep and self.stream is not None:
+            for packet in self.stream.encode():  # flush the encoder's delayed frames
+                self.container.mux(packet)
+        self.container.close()
+        if keep and self.stream is not None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: one bitmap size only
+        return ImageFont.load_default()
+
+
+def annotate(image: Image.Image, boxes: np.ndarray, labels: list[str], class_ids: np.ndarray,
+             view: str | None) -> Image.Image:
+    """A copy of ``image`` with (M, 4) original-pixel xyxy ``boxes`` drawn and labelled, and the view on top."""
+    out = image.copy()
+    draw = ImageDraw.Draw(out)
+    line = max(1, round(min(out.size) / 250))
+    font = _font(max(10, round(min(out.size) / 30)))
+    for box, label, cid in zip(boxes, labels, class_ids, strict=True):
+        colour = COLOURS[int(cid) % len(COLOURS)]
+        x1, y1, x2, y2 = (float(v) for v in box)
+        draw.rectangle((x1, y1, x2, y2), outline=colour, width=line)
+        tx1, ty1, tx2, ty2 = draw.textbbox((x1, y1), label, font=font)
+        ty = y1 - (ty2 - ty1) - 2 if y1 - (ty2 - ty1) - 2 >= 0 else y1  # above the box when there is room
+        draw.rectangle((x1, ty, x1 + tx2 - tx1 + 4, ty + ty2 - ty1 + 2), fill=colour)
+        draw.text((x1 + 2, ty - (ty1 - y1)), label, fill=(255, 255, 255), font=font)
+    if view is not None:
+        draw.text((4, 4), view, fill=(255, 255, 0), font=font, stroke_width=max(1, line), stroke_fill=(0, 0, 0))
+    return out
+
+
+def write_jpeg(image: Image.Image, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="JPEG", quality=92)
+
+
+def write_predictions(columns: dict[str, list], path: Path) -> None:
+    """One row per box (or per frame without a box) as ``SCHEMA``; written atomically."""
+    table = pa.Table.from_pydict({name: columns[name] for name in SCHEMA.names}, schema=SCHEMA)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+class Progress:
+    """``predict: 120/1196 frames`` redrawn on stderr twice a second in a terminal; always a final line."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.redraw = total, 0, sys.stderr.isatty()
+        self.start = self.last = time.monotonic()
+
+    def update(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.redraw and now - self.last > 0.5:
+            self.last = now
+            of = f"/{self.total}" if self.total else ""
+            print(f"\rpredict: {self.done}{of} frames", end="", file=sys.stderr, flush=True)
+
+    def finish(self, files: int) -> None:
+        end = "\r" if self.redraw else ""
+        print(f"{end}predict: {self.done} frames from {files} file{'s' * (files != 1)} in "
+              f"{time.monotonic() - self.start:.1f} s", file=sys.stderr)
