@@ -1,8 +1,9 @@
 """The fair comparison: every method (architecture x balancer) with the same number of trials.
 
-Methods take turns by trial number (trial k runs METHODS[k % len(METHODS)]), so a study of
-``n * len(METHODS)`` samples gives each method exactly ``n`` trials; within a method, TPE tunes the
-learning rate and that method's own hyperparameters (conditional sub-spaces).
+The study runs one independent search per method (study/searchers.py): each method has its own
+sampler and history, the same number of trials (``--samples`` is the total, a multiple of
+``len(METHODS)``) and is scored by its own objective. ``define(trial, method)`` is that method's
+sub-space: the learning rate(s) and the method's own hyperparameters.
 """
 
 from __future__ import annotations
@@ -29,8 +30,7 @@ FIXED: dict[str, Any] = {}
 DEFAULT_OBJECTIVE = "single"
 
 
-def define(trial: optuna.Trial) -> dict[str, Any]:
-    method = METHODS[trial.number % len(METHODS)]
+def define(trial: optuna.Trial, method: dict[str, Any]) -> dict[str, Any]:
     trial.suggest_float("optim.lr", 3e-4, 1e-2, log=True)
     if method["arch"] == "dual":
         trial.suggest_float("optim.cls_lr", 3e-4, 1e-2, log=True)

@@ -4,9 +4,10 @@ The same metric code as training (``trainables.engine.evaluate``: COCO-exact mAP
 ...), on the split you name: the data.yaml's own folders (``--split-by folders``) or a seeded
 split by patient (``--split-by patient``). Prints a table and, with ``--json``, writes the numbers.
 
-``--best STORAGE/NAME`` picks the study's best finished trial (by ``best.val.objective``) and its
-checkpoint. Tune keeps one checkpoint per trial, the last epoch's, so the weights scored are the
-last epoch's (EMA weights when the trial trained with EMA).
+``--best STORAGE/NAME`` picks the study's best finished trial (study/best.py: by
+``best.val.objective``, the trial's best epoch) among the multi-task methods (shared, dual), or of
+the method ``--method arch/balancer`` names, and scores that trial's best epoch's checkpoint (the
+study keeps it: study/keep_best.py), with EMA weights when the trial trained with EMA.
 
 Which split seed: a patient split and the synthetic frames both depend on a seed. A checkpoint
 inside a study folder uses the study's seed from ``manifest.json`` (the seed its trials were split
@@ -24,8 +25,10 @@ from typing import Any
 
 import pandas as pd
 
+from study.best import best_trials, is_multi_task, parse_method
 from study.checkpoint import load_checkpoint
 from study.cli import ArgumentParser, UsageError, run_cli
+from study.keep_best import checkpoint_of_epoch
 from study.results import write_json_atomic
 from trainables.config import ConfigError, TrialConfig
 
@@ -39,6 +42,9 @@ def parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="python -m study.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", nargs="?", help="a checkpoint.pt (or the checkpoint_XXXXXX folder holding it)")
     p.add_argument("--best", metavar="STORAGE/NAME", help="score the best finished trial of this study instead")
+    p.add_argument("--method", default=None, metavar="ARCH/BALANCER",
+                   help="with --best: the best trial of this method, e.g. shared/gradnorm, dual, det_only "
+                        "(default: the best multi-task trial)")
     p.add_argument("--data", default=None, help="'synthetic' or a data.yaml (default: the checkpoint's own data)")
     p.add_argument("--split", default="test", help="the split to score: train, val or test (default test)")
     p.add_argument("--split-by", choices=["folders", "patient"], default=None,
@@ -50,21 +56,30 @@ def parser() -> argparse.ArgumentParser:
 
 
 # -- finding checkpoints ---------------------------------------------------------------------------
-def best_trial(study_dir: Path) -> pd.Series:
-    """The finished trial with the highest ``best.val.objective``."""
+def best_trial(study_dir: Path, method: str | None = None) -> pd.Series:
+    """The study's best finished trial by ``best.val.objective`` (its best epoch): of ``method``
+    (``arch/balancer``) when given, else the best of the multi-task methods (shared, dual)."""
     path = study_dir / "trials.parquet"
     if not path.is_file():
         raise UsageError(f"--best {study_dir}: no trials.parquet there; give the study folder STORAGE/NAME")
-    trials = pd.read_parquet(path)
-    ok = trials[(trials["status"] == "finished") & trials["best.val.objective"].notna()] \
-        if "best.val.objective" in trials else trials.iloc[:0]
-    if ok.empty:
+    best = best_trials(pd.read_parquet(path), "best.val.objective", "max", k=1, per_method=True)
+    if best.empty:
         raise UsageError(f"--best {study_dir}: no finished trial with a validation score to pick from")
-    return ok.loc[ok["best.val.objective"].astype(float).idxmax()]
+    if method is not None:
+        chosen = best[best["method"] == parse_method(method)]
+        what = f"method {method}"
+    else:  # one objective scale: multi-task methods' val.objective is the mean of both tasks' scores
+        chosen = best[[is_multi_task(m) for m in best["method"]]]
+        what = "multi-task method (shared or dual)"
+    if chosen.empty:
+        raise UsageError(f"--best {study_dir}: no finished trial of a {what}; the study has "
+                         f"{', '.join(best['method'])} (choose one with --method)")
+    return chosen.iloc[0]
 
 
-def trial_checkpoint(study_dir: Path, trial_id: str) -> Path:
-    """The newest checkpoint of ``trial_id``: Tune names a trial's folder ``<trainable>_<trial_id>_...``
+def trial_checkpoint(study_dir: Path, trial_id: str, epoch: int | None = None) -> Path:
+    """A checkpoint of ``trial_id``: the one holding ``epoch`` when given (a warning and the newest
+    when that one is gone), else the newest. Tune names a trial's folder ``<trainable>_<trial_id>_...``
     under the study folder (or under ``NAME-repeats`` for --repeat-best seeds)."""
     roots = [study_dir, study_dir.parent / f"{study_dir.name}{REPEATS_SUFFIX}"]
     folders = [d for root in roots if root.is_dir() for d in root.iterdir()
@@ -74,7 +89,14 @@ def trial_checkpoint(study_dir: Path, trial_id: str) -> Path:
     if not found:
         raise UsageError(f"--best {study_dir}: trial {trial_id} has no {CHECKPOINT_NAME} under its Tune folder "
                          "(the checkpoint may have been deleted); pass a CHECKPOINT explicitly")
-    return found[-1]
+    if epoch is None:
+        return found[-1]
+    at_epoch = checkpoint_of_epoch(found, epoch)
+    if at_epoch is None:
+        print(f"warning: trial {trial_id}'s epoch-{epoch} checkpoint is gone (a study from before best-epoch "
+              f"checkpoints?); scoring its newest ({found[-1].parent.name})", file=sys.stderr)
+        return found[-1]
+    return at_epoch
 
 
 def study_of(checkpoint: Path) -> Path | None:
@@ -175,14 +197,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if (args.checkpoint is None) == (args.best is None):
         raise UsageError("give either a CHECKPOINT or --best STORAGE/NAME (not both)")
+    if args.method and not args.best:
+        raise UsageError("--method chooses among a study's trials: use it with --best STORAGE/NAME")
     seed = args.split_seed
     if args.best:
         study_dir = Path(args.best).expanduser()
-        trial = best_trial(study_dir)
-        path = trial_checkpoint(study_dir, str(trial["trial_id"]))
-        print(f"best trial: {trial['trial_id']} ({trial['arch']}/{trial['balancer.name']}), best.val.objective "
-              f"{float(trial['best.val.objective']):.4f} at epoch {trial['best_epoch']}; scoring its last checkpoint "
-              f"({path.parent.name})")
+        trial = best_trial(study_dir, args.method)
+        path = trial_checkpoint(study_dir, str(trial["trial_id"]), int(trial["best_epoch"]))
+        print(f"best trial: {trial['trial_id']} ({trial['method']}), best.val.objective "
+              f"{float(trial['best.val.objective']):.4f} at epoch {trial['best_epoch']}; scoring that epoch's "
+              f"checkpoint ({path.parent.name})")
     else:
         path = Path(args.checkpoint).expanduser()
     state = load_checkpoint(path)

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from study.cli import ArgumentParser, parse_set, run_cli
+from study.cli import ArgumentParser, parse_set, resolve_weights, run_cli
 from trainables.config import TrialConfig
 
 
@@ -18,6 +18,8 @@ def parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="python -m study.run", description=__doc__.split("\n\n")[0])
     p.add_argument("--space", default="gradnorm", help="search space (see --list-spaces)")
     p.add_argument("--list-spaces", action="store_true", help="print the search spaces and exit")
+    p.add_argument("--methods", default=None, metavar="M1,M2",
+                   help="only these methods of a multi-method space, e.g. shared/gradnorm,dual (default all)")
     p.add_argument("--samples", type=int, default=6, help="number of trials (default 6)")
     p.add_argument("--epochs", type=int, default=5, help="epochs per trial (default 5)")
     p.add_argument("--max-concurrent", type=int, default=2)
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.imgsz is not None:
         config["data.imgsz"] = args.imgsz
     config.update(parse_set(args.set))
+    resolve_weights(config)
     TrialConfig.from_partial(config)  # a bad key or value stops here, before Ray starts
     settings = StudySettings(
         space=args.space, samples=args.samples, epochs=args.epochs, max_concurrent=args.max_concurrent,
@@ -68,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         objective=args.objective, scheduler=args.scheduler, name=args.name, storage=args.storage,
         address=args.address, resume=args.resume, overwrite=args.overwrite, repeat_best=args.repeat_best,
         seeds=args.seeds, dashboard_host=args.dashboard_host, dashboard_port=args.dashboard_port,
+        methods=args.methods.split(",") if args.methods else None,
         config=config, argv=list(sys.argv[1:] if argv is None else argv),
     )
     run_study(settings)

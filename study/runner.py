@@ -7,7 +7,6 @@ checkpoints) and this tool's ``trials.parquet``, ``epochs.parquet`` and ``manife
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import socket
@@ -24,18 +23,21 @@ from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tun
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.basic_variant import BasicVariantGenerator
-from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import registry as spaces
+from study.best import EPOCH_SCORE, best_trials
 from study.cli import UsageError
+from study.keep_best import KeepBestCheckpoints
 from study.manifest import write_manifest
 from study.recorder import ResultsRecorder
 from study.results import read_trials
+from study.searchers import PerMethodSearch, storage_url
 from trainables.config import TrialConfig
 from trainables.data.loader import load_data
 from trainables.tune import train_trial
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+OPTUNA_DB = "optuna.db"  # the study's Optuna storage: optuna-dashboard sqlite:///STORAGE/NAME/optuna.db
 MIN_FREE_BYTES = 512 * 2**20
 
 
@@ -59,6 +61,7 @@ class StudySettings:
     seeds: int = 3
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8265
+    methods: list[str] | None = None  # method labels (shared/gradnorm, dual, ...); None: all of the space's
     config: dict[str, Any] = field(default_factory=dict)  # base config keys from the command line
     argv: list[str] = field(default_factory=list)
     verbose: int = 0  # Tune's own console tables; the recorder prints one line per epoch instead
@@ -88,7 +91,7 @@ def run_study(s: StudySettings) -> Path:
     else:
         tuner = Tuner(
             trainable,
-            tune_config=_tune_config(s, base, objectives),
+            tune_config=_tune_config(s, base, objectives, study_dir),
             run_config=_run_config(s, study_dir.name, recorder),
         )
     grid = tuner.fit()
@@ -108,6 +111,13 @@ def _check(s: StudySettings) -> list[tuple[str, str]]:
     if len(objectives) > 1 and s.scheduler == "asha":
         raise UsageError("--scheduler asha needs one objective: ASHA stops trials by ranking one metric, and a "
                          "multi-objective study has no single ranking; use --scheduler fifo or --objective single")
+    methods = len(_methods(s))
+    if methods > 1 and s.scheduler == "asha":
+        raise UsageError(f"--scheduler asha: space {s.space} runs {methods} independent searches whose objectives "
+                         "are on different scales, and ASHA would rank trials across them; use --scheduler fifo")
+    if s.samples % methods:
+        raise UsageError(f"--samples {s.samples}: space {s.space} runs one search per method, so the total must be "
+                         f"a multiple of its {methods} methods (e.g. {methods * max(1, round(s.samples / methods))})")
     for name, value, low in (("--samples", s.samples, 1), ("--epochs", s.epochs, 1),
                              ("--max-concurrent", s.max_concurrent, 1), ("--seeds", s.seeds, 1)):
         if value < low:
@@ -121,6 +131,19 @@ def _check(s: StudySettings) -> list[tuple[str, str]]:
     if "://" in s.storage:
         raise UsageError(f"--storage {s.storage}: only local or mounted shared folders are supported for now")
     return objectives
+
+
+def _methods(s: StudySettings) -> list[dict[str, Any]]:
+    """The space's methods, or those ``--methods`` names (a method's search does not depend on the others)."""
+    every = spaces.methods(s.space)
+    if not s.methods:
+        return every
+    by_name = {spaces.method_name(m["arch"], m["balancer.name"]): m for m in every}
+    unknown = [m for m in s.methods if m not in by_name]
+    if unknown:
+        raise UsageError(f"--methods {','.join(unknown)}: not a method of space {s.space} "
+                         f"(it has {', '.join(by_name)})")
+    return [by_name[m] for m in dict.fromkeys(s.methods)]
 
 
 def _prepare_folder(s: StudySettings) -> Path:
@@ -192,20 +215,16 @@ def _check_reachable(address: str, timeout: float = 3.0) -> None:
                          "with `ray start --head` or check the address") from None
 
 
-def _tune_config(s: StudySettings, base: dict[str, Any], objectives: list[tuple[str, str]]) -> TuneConfig:
-    metrics, modes = [m for m, _ in objectives], [mode for _, mode in objectives]
-    sampler = optuna.samplers.TPESampler(
-        seed=s.seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=min(10, s.samples)
-    )
-    searcher = OptunaSearch(
-        space=functools.partial(spaces.define_with_base, space=s.space, base=base),
-        metric=metrics if len(metrics) > 1 else metrics[0],
-        mode=modes if len(modes) > 1 else modes[0],
-        sampler=sampler,
-    )
+def _tune_config(s: StudySettings, base: dict[str, Any], objectives: list[tuple[str, str]],
+                 study_dir: Path) -> TuneConfig:
+    # one independent Optuna study per method, all in STORAGE/NAME/optuna.db (study/searchers.py)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the recorder prints one line per epoch already
+    searcher = PerMethodSearch(s.space, base, objectives, s.samples, seed=s.seed,
+                               storage=storage_url(study_dir / OPTUNA_DB), methods=_methods(s))
     limited = ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent)
-    if s.scheduler == "asha":
-        scheduler = ASHAScheduler(time_attr="epoch", metric=metrics[0], mode=modes[0], max_t=s.epochs,
+    if s.scheduler == "asha":  # single-method spaces only (_check): ASHA ranks within that method
+        metric, mode = objectives[0]
+        scheduler = ASHAScheduler(time_attr="epoch", metric=metric, mode=mode, max_t=s.epochs,
                                   grace_period=1, reduction_factor=2)
     else:
         scheduler = FIFOScheduler()
@@ -216,24 +235,23 @@ def _run_config(s: StudySettings, name: str, recorder: ResultsRecorder) -> RunCo
     return RunConfig(
         name=name,
         storage_path=str(Path(s.storage).expanduser().resolve()),
-        callbacks=[recorder],
+        callbacks=[recorder, KeepBestCheckpoints()],
         # only a dead worker raises out of a trial (train_trial records every deterministic failure),
         # so retrying from the last checkpoint is never a blind retry of the same error
         failure_config=FailureConfig(max_failures=2),
-        # keep two: a driver killed between deleting the older checkpoint and snapshotting the experiment
-        # state left a snapshot that pointed at a deleted checkpoint (seen in the SIGKILL test)
-        checkpoint_config=CheckpointConfig(num_to_keep=2),
+        # Tune keeps every checkpoint while a trial runs (deleting one a later snapshot may still point at
+        # broke --resume after a SIGKILL); KeepBestCheckpoints prunes a completed trial to its best epoch's
+        # checkpoint and its latest. The score attribute only orders Tune's own view of them.
+        checkpoint_config=CheckpointConfig(num_to_keep=None, checkpoint_score_attribute=EPOCH_SCORE,
+                                           checkpoint_score_order="max"),
         verbose=s.verbose,
     )
 
 
 def _repeat_best(s: StudySettings, study_dir: Path, trainable: Any, objectives: list[tuple[str, str]]) -> None:
-    """Re-run the K best configurations with N seeds each (``meta.repeat_of`` names the original)."""
-    trials = read_trials(study_dir)
+    """Re-run the K best configurations of each method with N seeds each (``meta.repeat_of`` names the original)."""
     metric, mode = objectives[0]
-    column = f"best.{metric}" if f"best.{metric}" in trials else metric
-    ok = trials[(trials["status"] == "finished") & (trials["repeat_of"].fillna("") == "")]
-    ok = ok.sort_values(column, ascending=(mode == "min")).head(s.repeat_best)
+    ok = best_trials(read_trials(study_dir), f"best.{metric}", mode, k=s.repeat_best, per_method=True)
     points = []
     for _, row in ok.iterrows():
         config = {k: _plain(row[k]) for k in TrialConfig.flat_keys()}
@@ -242,7 +260,7 @@ def _repeat_best(s: StudySettings, study_dir: Path, trainable: Any, objectives: 
     if not points:
         print("repeat-best: no finished trial to repeat", file=sys.stderr)
         return
-    print(f"repeat-best: {len(ok)} configs x {s.seeds} seeds", flush=True)
+    print(f"repeat-best: {len(ok)} configs ({s.repeat_best} per method) x {s.seeds} seeds", flush=True)
     tuner = Tuner(
         trainable,
         # every point sets every key; Tune wants the keys it may override declared in the param space
@@ -263,19 +281,21 @@ def _summary(study_dir: Path, objectives: list[tuple[str, str]], wall_s: float, 
     trials = read_trials(study_dir)
     metric, mode = objectives[0]
     column = f"best.{metric}"
-    shown = ["trial_id", "status", "arch", "balancer.name", column, "best.val.map", "best.val.map50",
+    shown = ["trial_id", "status", "method", "best_epoch", column, "best.val.map", "best.val.map50",
              "best.val.view_accuracy", "time.train_s"]
-    shown = [c for c in shown if c in trials]
-    top = trials.sort_values(column, ascending=(mode == "min"), na_position="last").head(5) if column in trials \
-        else trials.head(5)
+    best = best_trials(trials, column, mode, k=5)
+    one_method = best["method"].nunique() <= 1
+    top = best if one_method else best.groupby("method", sort=False).head(1)  # each method's best, best first
+    shown = list(dict.fromkeys(c for c in shown if c in top))
     import pandas as pd
 
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4f}".format):
-        print("\nbest trials:")
-        print(top[shown].to_string(index=False))
+        print(f"\nbest trials: by {column} at each trial's best epoch{'' if one_method else ', each method its best'}")
+        print(top[shown].to_string(index=False) if len(top) else "  (no finished trial with a score)")
     compute = float(trials.get("time.total_s", pd.Series(dtype=float)).fillna(0).sum())
     counts = trials["status"].value_counts().to_dict()
     print(f"\n{len(trials)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())}); wall {wall_s:.0f}s, "
           f"summed trial compute {compute:.0f}s" + (f", {errors} errored in Tune" if errors else ""))
     print(f"results: {study_dir / 'trials.parquet'}\n         {study_dir / 'epochs.parquet'}\n"
-          f"         {study_dir / 'manifest.json'}\nreport:  python -m study.analyze {study_dir}")
+          f"         {study_dir / 'manifest.json'}\noptuna:  optuna-dashboard {storage_url(study_dir / OPTUNA_DB)}\n"
+          f"report:  python -m study.analyze {study_dir}")

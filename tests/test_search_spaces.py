@@ -15,11 +15,13 @@ BASE = TrialConfig.from_partial({"train.epochs": 2}).to_flat()
 
 
 def sample(space: str, n: int, seed: int = 0) -> list[TrialConfig]:
+    """``n`` samples of ``space``, its methods taking turns (a multi-method space's define needs the method)."""
     study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True))
+    methods = registry.methods(space)
     configs = []
-    for _ in range(n):
+    for i in range(n):
         trial = study.ask()
-        constants = registry.define_with_base(trial, space=space, base=BASE)
+        constants = registry.define_with_base(trial, space=space, base=BASE, method=methods[i % len(methods)])
         flat = {**trial.params, **constants}
         configs.append(TrialConfig.from_flat(flat))  # strict: no key missing, none unknown
         study.tell(trial, 0.0)
@@ -53,12 +55,35 @@ def test_gradnorm_space_searches_alpha_and_both_learning_rates():
 
 
 def test_compare_space_gives_every_method_the_same_budget():
-    methods = registry.load("compare").METHODS
-    configs = sample("compare", 3 * len(methods))
+    """Through the study's per-method searcher: round-robin, each method from its own study."""
+    from study.searchers import PerMethodSearch
+
+    methods = registry.methods("compare")
+    searcher = PerMethodSearch("compare", BASE, [("val.objective", "max")], samples=3 * len(methods))
+    configs = [TrialConfig.from_flat(searcher.suggest(f"t{i}")) for i in range(3 * len(methods))]
     counts: dict[tuple[str, str], int] = {}
     for c in configs:
         counts[(c.arch, c.balancer.name)] = counts.get((c.arch, c.balancer.name), 0) + 1
     assert counts == {(m["arch"], m["balancer.name"]): 3 for m in methods}
+    assert [len(s.trials) for s in searcher.studies] == [3] * len(methods)  # one Optuna study per method
+
+
+def test_compare_define_takes_the_method_not_the_trial_number():
+    study = optuna.create_study()
+    method = {"arch": "shared", "balancer.name": "gradnorm"}
+    for _ in range(3):  # any trial number: the method is the one given
+        constants = registry.define_with_base(study.ask(), space="compare", base=BASE, method=method)
+        assert (constants["arch"], constants["balancer.name"]) == ("shared", "gradnorm")
+    with pytest.raises(ValueError, match="needs the trial's method"):
+        registry.define_with_base(study.ask(), space="compare", base=BASE)
+
+
+@pytest.mark.parametrize("space", registry.SPACES)
+def test_every_space_names_its_methods(space):
+    methods = registry.methods(space)
+    assert methods and all(set(m) == {"arch", "balancer.name"} for m in methods)
+    names = [registry.method_name(m["arch"], m["balancer.name"]) for m in methods]
+    assert len(set(names)) == len(names)  # one Optuna study per method needs distinct names
 
 
 def test_multi_objective_spaces_and_single_default():

@@ -91,7 +91,10 @@ def test_resume_after_the_driver_is_killed(ray_cluster, tmp_path):
 
 
 @pytest.mark.parametrize("argv", [["--space", "nope"], ["--scheduler", "asha", "--objective", "multi"],
-                                  ["--samples", "0"], ["--set", "optim.lr=-1"]])
+                                  ["--samples", "0"], ["--set", "optim.lr=-1"],
+                                  ["--space", "compare", "--samples", "7"],  # 10 methods: a multiple of 10
+                                  ["--space", "compare", "--samples", "10", "--scheduler", "asha"],
+                                  ["--space", "compare", "--methods", "dual,shared/nope"]])
 def test_bad_study_arguments_give_one_line(tmp_path, capsys, argv):
     from study.cli import run_cli
 
@@ -108,7 +111,51 @@ def test_repeat_best_reruns_the_best_config_with_new_seeds(ray_cluster, tmp_path
     originals = trials[trials["repeat_of"].fillna("") == ""]
     repeats = trials[trials["repeat_of"].fillna("") != ""]
     assert len(originals) == 2 and len(repeats) == 2
-    best = originals.sort_values("best.val.objective", ascending=False).iloc[0]
+    best = originals.sort_values("best.val.objective", ascending=False).iloc[0]  # one method: its best
     assert set(repeats["repeat_of"]) == {best["trial_id"]}
     assert repeats["train.seed"].nunique() == 2 and best["train.seed"] not in set(repeats["train.seed"])
     assert (repeats["balancer.alpha"] == best["balancer.alpha"]).all()
+
+
+def test_each_trial_keeps_its_best_epochs_checkpoint_and_optuna_gets_that_epoch(ray_cluster, tmp_path):
+    """3 epochs, so pruning has something to do: the best epoch's checkpoint and the latest survive, and
+    optuna.db holds each trial's best-epoch value, the one trials.parquet reports as best.*."""
+    import optuna
+    import torch
+
+    from study.evaluate import trial_checkpoint
+
+    assert run(tmp_path, "k", "--space", "gradnorm", "--samples", "2", "--epochs", "3") == 0
+    trials = pd.read_parquet(tmp_path / "k" / "trials.parquet")
+    assert set(trials["status"]) == {"finished"}
+    study = optuna.load_study(study_name="shared/gradnorm", storage=f"sqlite:///{tmp_path / 'k' / 'optuna.db'}")
+    told = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
+    for _, row in trials.iterrows():
+        folder = next(d for d in (tmp_path / "k").iterdir() if f"_{row['trial_id']}_" in d.name)
+        kept = sorted(folder.glob("checkpoint_*/checkpoint.pt"))
+        epochs = {int(torch.load(p, map_location="cpu", weights_only=True, mmap=True)["epoch"]) for p in kept}
+        assert epochs == {int(row["best_epoch"]), 3} and len(kept) == len(epochs)
+        best = trial_checkpoint(tmp_path / "k", row["trial_id"], int(row["best_epoch"]))
+        assert torch.load(best, map_location="cpu", weights_only=True, mmap=True)["epoch"] == row["best_epoch"]
+        assert told[row["trial_id"]].value == pytest.approx(row["best.val.objective"])
+        assert told[row["trial_id"]].user_attrs["best_epoch"] == row["best_epoch"]
+
+
+@pytest.mark.slow  # ten trials (one per method): about two minutes on 2 shared cores
+def test_compare_runs_one_search_per_method_with_equal_budgets(ray_cluster, tmp_path, capsys):
+    import optuna
+
+    from search_spaces import registry
+
+    assert run(tmp_path, "c", "--space", "compare", "--samples", "10", "--epochs", "1") == 0
+    out = capsys.readouterr().out
+    assert "each method its best" in out
+    trials = pd.read_parquet(tmp_path / "c" / "trials.parquet")
+    methods = registry.methods("compare")
+    assert sorted(zip(trials["arch"], trials["balancer.name"], strict=True)) == \
+        sorted((m["arch"], m["balancer.name"]) for m in methods)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'c' / 'optuna.db'}")
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+    assert names == sorted(registry.method_name(m["arch"], m["balancer.name"]) for m in methods)
+    for name in names:
+        assert len(optuna.load_study(study_name=name, storage=storage).trials) == 1

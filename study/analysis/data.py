@@ -197,15 +197,15 @@ def space_keys(space: str) -> dict[str, tuple[str, ...]] | None:
 
     if space not in registry.SPACES:
         return None
-    module = registry.load(space)
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
         out: dict[str, set[str]] = {}
-        for _ in range(SPACE_DRAWS):
+        methods = registry.methods(space)
+        for i in range(SPACE_DRAWS):
             trial = study.ask()
-            constants = module.define(trial) or {}
+            constants = registry.define_with_base(trial, space, {}, methods[i % len(methods)])
             if "arch" in constants:
                 method = method_of(constants["arch"], constants.get("balancer.name", "equal"))
                 out.setdefault(method, set()).update(trial.params)

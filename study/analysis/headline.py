@@ -17,6 +17,7 @@ import pandas as pd
 
 from study.analysis.data import ACCURACY, COST, OBJECTIVE, order_methods
 from study.analysis.stats import MeanCI, delta_m, mean_ci, relative_delta
+from study.best import best_trials
 
 METRICS = [*ACCURACY, *COST]
 TASK_METRIC = {"det": "best.val.map", "view": "best.val.view_accuracy"}  # Δm's task scores
@@ -60,9 +61,9 @@ class Headline:
 
 
 def best_searched(trials: pd.DataFrame, objective: str = OBJECTIVE) -> pd.DataFrame:
-    """Per method, the finished non-repeat trial with the highest objective (methods in fixed order)."""
-    ok = trials[(trials["status"] == "finished") & ~trials["is_repeat"] & trials[objective].notna()]
-    best = ok.sort_values(objective, ascending=False, kind="stable").groupby("method", sort=False).head(1)
+    """Per method, the finished non-repeat trial with the highest objective (study/best.py, the selector the
+    runner and ``evaluate --best`` use too), methods in the report's fixed order."""
+    best = best_trials(trials, objective, "max", k=1, per_method=True)
     order = order_methods(best["method"])
     return best.set_index("method").loc[order].reset_index()
 

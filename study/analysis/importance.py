@@ -1,11 +1,14 @@
-"""Hyperparameter importance with Optuna's evaluators, on an in-memory study rebuilt from trials.parquet.
+"""Hyperparameter importance with Optuna's evaluators.
 
-The study's own Optuna storage lives inside Ray's searcher state, so the finished trials are
-re-created with ``optuna.trial.create_trial``; distributions are inferred from the values seen
-(floats spanning more than a decade get a log scale). Each trial carries only the keys its method
-searches (its conditional sub-space), plus ``method`` when the study mixes methods. The evaluator
-is PED-ANOVA, Optuna's default: unlike fANOVA it scores conditional parameters (GradNorm's alpha
-exists only in GradNorm trials) and needs no scikit-learn.
+``storage_importances``: per method, straight from the study's own Optuna storage
+(``STORAGE/NAME/optuna.db``, one Optuna study per method, the exact distributions the searcher used,
+each trial's best-epoch value). ``param_importance``: on an in-memory study rebuilt from
+trials.parquet (studies from before optuna.db, and the cross-method view where ``method`` itself is
+a parameter): the finished trials are re-created with ``optuna.trial.create_trial``; distributions
+are inferred from the values seen (floats spanning more than a decade get a log scale). Each trial
+carries only the keys its method searches (its conditional sub-space), plus ``method`` when the
+study mixes methods. The evaluator is PED-ANOVA, Optuna's default: unlike fANOVA it scores
+conditional parameters (GradNorm's alpha exists only in GradNorm trials) and needs no scikit-learn.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +28,7 @@ from study.analysis.data import OBJECTIVE, method_hyperparameters
 
 MIN_TRIALS = 3
 EVALUATOR = "PED-ANOVA (Optuna's default importance evaluator)"
+OPTUNA_DB = "optuna.db"  # study/runner.py writes it
 
 
 @dataclass
@@ -94,6 +99,41 @@ def param_importance(trials: pd.DataFrame, method_params: dict[str, list[str]] |
                                                  f"({type(err).__name__}: {str(err).splitlines()[0][:200]}).")
     values = {k: float(v) for k, v in values.items() if math.isfinite(v)}
     return Importance(values=values, n_trials=len(ok))
+
+
+def storage_importances(study_dir: str | Path) -> dict[str, Importance]:
+    """Method -> importances of its searched hyperparameters for its first objective, read from the
+    study's ``optuna.db`` (empty when the study has none). Completed trials only (failed ones have no value)."""
+    db = Path(study_dir) / OPTUNA_DB
+    if not db.is_file():
+        return {}
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        storage = optuna.storages.RDBStorage(f"sqlite:///{db.resolve()}")
+        out = {}
+        for summary in optuna.get_all_study_summaries(storage):
+            study = optuna.load_study(study_name=summary.study_name, storage=storage)
+            done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if len(done) < MIN_TRIALS:
+                out[summary.study_name] = Importance(n_trials=len(done), note=(
+                    f"Hyperparameter importance needs at least {MIN_TRIALS} completed trials; "
+                    f"{summary.study_name} has {len(done)}."))
+                continue
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    values = optuna.importance.get_param_importances(study, target=lambda t: t.values[0])
+            except Exception as err:  # an evaluator's limitation on a tiny study is a note, not a crash
+                out[summary.study_name] = Importance(n_trials=len(done), note=(
+                    f"Hyperparameter importance could not be computed ({type(err).__name__}: "
+                    f"{str(err).splitlines()[0][:200]})."))
+                continue
+            out[summary.study_name] = Importance(
+                values={k: float(v) for k, v in values.items() if math.isfinite(v)}, n_trials=len(done))
+        return out
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def _plain(value: Any) -> Any:

@@ -1,0 +1,164 @@
+"""One independent Optuna search per method, behind one Ray Tune ``Searcher``.
+
+A space with several methods (``compare``) must not let them share a sampler: with one TPE
+history, one method's scores steer another's learning rate, and methods whose objectives live on
+different scales (mAP for ``det_only``, accuracy for ``cls_only``) are ranked against each other.
+So each method gets
+
+- its own Optuna study (named after the method: ``shared/gradnorm``, ``dual``, ...), all in one
+  storage, ``results/NAME/optuna.db`` (SQLite, written as trials finish: optuna-dashboard reads it
+  live, and ``--resume`` continues the same studies);
+- its own TPE sampler, seeded from the study seed and the method's name only, so a method's
+  suggestions do not depend on which other methods share the study;
+- the same number of trials: suggestions go round-robin over the methods (``--samples`` is a
+  multiple of the number of methods);
+- its own objective value: the trial's **best epoch** (study/best.py), not its last.
+
+A single-method space is the same searcher with one method.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import pickle
+import zlib
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+from search_spaces import registry
+from study.best import EPOCH_SCORE, best_epoch
+
+log = logging.getLogger(__name__)
+MAX_STARTUP_TRIALS = 10  # TPE's random start-up trials, per method (fewer when a method has fewer trials)
+
+
+def method_seed(seed: int, method: str) -> int:
+    """A method's sampler seed: a function of the study seed and the method's name, nothing else."""
+    return (seed * 1_000_003 + zlib.crc32(method.encode())) % 2**32
+
+
+def storage_url(path: Any) -> str:
+    """The SQLAlchemy URL of an SQLite file (absolute: Tune may change a process's working directory)."""
+    from pathlib import Path
+
+    return f"sqlite:///{Path(path).expanduser().resolve()}"
+
+
+class PerMethodSearch(Searcher):
+    """Round-robin over per-method Optuna studies; see the module docstring.
+
+    Args:
+        space: the search space's name (search_spaces/registry.py).
+        base: the study's full flat base config (the command line's keys).
+        objectives: (metric, mode) pairs, e.g. ``[("val.objective", "max")]``; each Optuna trial is
+            told these metrics at the trial's best epoch.
+        samples: trials in all; a multiple of the number of methods.
+        seed: the study seed.
+        storage: an SQLAlchemy URL (``sqlite:///.../optuna.db``), or None for in-memory studies.
+        methods: the methods to search (default: all of the space's).
+    """
+
+    def __init__(self, space: str, base: dict[str, Any], objectives: list[tuple[str, str]], samples: int,
+                 seed: int = 0, storage: str | None = None, methods: list[dict[str, Any]] | None = None) -> None:
+        metrics, modes = [m for m, _ in objectives], [mode for _, mode in objectives]
+        super().__init__(metric=metrics if len(metrics) > 1 else metrics[0],
+                         mode=modes if len(modes) > 1 else modes[0])
+        self.objectives = list(objectives)
+        self.methods = [dict(m) for m in (methods or registry.methods(space))]
+        if samples % len(self.methods):
+            raise ValueError(f"samples {samples} is not a multiple of the {len(self.methods)} methods")
+        self.names = [registry.method_name(m["arch"], m["balancer.name"]) for m in self.methods]
+        self.defines = [functools.partial(registry.define_with_base, space=space, base=base, method=m)
+                        for m in self.methods]
+        per_method = samples // len(self.methods)
+        db = optuna.storages.RDBStorage(storage) if storage else optuna.storages.InMemoryStorage()
+        directions = ["minimize" if mode == "min" else "maximize" for _, mode in objectives]
+        self.studies = [
+            optuna.create_study(
+                storage=db, study_name=name, load_if_exists=True, directions=directions,
+                sampler=optuna.samplers.TPESampler(
+                    seed=method_seed(seed, name), multivariate=True, group=True, constant_liar=True,
+                    n_startup_trials=min(MAX_STARTUP_TRIALS, per_method)),
+            )
+            for name in self.names
+        ]
+        self.suggested = 0
+        self.live: dict[str, tuple[int, optuna.Trial]] = {}  # Tune trial id -> (method index, Optuna trial)
+        self.epochs: dict[str, dict[int, dict[str, Any]]] = {}  # Tune trial id -> epoch -> its scored metrics
+        self.done: set[str] = set()
+
+    # -- Tune's Searcher interface ------------------------------------------------------------------
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if trial_id in self.live:  # Tune may ask twice for the same trial: the same answer
+            k, trial = self.live[trial_id]
+            return {**trial.params, **self.defines[k](trial)}
+        k = self.suggested % len(self.methods)
+        self.suggested += 1
+        trial = self.studies[k].ask()
+        trial.set_user_attr("tune_trial_id", trial_id)
+        config = {**self.defines[k](trial), **trial.params}
+        self.live[trial_id] = (k, trial)
+        self.epochs[trial_id] = {}
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        if trial_id not in self.live or trial_id in self.done:
+            return
+        values = self._values(result)
+        if values is None or "epoch" not in result:
+            return
+        epoch = int(result["epoch"])
+        # a resumed trial may repeat an epoch: the newer result replaces it
+        self.epochs[trial_id][epoch] = {"epoch": epoch, EPOCH_SCORE: result[EPOCH_SCORE], "values": values}
+        if len(values) == 1:  # Optuna keeps intermediate values for single-objective studies only
+            _, trial = self.live[trial_id]
+            trial.report(values[0], step=epoch)
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if trial_id not in self.live or trial_id in self.done:
+            return
+        k, trial = self.live[trial_id]
+        best = best_epoch(e for _, e in sorted(self.epochs.get(trial_id, {}).items()))
+        try:
+            if best is None:  # diverged, failed or stopped before a validated epoch: nothing to learn from
+                self.studies[k].tell(trial, state=TrialState.FAIL)
+            else:
+                trial.set_user_attr("best_epoch", int(best["epoch"]))
+                values = best["values"]
+                self.studies[k].tell(trial, values if len(values) > 1 else values[0])
+        except (RuntimeError, ValueError) as err:  # e.g. already told before a --resume
+            log.warning("optuna: trial %s of %s: %s", trial.number, self.names[k], err)
+        self.done.add(trial_id)
+        self.epochs.pop(trial_id, None)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))
+        self._fail_orphans()
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _values(self, result: dict[str, Any]) -> list[float] | None:
+        """The objectives' values in ``result``; None unless all (and the epoch score) are finite."""
+        keys = [m for m, _ in self.objectives] + [EPOCH_SCORE]
+        values = [result.get(k) for k in keys]
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            return None
+        return [float(v) for v in values[:-1]]
+
+    def _fail_orphans(self) -> None:
+        """Optuna trials left RUNNING by a killed driver after its last searcher snapshot belong to no
+        Tune trial any more: mark them failed, so TPE's constant liar does not count them forever."""
+        mine = {(k, t.number) for tid, (k, t) in self.live.items() if tid not in self.done}
+        for k, study in enumerate(self.studies):
+            for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if (k, frozen.number) not in mine:
+                    study.tell(frozen.number, state=TrialState.FAIL)

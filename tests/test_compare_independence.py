@@ -1,0 +1,139 @@
+"""One independent search per method (study/searchers.py), driven directly as Tune would drive it.
+
+No Ray cluster: the searcher is called in Tune's order (suggest, on_trial_result per epoch,
+on_trial_complete), sequentially, with a deterministic score of the config standing in for training.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+import pytest
+
+from search_spaces import registry
+from study.searchers import PerMethodSearch
+from trainables.config import TrialConfig
+
+BASE = TrialConfig.from_partial({"train.epochs": 2}).to_flat()
+OBJECTIVE = [("val.objective", "max")]
+GRADNORM = {"arch": "shared", "balancer.name": "gradnorm"}
+
+
+def score(config: dict[str, Any], epoch: int) -> float:
+    """A deterministic stand-in for a trial's val.objective: best near lr = 3e-3, epoch 1 above epoch 2."""
+    return 1.0 / (1.0 + abs(math.log(config["optim.lr"] / 3e-3))) - 0.1 * (epoch - 1)
+
+
+def drive(searcher: PerMethodSearch, n: int, start: int = 0) -> list[dict[str, Any]]:
+    """``n`` trials, one after the other: suggest, two epoch results, complete. Returns the configs."""
+    configs = []
+    for i in range(start, start + n):
+        tid = f"trial{i:03d}"
+        config = searcher.suggest(tid)
+        for epoch in (1, 2):
+            searcher.on_trial_result(tid, {"epoch": epoch, "val.objective": score(config, epoch)})
+        searcher.on_trial_complete(tid, {"epoch": 2, "val.objective": score(config, 2)})
+        configs.append(config)
+    return configs
+
+
+def of_method(configs: list[dict[str, Any]], method: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for c in configs if c["arch"] == method["arch"] and c["balancer.name"] == method["balancer.name"]]
+
+
+def test_a_methods_suggestions_do_not_depend_on_the_other_methods():
+    """Same seed: GradNorm's configurations alone, with one other method, and with all ten are identical."""
+    per_method = 12  # past TPE's 10 start-up trials, so the model-based suggestions are compared too
+    everyone = registry.methods("compare")
+    runs = {}
+    for label, methods in (("alone", [GRADNORM]), ("pair", [GRADNORM, everyone[7]]), ("all", everyone)):
+        searcher = PerMethodSearch("compare", BASE, OBJECTIVE, per_method * len(methods), seed=5, methods=methods)
+        runs[label] = of_method(drive(searcher, per_method * len(methods)), GRADNORM)
+    assert len(runs["alone"]) == per_method
+    assert runs["alone"] == runs["pair"] == runs["all"]
+    # and the searches really search: the suggestions differ from trial to trial
+    assert len({c["balancer.alpha"] for c in runs["all"]}) == per_method
+
+
+def test_every_method_gets_the_same_number_of_trials_and_its_own_study():
+    methods = registry.methods("compare")
+    searcher = PerMethodSearch("compare", BASE, OBJECTIVE, 2 * len(methods), seed=0)
+    configs = drive(searcher, 2 * len(methods))
+    for method, study in zip(methods, searcher.studies, strict=True):
+        assert len(of_method(configs, method)) == 2
+        assert study.study_name == registry.method_name(method["arch"], method["balancer.name"])
+        assert len(study.trials) == 2 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    # dual searches its classifier's learning rate, the shared methods do not: conditional sub-spaces
+    assert all("optim.cls_lr" in t.params for t in searcher.studies[7].trials)
+    assert not any("optim.cls_lr" in t.params for t in searcher.studies[2].trials)
+
+
+def test_optuna_is_told_the_best_epoch_not_the_last():
+    searcher = PerMethodSearch("gradnorm", BASE, OBJECTIVE, 2, seed=0)
+    drive(searcher, 1)
+    (trial,) = searcher.studies[0].trials
+    config = {"optim.lr": trial.params["optim.lr"]}
+    assert trial.value == pytest.approx(score(config, 1)) and trial.value > score(config, 2)
+    assert trial.user_attrs["best_epoch"] == 1 and trial.user_attrs["tune_trial_id"] == "trial000"
+    assert trial.intermediate_values == {1: pytest.approx(score(config, 1)), 2: pytest.approx(score(config, 2))}
+
+
+def test_a_trial_without_a_validated_epoch_is_a_failed_optuna_trial():
+    searcher = PerMethodSearch("gradnorm", BASE, OBJECTIVE, 1, seed=0)
+    searcher.suggest("t")
+    searcher.on_trial_result("t", {"epoch": 1, "val.objective": math.nan, "status": "diverged"})
+    searcher.on_trial_complete("t", {"epoch": 1, "val.objective": math.nan})
+    assert searcher.studies[0].trials[0].state == optuna.trial.TrialState.FAIL
+
+
+def test_save_and_restore_continue_the_same_searches(tmp_path):
+    """What --resume does: a searcher restored from its snapshot suggests what an uninterrupted one would."""
+    methods = registry.methods("compare")[:3]
+    db = f"sqlite:///{tmp_path / 'optuna.db'}"
+    straight = PerMethodSearch("compare", BASE, OBJECTIVE, 24, seed=1, methods=methods)
+    expected = drive(straight, 24)
+
+    first = PerMethodSearch("compare", BASE, OBJECTIVE, 24, seed=1, storage=db, methods=methods)
+    got = drive(first, 14)
+    first.save(str(tmp_path / "searcher.pkl"))
+    second = PerMethodSearch("compare", BASE, OBJECTIVE, 24, seed=1, storage=db, methods=methods)
+    second.restore(str(tmp_path / "searcher.pkl"))
+    got += drive(second, 10, start=14)
+    assert got == expected
+    stored = optuna.storages.RDBStorage(db)
+    assert sorted(s.study_name for s in optuna.get_all_study_summaries(stored)) == \
+        sorted(registry.method_name(m["arch"], m["balancer.name"]) for m in methods)
+    assert all(len(optuna.load_study(study_name=s.study_name, storage=stored).trials) == 8
+               for s in optuna.get_all_study_summaries(stored))
+
+
+def test_restore_fails_optuna_trials_orphaned_by_a_killed_driver(tmp_path):
+    db = f"sqlite:///{tmp_path / 'optuna.db'}"
+    searcher = PerMethodSearch("gradnorm", BASE, OBJECTIVE, 3, seed=0, storage=db)
+    drive(searcher, 1)
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    searcher.suggest("lost")  # asked after the snapshot, then the driver dies
+    restored = PerMethodSearch("gradnorm", BASE, OBJECTIVE, 3, seed=0, storage=db)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    states = [t.state for t in restored.studies[0].trials]
+    assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
+
+
+def test_importance_reads_each_methods_study_from_optuna_db(tmp_path):
+    """The report's importance can come straight from optuna.db: one result per method's Optuna study."""
+    from study.analysis.importance import storage_importances
+
+    methods = [GRADNORM, {"arch": "dual", "balancer.name": "equal"}]
+    searcher = PerMethodSearch("compare", BASE, OBJECTIVE, 12, seed=0, storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+                               methods=methods)
+    drive(searcher, 12)
+    found = storage_importances(tmp_path)
+    assert set(found) == {"shared/gradnorm", "dual"}
+    for name, imp in found.items():
+        assert imp.n_trials == 6 and not imp.note, (name, imp.note)
+        assert sum(imp.values.values()) == pytest.approx(1.0)
+    assert set(found["dual"].values) == {"optim.lr", "optim.cls_lr"}
+    assert "balancer.alpha" in found["shared/gradnorm"].values
+    assert storage_importances(tmp_path / "nowhere") == {}
