@@ -8,16 +8,18 @@ atomic (study/results.py), so the files are readable at every instant, and a stu
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
-from study.results import epochs_table, trial_row, trials_table, write_atomic
-from trainables.tune import split_meta
+from study.results import EPOCH_PLACEMENT_FIELDS, epochs_table, trial_row, trials_table, write_atomic
+from trainables.tune import PLACEMENT_PREFIX, split_meta
 
 ENGINE_KEYS = ("epoch", "step", "status", "reason", "lr", "lr_cls", "resumed_from_epoch")
 ENGINE_PREFIXES = ("val.", "loss.", "weight.", "grad.", "eff.", "time.", "throughput.")
+PLACEMENT_KEYS = {f"{PLACEMENT_PREFIX}{f.name}": f.name for f in EPOCH_PLACEMENT_FIELDS}
 
 
 class ResultsRecorder(Callback):
@@ -28,6 +30,7 @@ class ResultsRecorder(Callback):
         self.total: int | None = None
         self.epochs: dict[tuple[str, int], dict[str, Any]] = {}
         self.trials: dict[str, dict[str, Any]] = {}
+        self.warned: set[str] = set()  # trials whose device warning was printed (once each)
 
     # -- state ------------------------------------------------------------------------------------
     def setup(self, stop: Any = None, num_samples: int | None = None, total_num_samples: int | None = None,
@@ -55,6 +58,11 @@ class ResultsRecorder(Callback):
         row = {k: v for k, v in result.items() if k in ENGINE_KEYS or k.startswith(ENGINE_PREFIXES)}
         if "epoch" not in row:
             return
+        row.update({name: result[key] for key, name in PLACEMENT_KEYS.items() if key in result})
+        if row.get("device_warning") and trial.trial_id not in self.warned:
+            self.warned.add(trial.trial_id)  # printed here: a worker's own output may not reach this console
+            print(f"warning: trial {trial.trial_id} on node {row.get('node_ip')} "
+                  f"({str(row.get('node_id', ''))[:8]}): {row['device_warning']}", file=sys.stderr, flush=True)
         row["trial_id"] = trial.trial_id
         self.epochs[(trial.trial_id, int(row["epoch"]))] = row
         self._write_trial(trial, status=str(result.get("status", "running")), error=str(result.get("reason", "")))

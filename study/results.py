@@ -5,6 +5,9 @@ Under ``STORAGE/NAME/``:
                    TrialConfig keys as columns), the best-epoch and last-epoch validation metrics
                    (``best.val.*``, ``last.val.*``), efficiency figures (``eff.*``), final task weights.
   epochs.parquet   one row per trial and epoch: the engine's epoch dict (see trainables/engine.py).
+Both carry where a trial ran (``PLACEMENT_FIELDS``: Ray node id, node IP and host name, the device
+it trained on, its GPU share and any device warning, start and report times); a trial row takes them
+from its last epoch (a trial resumed on another node records the node it finished on).
   manifest.json    versions, git commit, dataset fingerprint, seeds, command line.
 
 Every write goes to a temporary file that is then renamed over the old one, so a reader (or a
@@ -43,6 +46,18 @@ EPOCH_ID_FIELDS = [
     pa.field("status", pa.string()),
     pa.field("reason", pa.string()),
 ]
+# Where and on what a trial ran (trainables/tune.py reports them as ``placement.<name>``).
+PLACEMENT_FIELDS = [
+    pa.field("node_id", pa.string()),  # Ray node id (hex): tells apart nodes that share an IP or host name
+    pa.field("node_ip", pa.string()),
+    pa.field("node_host", pa.string()),
+    pa.field("device", pa.string()),  # what it trained on: cpu | cuda:0 | ...
+    pa.field("gpus", pa.float64()),  # the GPU share Ray gave the trial (--gpus-per-trial)
+    pa.field("device_warning", pa.string()),  # e.g. a GPU from Ray that torch cannot see; "" when none
+    pa.field("started_at", pa.float64()),  # unix seconds when the trial's (latest) worker started
+]
+EPOCH_PLACEMENT_FIELDS = [*PLACEMENT_FIELDS, pa.field("reported_at", pa.float64())]  # unix seconds of the report
+TRIAL_PLACEMENT_FIELDS = [*PLACEMENT_FIELDS, pa.field("ended_at", pa.float64())]  # the last report's time
 # Metrics carried into trials.parquet from the best and the last epoch.
 SUMMARY_PREFIXES = ("val.", "loss.", "weight.", "grad.")
 STATIC_PREFIXES = ("eff.", "time.", "throughput.")
@@ -92,11 +107,11 @@ def _table(rows: list[dict[str, Any]], fixed: list[pa.Field]) -> pa.Table:
 
 
 def epochs_table(rows: list[dict[str, Any]]) -> pa.Table:
-    return _table(rows, EPOCH_ID_FIELDS)
+    return _table(rows, EPOCH_ID_FIELDS + EPOCH_PLACEMENT_FIELDS)
 
 
 def trials_table(rows: list[dict[str, Any]]) -> pa.Table:
-    return _table(rows, TRIAL_ID_FIELDS + config_fields())
+    return _table(rows, TRIAL_ID_FIELDS + TRIAL_PLACEMENT_FIELDS + config_fields())
 
 
 def trial_row(
@@ -121,6 +136,11 @@ def trial_row(
                 row[f"{tag}.{k}"] = v
     if last is not None:
         row.update({k: v for k, v in last.items() if k.startswith(STATIC_PREFIXES)})
+    if epochs:  # the latest report, scored or not (a failed trial still ran somewhere)
+        placed = {f.name for f in PLACEMENT_FIELDS}
+        row.update({k: v for k, v in epochs[-1].items() if k in placed})
+        if "reported_at" in epochs[-1]:
+            row["ended_at"] = epochs[-1]["reported_at"]
     return row
 
 

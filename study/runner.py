@@ -27,6 +27,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from search_spaces import registry as spaces
 from study.best import EPOCH_SCORE, best_trials
 from study.cli import UsageError
+from study.cluster import AUTH_HINT, check_nodes, describe
 from study.keep_best import KeepBestCheckpoints
 from study.manifest import write_manifest
 from study.recorder import ResultsRecorder
@@ -81,6 +82,9 @@ def run_study(s: StudySettings) -> Path:
           f"splits {', '.join(f'{k}={len(v)}' for k, v in data.splits.items())} ({time.perf_counter() - t0:.1f}s)",
           flush=True)
     _start_ray(s)
+    if s.address:  # every node must import the project and see the study folder: checked before any trial
+        for line in describe(check_nodes(study_dir)):
+            print(line, flush=True)
     trainable = tune.with_resources(
         tune.with_parameters(train_trial, data=data), {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial}
     )
@@ -195,7 +199,7 @@ def _start_ray(s: StudySettings) -> None:
                                dashboard_port=s.dashboard_port, log_to_driver=False)
     except Exception as err:  # an unreachable --address, a port in use, ...
         raise UsageError(f"cannot start or reach Ray{' at ' + s.address if s.address else ''}: "
-                         f"{str(err).splitlines()[0][:200]}") from None
+                         f"{str(err).splitlines()[0][:200]}" + (f"; {AUTH_HINT}" if s.address else "")) from None
     url = getattr(context, "dashboard_url", None)
     if url:
         print(f"Ray dashboard: http://{url}  (token login: `ray get-auth-token` prints the token)", flush=True)
