@@ -6,6 +6,8 @@
   eval       detection metrics vs pycocotools on 1,000 images x 100 detections
   study      a small study's wall time vs its trials' summed compute; memory of N concurrent trials
   gpu        (CUDA only) img/s at batch 16/64 with bf16, utilisation, trials per GPU by memory
+  recipe     does the recipe learn: det_only, cls_only, shared + equal / GradNorm and dual trained
+             on one data.yaml, best-epoch mAP and view scores side by side
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 
 from study.cli import UsageError, run_cli
 
-BENCHES = ("train", "balancers", "data", "eval", "study", "gpu")
+BENCHES = ("train", "balancers", "data", "eval", "study", "gpu", "recipe")
 
 
 def main(argv: list[str] | None = None) -> int:

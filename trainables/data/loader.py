@@ -20,7 +20,7 @@ from trainables.data.augment import augment_batch
 from trainables.data.decode import PAD_VALUE, decode_index
 from trainables.data.errors import DataError
 from trainables.data.labels import COORD_TOLERANCE, Problem
-from trainables.data.splits import group_keys, group_split
+from trainables.data.splits import group_keys, group_split, leak_warning
 from trainables.data.synthetic import synthetic_data
 from trainables.data.types import DecodedData
 from trainables.data.yolo_reader import read_yolo
@@ -113,7 +113,12 @@ def load_data(cfg: DataConfig, seed: int, progress: bool = False) -> DecodedData
         if report.skipped:
             print(f"data: {len(report.skipped)} files skipped (run `python -m study.data check "
                   f"{cfg.source}` for the list)", file=sys.stderr)
-    return apply_groups(data, cfg, seed)
+    data = apply_groups(data, cfg, seed)
+    if cfg.split == "folders":
+        warning = leak_warning(data.groups, data.splits)
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
+    return data
 
 
 def iterate_batches(

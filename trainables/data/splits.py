@@ -96,3 +96,14 @@ def split_overlap(groups: np.ndarray, splits: dict[str, np.ndarray]) -> Overlap:
             seen[g] = seen.get(g, 0) + 1
     pairs = {f"{a}&{b}": len(sets[a] & sets[b]) for a, b in combinations(sets, 2)}
     return Overlap({k: len(v) for k, v in sets.items()}, sorted(g for g, n in seen.items() if n > 1), pairs)
+
+
+def leak_warning(groups: np.ndarray, splits: dict[str, np.ndarray]) -> str | None:
+    """One warning line when patient groups cross the splits, else None."""
+    overlap = split_overlap(groups, {k: v for k, v in splits.items() if len(v)})
+    if not overlap.leaks:
+        return None
+    total = len(set(groups.tolist()))
+    pairs = ", ".join(f"{k} {v}" for k, v in overlap.pairs.items() if v)
+    return (f"warning: {len(overlap.shared)} of {total} patients have frames in more than one split ({pairs}): "
+            "validation scores measure memory as much as generalisation; use --split patient")

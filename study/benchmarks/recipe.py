@@ -1,0 +1,130 @@
+"""Benchmark: does the training recipe learn? Every arm trained on the same data, one table side by side.
+
+    python -m study.bench recipe [--data DATA.yaml] [--train-splits train test] [--epochs 30]
+        [--imgsz 320] [--batch 16] [--size n] [--arms det_only cls_only shared/equal shared/gradnorm dual]
+        [--set KEY=VALUE ...] [--out DIR]
+
+Each arm is ``engine.fit`` (no Ray) on the data loaded once; the row is the arm's best epoch by
+its own objective (the study's rule): mAP@.5, mAP@.5:.95, view accuracy, macro-F1 and balanced
+accuracy on the validation split, and the arm's training and validation seconds. ``--train-splits``
+trains on the union of several folders (the reference protocol for the shared dataset: ``train`` +
+``test``, validated on ``valid``). With ``--out`` every arm's epochs land in ``OUT/ARM/epochs.parquet``
+and its best weights in ``OUT/ARM/best.pt``. Scores on a folder split whose patients also sit in
+the training folders measure memory as much as generalisation: the data loader warns when it sees it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from study.benchmarks.common import emit
+from study.checkpoint import save_checkpoint
+from study.cli import UsageError, parse_set, resolve_weights
+from study.results import epochs_table, write_atomic
+from trainables.config import TrialConfig
+from trainables.data.loader import load_data
+from trainables.data.types import DecodedData
+from trainables.engine import fit
+
+ARMS = ("det_only", "cls_only", "shared/equal", "shared/gradnorm", "dual")
+COLUMNS = (("val.map50", "mAP@.5"), ("val.map", "mAP@.5:.95"), ("val.view_accuracy", "view acc"),
+           ("val.view_macro_f1", "view F1"), ("val.view_balanced_accuracy", "view bal.acc"))
+
+
+def merge_train(data: DecodedData, splits: list[str]) -> DecodedData:
+    """``data`` with its train split replaced by the union of ``splits`` (each image once)."""
+    missing = [s for s in splits if s not in data.splits]
+    if missing:
+        raise UsageError(f"--train-splits {missing}: the data has splits {list(data.splits)}")
+    train = np.unique(np.concatenate([data.splits[s] for s in splits]))
+    rest = {k: v for k, v in data.splits.items() if k not in splits and k != "train"}
+    return dataclasses.replace(data, splits={"train": train, **rest})
+
+
+def arm_config(arm: str, base: dict[str, Any]) -> TrialConfig:
+    arch, _, balancer = arm.partition("/")
+    return TrialConfig.from_partial({**base, "arch": arch, "balancer.name": balancer or "equal"})
+
+
+def run(data_source: str, train_splits: list[str], epochs: int, imgsz: int, batch: int, size: str,
+        arms: list[str], overrides: dict[str, Any], out: Path | None) -> list[dict[str, Any]]:
+    base = {"data.source": data_source, "train.epochs": epochs, "data.imgsz": imgsz, "data.batch": batch,
+            "model.size": size, **overrides}
+    resolve_weights(base)
+    data = load_data(arm_config(arms[0], base).data, seed=int(base.get("train.seed", 0)), progress=True)
+    if train_splits != ["train"]:
+        data = merge_train(data, train_splits)
+    print(f"data: {len(data.splits['train'])} train / {len(data.splits['val'])} val images at {data.imgsz} px",
+          file=sys.stderr, flush=True)
+    rows = []
+    for arm in arms:
+        cfg = arm_config(arm, base)
+        best: dict[str, Any] = {}
+        best_state: dict[str, Any] = {}
+        history: list[dict[str, Any]] = []
+
+        def report(metrics: dict[str, Any], state: dict[str, Any], history=history, arm=arm) -> None:
+            nonlocal best, best_state
+            history.append({"trial_id": arm, **metrics})
+            print(f"  {arm} epoch {metrics['epoch']}: " + ", ".join(
+                f"{label} {metrics.get(key, math.nan):.3f}" for key, label in COLUMNS) +
+                f" ({metrics.get('time.epoch_s', math.nan):.0f}s)", file=sys.stderr, flush=True)
+            score = metrics.get("val.objective", math.nan)
+            if math.isfinite(score) and score > best.get("val.objective", -math.inf):
+                best, best_state = metrics, state
+
+        t0 = time.perf_counter()
+        result = fit(cfg, data, report=report)
+        seconds = time.perf_counter() - t0
+        row = {"bench": "recipe", "arm": arm, "status": result.status, "epochs": epochs,
+               "best_epoch": best.get("epoch"), "train_s": round(best.get("time.train_s", math.nan), 1),
+               "total_s": round(seconds, 1)}
+        row.update({key: round(float(best.get(key, math.nan)), 4) for key, _ in COLUMNS})
+        rows.append(row)
+        if out is not None:
+            (out / arm.replace("/", "-")).mkdir(parents=True, exist_ok=True)
+            write_atomic(epochs_table(history), out / arm.replace("/", "-") / "epochs.parquet")
+            if best_state:
+                save_checkpoint(best_state, out / arm.replace("/", "-") / "best.pt")
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    header = f"{'arm':<16}" + "".join(f"{label:>13}" for _, label in COLUMNS) + f"{'best ep':>9}{'train s':>9}"
+    print(header)
+    for r in rows:
+        cells = "".join(f"{'—' if not math.isfinite(r[k]) else format(r[k], '.3f'):>13}" for k, _ in COLUMNS)
+        print(f"{r['arm']:<16}{cells}{r['best_epoch'] or '—':>9}{r['train_s']:>9}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m study.bench recipe", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="synthetic")
+    p.add_argument("--train-splits", nargs="+", default=["train"], help="folders trained on together")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--imgsz", type=int, default=128)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--size", default="n", choices=["n", "s"])
+    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--out", default=None, help="folder for each arm's epochs.parquet and best.pt")
+    args = p.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    source = args.data if args.data == "synthetic" else str(Path(args.data).expanduser().resolve())
+    out = Path(args.out).expanduser().resolve() if args.out else None
+    rows = run(source, args.train_splits, args.epochs, args.imgsz, args.batch, args.size, args.arms,
+               parse_set(args.set), out)
+    emit(rows)
+    print_table(rows)
+    return 0
