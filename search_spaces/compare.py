@@ -32,7 +32,7 @@ DEFAULT_OBJECTIVE = "single"
 
 def define(trial: optuna.Trial, method: dict[str, Any]) -> dict[str, Any]:
     trial.suggest_float("optim.lr", 3e-4, 1e-2, log=True)
-    if method["arch"] == "dual":
+    if method["arch"] != "det_only":  # the view head's own rate (dual: the whole classifier network's)
         trial.suggest_float("optim.cls_lr", 3e-4, 1e-2, log=True)
     balancer = method["balancer.name"]
     if balancer == "static":

@@ -104,3 +104,21 @@ def test_class_weighted_view_loss_runs_for_every_architecture(data, arch):
         assert math.isfinite(reports[-1]["loss.view"]) and math.isfinite(reports[-1]["val.view_accuracy"])
     if arch == "shared":
         assert math.isfinite(reports[-1]["grad.cosine"])
+
+
+def test_mosaic_epochs_then_whole_frames(data):
+    # data.close_mosaic=1 of 2 epochs: the first epoch trains on mosaics, the last on whole frames
+    from trainables.data.loader import iterate_batches
+
+    cfg = tiny(**{"data.mosaic": True, "data.close_mosaic": 1})
+    g = torch.Generator().manual_seed(0)
+    plain = list(iterate_batches(data, "train", 8, shuffle=True, generator=torch.Generator().manual_seed(0),
+                                 augment=cfg.data))
+    mosaic = list(iterate_batches(data, "train", 8, shuffle=True, generator=g, augment=cfg.data, mosaic=True))
+    for (_, _, views_plain, idx_plain), (images, targets, views, idx) in zip(plain, mosaic, strict=True):
+        assert torch.equal(views, views_plain) and (idx == idx_plain).all()  # a mosaic keeps its anchor's view
+        assert targets.numel() == 0 or ((targets[:, 2:] >= 0).all() and (targets[:, 2:] <= images.shape[-1]).all())
+    reports = []
+    fit(cfg, data, report=lambda m, s: reports.append(m))
+    assert [m["status"] for m in reports] == ["running", "finished"]
+    assert all(math.isfinite(m["loss.det"]) for m in reports)

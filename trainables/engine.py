@@ -102,6 +102,7 @@ def fit(
 
     history: list[dict[str, Any]] = []
     start_epoch, step, train_seconds, static_eff = 0, 0, 0.0, None
+    factor = lr_factor(max(step - 1, 0), total_steps, warmup_steps, cfg.optim)
     if resume is not None:
         _check_checkpoint(resume, cfg)
         learner.load_state_dict(resume)
@@ -123,8 +124,10 @@ def fit(
         for images, targets, views, _ in iterate_batches(
             data, "train", cfg.data.batch, shuffle=True, generator=shuffle, device=device,
             augment=cfg.data if cfg.data.augment else None,
+            mosaic=cfg.data.mosaic and epoch < cfg.train.epochs - cfg.data.close_mosaic,
         ):
-            out = learner.step(images, targets, views, lr_factor(step, total_steps, warmup_steps, cfg.optim))
+            factor = lr_factor(step, total_steps, warmup_steps, cfg.optim)
+            out = learner.step(images, targets, views, factor)
             if not out.finite:
                 status = "diverged"
                 reason = f"non-finite loss at epoch {epoch + 1}, step {step + 1}: " + ", ".join(
@@ -160,9 +163,8 @@ def fit(
             recalibrate_batchnorm(eval_model, _calibration_images(data, cfg, device, epoch))
         metrics = {"epoch": epoch + 1, "step": step, "status": "running", "reason": "",
                    "resumed_from_epoch": start_epoch}
-        lrs = {name: opt.param_groups[0]["lr"] for name, opt in learner.optimizers.items()}
-        metrics["lr"] = lrs.get("main", lrs.get("det", math.nan))
-        metrics["lr_cls"] = lrs.get("cls", math.nan)
+        metrics["lr"] = cfg.optim.lr * factor  # the trunk's and detector's rate at the epoch's last step
+        metrics["lr_cls"] = cfg.optim.cls_lr * factor if "view" in learner.tasks else math.nan
         for key in ("loss.box", "loss.obj", "loss.cls", "loss.det", "loss.view", "weight.det", "weight.view"):
             metrics[key] = sums[key] / max(count, 1) if key in sums else math.nan
         metrics.update(gradient_interference(learner.model, data, cfg, device, learner.tasks,

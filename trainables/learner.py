@@ -45,8 +45,12 @@ class Learner:
         # before the EMA copies the model and the optimizers see it: both must start from these weights
         self.transfer = load_initial_weights(model, cfg.model.weights) if cfg.model.weights else None
         self.model = model.to(device)
+        # the view head learns at optim.cls_lr in every architecture (dual: the whole classifier network)
+        head = getattr(self.model, "view_head", None)
+        own_lr = {head: cfg.optim.cls_lr} if head is not None else {}
         self.optimizers = {
-            name: build_optimizer(net, cfg.optim, self.base_lr(name)) for name, net in self.model.networks().items()
+            name: build_optimizer(net, cfg.optim, self.base_lr(name), own_lr)
+            for name, net in self.model.networks().items()
         }
         self.tasks = tasks_of(cfg.arch)
         hparams = {k: v for k, v in vars(cfg.balancer).items() if k != "name"}
@@ -69,9 +73,9 @@ class Learner:
         views (B,) int64. The learning rate of every network is its base rate times ``lr_scale``.
         """
         cfg, model = self.cfg, self.model
-        for name, opt in self.optimizers.items():
+        for opt in self.optimizers.values():
             for group in opt.param_groups:
-                group["lr"] = self.base_lr(name) * lr_scale
+                group["lr"] = group["base_lr"] * lr_scale
             opt.zero_grad(set_to_none=True)
         amp = cfg.train.amp and self.device.type == "cuda"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):

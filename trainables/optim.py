@@ -11,23 +11,26 @@ from torch import nn
 from trainables.config import OptimConfig
 
 
-def build_optimizer(module: nn.Module, cfg: OptimConfig, lr: float) -> torch.optim.Optimizer:
+def build_optimizer(module: nn.Module, cfg: OptimConfig, lr: float,
+                    own_lr: dict[nn.Module, float] | None = None) -> torch.optim.Optimizer:
     """SGD (Nesterov) or AdamW with weight decay on conv/linear weights only.
 
     Norm-layer weights and all biases get no decay: decaying a BatchNorm scale or a bias towards
     zero only fights the normalisation and shifts activations, it does not regularise capacity.
+    ``own_lr`` gives submodules their own base rate (the shared model's view head its ``cls_lr``).
+    Every group records its ``base_lr``; the schedule sets ``lr = base_lr * factor``.
     """
-    decay, no_decay = [], []
+    own_lr = own_lr or {}
+    owner = {id(p): rate for sub, rate in own_lr.items() for p in sub.parameters()}
+    buckets: dict[tuple[float, bool], list[nn.Parameter]] = {}
     for sub in module.modules():
         for name, p in sub.named_parameters(recurse=False):
             if not p.requires_grad:
                 continue
             is_norm = isinstance(sub, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm))
-            (no_decay if is_norm or name == "bias" else decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+            buckets.setdefault((owner.get(id(p), lr), not (is_norm or name == "bias")), []).append(p)
+    groups = [{"params": params, "base_lr": rate, "lr": rate, "weight_decay": cfg.weight_decay if decays else 0.0}
+              for (rate, decays), params in buckets.items()]
     if cfg.name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=True)
     return torch.optim.AdamW(groups, lr=lr, betas=(cfg.momentum, 0.999))

@@ -20,6 +20,7 @@ from trainables.data.augment import augment_batch
 from trainables.data.decode import PAD_VALUE, decode_index
 from trainables.data.errors import DataError
 from trainables.data.labels import COORD_TOLERANCE, Problem
+from trainables.data.mosaic import mosaic_batch
 from trainables.data.splits import group_keys, group_split, leak_warning
 from trainables.data.synthetic import synthetic_data
 from trainables.data.types import DecodedData
@@ -130,6 +131,7 @@ def iterate_batches(
     device: torch.device | str = "cpu",
     augment: DataConfig | None = None,
     drop_last: bool = False,
+    mosaic: bool = False,
 ) -> Iterator[tuple[Tensor, Tensor, Tensor, np.ndarray]]:
     """Batches of one split, converted and (optionally) augmented on ``device``.
 
@@ -138,6 +140,8 @@ def iterate_batches(
     ``device``); indices (B,) int64 numpy positions in ``data`` (to map predictions back to images).
     ``augment``: a DataConfig whose ``augment`` flag and jitter ranges are applied, or None.
     ``generator``: a CPU generator for the shuffle and the augmentation draws (deterministic per seed).
+    ``mosaic``: with ``augment``, every batch becomes 4-frame mosaics of same-view frames (the view label
+    stays true) carrying the scale / translate jitter; the other augmentation then adds colour and flips.
     """
     order = data.splits[split]
     if shuffle:
@@ -154,5 +158,10 @@ def iterate_batches(
         targets = torch.from_numpy(data.boxes_of(idx)).to(device)  # (K, 6)
         views = torch.from_numpy(data.views[idx]).to(device)  # (B,)
         if augment is not None and augment.augment:
-            images, targets = augment_batch(images, targets, augment, generator)
+            jitter = augment
+            if mosaic:
+                images, targets, views, _ = mosaic_batch(images, targets, views, generator, same_view=True,
+                                                         scale=augment.scale, translate=augment.translate)
+                jitter = dataclasses.replace(augment, scale=0.0, translate=0.0)  # one geometric warp, not two
+            images, targets = augment_batch(images, targets, jitter, generator)
         yield images, targets, views, idx
