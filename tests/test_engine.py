@@ -122,3 +122,26 @@ def test_mosaic_epochs_then_whole_frames(data):
     fit(cfg, data, report=lambda m, s: reports.append(m))
     assert [m["status"] for m in reports] == ["running", "finished"]
     assert all(math.isfinite(m["loss.det"]) for m in reports)
+
+
+def test_dual_clips_each_network_alone():
+    # a spike in the classifier's gradient must not shrink the detector's step (one clip per network)
+    from trainables.learner import Learner
+
+    cfg = tiny(arch="dual", **{"optim.name": "sgd", "optim.weight_decay": 0.0,
+                               "optim.grad_clip": 1.0})
+    images = torch.rand(2, 3, 64, 64)
+    targets = torch.tensor([[0, 1, 10.0, 12.0, 30.0, 40.0]])
+    views = torch.tensor([0, 2])
+    steps = []
+    for spike in (1.0, 1e4):
+        torch.manual_seed(0)
+        learner = Learner(cfg, 4, 3, torch.device("cpu"))
+        with torch.no_grad():
+            learner.model.classifier.view_head.net[-1].weight.mul_(spike)  # huge logits -> huge view gradient
+        before = [p.detach().clone() for p in learner.model.detector.parameters()]
+        learner.step(images, targets, views)
+        steps.append([p.detach() - b for p, b in zip(learner.model.detector.parameters(), before, strict=True)])
+    for calm, spiked in zip(*steps, strict=True):  # steps are ~1e-3 x a unit-norm gradient: compare them tightly
+        torch.testing.assert_close(calm, spiked, rtol=1e-4, atol=1e-9)
+    assert max(float(d.abs().max()) for d in steps[1]) > 1e-5  # the detector did take a real step

@@ -92,8 +92,9 @@ class Learner:
         if not torch.isfinite(losses).all():
             return StepOutput(detached_parts, losses.detach(), torch.full_like(losses, math.nan), finite=False)
         weights = self.balancer.backward(losses, shared)
-        if cfg.optim.grad_clip > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        if cfg.optim.grad_clip > 0:  # per network: one network's spike must not shrink the other's step
+            for net in model.networks().values():
+                nn.utils.clip_grad_norm_(net.parameters(), cfg.optim.grad_clip)
         for opt in self.optimizers.values():
             opt.step()
         self.balancer.after_step(losses.detach())
