@@ -49,7 +49,7 @@ class ModelConfig:
 class BalancerConfig:
     name: str = "equal"
     alpha: float = 1.5  # gradnorm: restoring-force strength
-    weight_lr: float = 0.025  # gradnorm/uncertainty/famo: learning rate of the task weights
+    weight_lr: float = 0.025  # gradnorm/uncertainty: learning rate of the task weights
     warmup_steps: int = 20  # gradnorm: steps averaged for the initial losses L_i(0)
     w_det: float = 1.0  # static
     w_cls: float = 1.0  # static

@@ -4,7 +4,9 @@ The engine splits every forward pass at the shared features (see ``SharedGraph``
 run on *detached* copies of the shared features, so a strategy can read each task's gradient with
 respect to the shared representation after one backward pass through the heads, and then send
 one combined gradient through the trunk. This is what lets GradNorm, PCGrad and CAGrad cost about
-one forward and one backward pass instead of T backward passes (ARCHITECTURE.md, notes on cost).
+one forward and one backward pass instead of T backward passes: with W the last shared layer,
+∇_W(w_i L_i) = w_i ∇_W L_i, so GradNorm's G_i = w_i ‖∇_W L_i‖ needs only each head's gradient at
+the shared features pushed through W, never a second backward through the trunk.
 """
 
 from __future__ import annotations
