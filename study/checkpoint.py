@@ -10,6 +10,7 @@ import torch
 
 from study.atomic import atomic_path
 from study.cli import UsageError
+from trainables.config import ConfigError, TrialConfig
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
@@ -35,3 +36,30 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise UsageError(f"{path}: not a checkpoint written by this tool (no model/config inside)")
     return state
+
+
+def restore_model(state: dict[str, Any], path: Path | str = "checkpoint") -> tuple[Any, TrialConfig]:
+    """The checkpoint's model (EMA weights when it has them), in eval mode on the CPU, and its config.
+
+    Raises UsageError when the checkpoint's config, format or weights do not fit this tool's models.
+    """
+    from trainables.engine import CHECKPOINT_FORMAT
+    from trainables.models.build import build_model
+
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise UsageError(f"{path}: checkpoint format {state.get('format')!r}, this tool reads format "
+                         f"{CHECKPOINT_FORMAT}; retrain with this version")
+    try:
+        cfg = TrialConfig.from_flat(dict(state["config"]))
+        model = build_model(cfg, int(state["num_classes"]), int(state["num_views"]))
+    except (ConfigError, KeyError, TypeError, ValueError) as err:
+        raise UsageError(f"{path}: the checkpoint's config does not build a model here ({err})") from None
+    ema = state.get("ema") or {}
+    weights = ema.get("module") if ema else state["model"]
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, KeyError, TypeError) as err:
+        first = str(err).splitlines()[0][:200]
+        raise UsageError(f"{path}: its weights do not fit a {cfg.arch} model of this config "
+                         f"(another architecture or version?): {first}") from None
+    return model.eval(), cfg

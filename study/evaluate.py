@@ -26,11 +26,10 @@ from typing import Any
 import pandas as pd
 
 from study.best import best_trials, is_multi_task, parse_method
-from study.checkpoint import load_checkpoint
+from study.checkpoint import load_checkpoint, restore_model
 from study.cli import ArgumentParser, UsageError, run_cli
 from study.keep_best import checkpoint_of_epoch
 from study.results import write_json_atomic
-from trainables.config import ConfigError, TrialConfig
 
 CHECKPOINT_NAME = "checkpoint.pt"
 REPEATS_SUFFIX = "-repeats"  # study/runner.py runs --repeat-best seeds as a second Tune experiment
@@ -107,34 +106,6 @@ def study_of(checkpoint: Path) -> Path | None:
             if (c / "manifest.json").is_file():
                 return c
     return None
-
-
-# -- the model -------------------------------------------------------------------------------------
-def restore_model(state: dict[str, Any], path: Path | str = "checkpoint") -> tuple[Any, TrialConfig]:
-    """The checkpoint's model (EMA weights when it has them), in eval mode on the CPU, and its config.
-
-    Raises UsageError when the checkpoint's config, format or weights do not fit this tool's models.
-    """
-    from trainables.engine import CHECKPOINT_FORMAT
-    from trainables.models.build import build_model
-
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise UsageError(f"{path}: checkpoint format {state.get('format')!r}, this tool reads format "
-                         f"{CHECKPOINT_FORMAT}; retrain with this version")
-    try:
-        cfg = TrialConfig.from_flat(dict(state["config"]))
-        model = build_model(cfg, int(state["num_classes"]), int(state["num_views"]))
-    except (ConfigError, KeyError, TypeError, ValueError) as err:
-        raise UsageError(f"{path}: the checkpoint's config does not build a model here ({err})") from None
-    ema = state.get("ema") or {}
-    weights = ema.get("module") if ema else state["model"]
-    try:
-        model.load_state_dict(weights)
-    except (RuntimeError, KeyError, TypeError) as err:
-        first = str(err).splitlines()[0][:200]
-        raise UsageError(f"{path}: its weights do not fit a {cfg.arch} model of this config "
-                         f"(another architecture or version?): {first}") from None
-    return model.eval(), cfg
 
 
 # -- scoring ---------------------------------------------------------------------------------------

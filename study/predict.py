@@ -29,9 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from study.checkpoint import load_checkpoint
+from study.checkpoint import load_checkpoint, restore_model
 from study.cli import ArgumentParser, UsageError, run_cli
-from study.evaluate import restore_model
 from study.predict_io import (
     IMAGE_EXTS,
     Frame,

@@ -17,9 +17,9 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
 ort = pytest.importorskip("onnxruntime")
 
+from study.checkpoint import restore_model  # noqa: E402
 from study.cli import run_cli  # noqa: E402
-from study.evaluate import restore_model  # noqa: E402
-from study.export import Deployable, main, sample_images  # noqa: E402
+from study.export import ATOL, RTOL, Deployable, main, sample_images  # noqa: E402
 from tests.test_evaluate import tiny_checkpoint  # noqa: E402
 from trainables.config import TrialConfig  # noqa: E402
 from trainables.models.build import build_model  # noqa: E402
@@ -67,7 +67,9 @@ def test_export_checks_itself_and_onnx_matches_pytorch_on_a_new_batch_size(expor
     got = finish_like_training(candidates, cfg.train.conf_thres, cfg.train.iou_thres, cfg.train.max_det)
     for (gb, gs, gl), (wb, ws, wl) in zip(got, want, strict=True):
         assert len(gb) == len(wb) > 0
-        torch.testing.assert_close(gb, wb, rtol=1e-4, atol=1e-3)
+        # box pixels: the export's own rule, ATOL x image size (float32 reassociation across ~60 layers,
+        # amplified by the (2σ)² x anchor decode; measured up to 4.5e-3 px at 64 px)
+        torch.testing.assert_close(gb, wb, rtol=RTOL, atol=ATOL * cfg.data.imgsz)
         torch.testing.assert_close(gs, ws, rtol=1e-4, atol=1e-5)
         assert torch.equal(gl, wl)
 

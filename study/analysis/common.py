@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from study.analysis.data import ACCURACY, COST
+from study.analysis.columns import ACCURACY, COST
 
 FONT = "system-ui, -apple-system, Segoe UI, Roboto, sans-serif"
 LAYOUT = {"template": "plotly_white", "font": {"family": FONT, "size": 12}, "margin": {"l": 60, "r": 20, "t": 50,

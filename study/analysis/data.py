@@ -17,23 +17,11 @@ from typing import Any
 
 import pandas as pd
 
+from study.analysis.columns import ACCURACY, COST, OBJECTIVE  # noqa: F401 (OBJECTIVE: read from here by the figures)
+from study.analysis.common import hover_texts
 from study.cli import UsageError
 from trainables.config import TrialConfig
 
-OBJECTIVE = "best.val.objective"
-ACCURACY = {  # column -> label; all higher-is-better
-    "best.val.map": "mAP@0.5:0.95",
-    "best.val.map50": "mAP@0.5",
-    "best.val.view_accuracy": "view accuracy",
-    OBJECTIVE: "objective",
-}
-COST = {  # column -> label; all lower-is-better
-    "time.train_s": "train time (s)",
-    "eff.gflops": "GFLOPs / image",
-    "eff.params_total": "parameters",
-    "eff.peak_mem_mb": "peak memory (MB)",
-    "eff.latency_ms_b1": "latency, batch 1 (ms)",
-}
 METHOD_ORDER = [
     "shared/gradnorm", "dual", "shared/equal", "shared/static", "shared/uncertainty", "shared/dwa",
     "shared/pcgrad", "shared/cagrad", "det_only", "cls_only",
@@ -72,8 +60,6 @@ class Study:
     def hover(self) -> dict[str, str]:
         """trial_id -> hover text (built once)."""
         if self._hover is None:
-            from study.analysis.common import hover_texts
-
             self._hover = hover_texts(self.trials, self.method_params)
         return self._hover
 
