@@ -49,7 +49,9 @@ def test_epoch_reports_every_metric_and_a_weights_only_checkpoint(data, tmp_path
 
 @pytest.mark.parametrize("balancer", ["equal", "gradnorm"])
 def test_resume_continues_exactly(data, balancer):
-    cfg = tiny(**{"balancer.name": balancer})
+    # GradNorm active from its second step (warm-up 1 of the run's 4 steps): its weights, their Adam state
+    # and its initial losses must all come back from the checkpoint for the run to end bit-identical
+    cfg = tiny(**{"balancer.name": balancer, "balancer.warmup_steps": 1})
     torch.set_num_threads(1)
     straight = []
     fit(cfg, data, report=lambda m, s: straight.append(s))
@@ -68,6 +70,10 @@ def test_resume_continues_exactly(data, balancer):
     a, b = straight[-1]["model"], resumed[-1]["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert straight[-1]["history"][-1]["loss.det"] == resumed[-1]["history"][-1]["loss.det"]
+    assert straight[-1]["history"][-1]["weight.det"] == resumed[-1]["history"][-1]["weight.det"]
+    if balancer == "gradnorm":
+        assert straight[-1]["history"][-1]["weight.det"] != 1.0  # the weights did move
+        assert straight[-1]["balancer"].keys() == resumed[-1]["balancer"].keys()
 
 
 def test_nan_loss_stops_with_a_clear_status(data):

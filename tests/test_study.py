@@ -22,7 +22,9 @@ def run(tmp_path: Path, name: str, *args: str) -> int:
 
 
 def test_two_trial_study_writes_parquet_tables(ray_cluster, tmp_path, capsys):
-    assert run(tmp_path, "s", "--space", "gradnorm", "--samples", "2", "--epochs", "2") == 0
+    # warm-up 1 step: GradNorm is active from the second of the run's 4 steps, so its weights move
+    assert run(tmp_path, "s", "--space", "gradnorm", "--samples", "2", "--epochs", "2",
+               "--set", "balancer.warmup_steps=1") == 0
     out = capsys.readouterr().out
     assert "best trials:" in out and "trials.parquet" in out
     trials = pd.read_parquet(tmp_path / "s" / "trials.parquet")
@@ -39,6 +41,7 @@ def test_two_trial_study_writes_parquet_tables(ray_cluster, tmp_path, capsys):
         assert column in epochs, column
     # GradNorm keeps sum(w) = T = 2, so the epoch means of the weights sum to 2 as well
     assert ((epochs["weight.det"] + epochs["weight.view"]) - 2).abs().max() < 1e-4
+    assert (epochs["weight.det"] - 1).abs().max() > 1e-3  # ... and GradNorm did move them
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
     assert manifest["dataset_fingerprint"] and manifest["versions"]["ray"] and manifest["base_config"]
 
