@@ -83,9 +83,15 @@ class SharedGraph:
         """
         if not self.params:
             return torch.zeros(())
-        feats = self.attached_inputs()
+        # a level this task does not read (the view head's P3 / P5) has an all-zero gradient: skipping it
+        # saves a backward through the layers between W and that level (stage 5 + SPPF for P5), which
+        # would only add zeros
+        pairs = [(f, g) for f, g in zip(self.attached_inputs(), feature_grads, strict=True) if bool(g.any())]
+        if not pairs:
+            return torch.zeros(())
+        feats, grads_in = zip(*pairs, strict=True)
         grads = torch.autograd.grad(
-            list(feats), self.params, list(feature_grads), retain_graph=True, allow_unused=True
+            list(feats), self.params, list(grads_in), retain_graph=True, allow_unused=True
         )
         flat = [g.reshape(-1) for g in grads if g is not None]
         return torch.linalg.vector_norm(torch.cat(flat)) if flat else torch.zeros(())
