@@ -75,6 +75,9 @@ def run(data_source: str, train_splits: list[str], epochs: int, imgsz: int, batc
         def report(metrics: dict[str, Any], state: dict[str, Any], history=history, arm=arm) -> None:
             nonlocal best, best_state
             history.append({"trial_id": arm, **metrics})
+            if out is not None:  # every epoch: a long run stopped early keeps what it measured
+                (out / arm.replace("/", "-")).mkdir(parents=True, exist_ok=True)
+                write_atomic(epochs_table(history), out / arm.replace("/", "-") / "epochs.parquet")
             print(f"  {arm} epoch {metrics['epoch']}: " + ", ".join(
                 f"{label} {metrics.get(key, math.nan):.3f}" for key, label in COLUMNS) +
                 f" ({metrics.get('time.epoch_s', math.nan):.0f}s)", file=sys.stderr, flush=True)
@@ -90,11 +93,8 @@ def run(data_source: str, train_splits: list[str], epochs: int, imgsz: int, batc
                "total_s": round(seconds, 1)}
         row.update({key: round(float(best.get(key, math.nan)), 4) for key, _ in COLUMNS})
         rows.append(row)
-        if out is not None:
-            (out / arm.replace("/", "-")).mkdir(parents=True, exist_ok=True)
-            write_atomic(epochs_table(history), out / arm.replace("/", "-") / "epochs.parquet")
-            if best_state:
-                save_checkpoint(best_state, out / arm.replace("/", "-") / "best.pt")
+        if out is not None and best_state:
+            save_checkpoint(best_state, out / arm.replace("/", "-") / "best.pt")
     return rows
 
 
