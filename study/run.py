@@ -42,6 +42,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing study --name")
     p.add_argument("--repeat-best", type=int, default=0, metavar="K", help="re-run the K best configs ...")
     p.add_argument("--seeds", type=int, default=3, metavar="N", help="... with N seeds each")
+    p.add_argument("--test", action="store_true",
+                   help="after --repeat-best: score every re-run once on the test split (held-out patients with "
+                        "--split patient), measure each method's chosen config alone, write headline.parquet")
+    p.add_argument("--costs", action="store_true",
+                   help="after the search: time each method's best config alone on an idle worker (costs.parquet); "
+                        "implied by --test")
     p.add_argument("--dashboard-host", default="127.0.0.1")
     p.add_argument("--dashboard-port", type=int, default=8265)
     return p
@@ -70,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, seed=args.seed,
         objective=args.objective, scheduler=args.scheduler, name=args.name, storage=args.storage,
         address=args.address, resume=args.resume, overwrite=args.overwrite, repeat_best=args.repeat_best,
-        seeds=args.seeds, dashboard_host=args.dashboard_host, dashboard_port=args.dashboard_port,
+        seeds=args.seeds, test=args.test, costs=args.costs, dashboard_host=args.dashboard_host,
+        dashboard_port=args.dashboard_port,
         methods=args.methods.split(",") if args.methods else None,
         config=config, argv=list(sys.argv[1:] if argv is None else argv),
     )

@@ -60,6 +60,8 @@ class StudySettings:
     overwrite: bool = False
     repeat_best: int = 0
     seeds: int = 3
+    test: bool = False  # score every --repeat-best re-run on the test split; write headline.parquet
+    costs: bool = False  # measure each method's chosen configuration alone (implied by test)
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8265
     methods: list[str] | None = None  # method labels (shared/gradnorm, dual, ...); None: all of the space's
@@ -81,6 +83,10 @@ def run_study(s: StudySettings) -> Path:
     print(f"data: {data.images.shape[0]} images at {data.imgsz} px, {data.images.nbytes / 2**20:.1f} MiB decoded, "
           f"splits {', '.join(f'{k}={len(v)}' for k, v in data.splits.items())} ({time.perf_counter() - t0:.1f}s)",
           flush=True)
+    if s.test and len(data.splits.get("test", ())) == 0:
+        have = [k for k, v in data.splits.items() if len(v)]
+        raise UsageError(f"--test: {base['data.source']} has no 'test' images (it has {have}); give the data.yaml a "
+                         "'test:' folder or use --split patient")
     _start_ray(s)
     if s.address:  # every node must import the project and see the study folder: checked before any trial
         for line in describe(check_nodes(study_dir)):
@@ -103,6 +109,8 @@ def run_study(s: StudySettings) -> Path:
 
     if s.repeat_best > 0:
         _repeat_best(s, study_dir, trainable, objectives)
+    if s.test or s.costs:
+        _heldout(s, study_dir, data, objectives)
     _summary(study_dir, objectives, wall_s=time.time() - started, errors=grid.num_errors)
     return study_dir
 
@@ -128,6 +136,9 @@ def _check(s: StudySettings) -> list[tuple[str, str]]:
             raise UsageError(f"{name} {value} must be at least {low}")
     if s.repeat_best < 0:
         raise UsageError(f"--repeat-best {s.repeat_best} must be >= 0")
+    if s.test and s.repeat_best < 1:
+        raise UsageError("--test scores the --repeat-best re-runs on the test split: add --repeat-best K "
+                         "(e.g. --repeat-best 1 --seeds 3)")
     if s.cpus_per_trial <= 0 or s.gpus_per_trial < 0:
         raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
     if s.address:
@@ -275,6 +286,30 @@ def _repeat_best(s: StudySettings, study_dir: Path, trainable: Any, objectives: 
         run_config=_run_config(s, f"{study_dir.name}-repeats", ResultsRecorder(study_dir, s.space)),
     )
     tuner.fit()
+
+
+def _heldout(s: StudySettings, study_dir: Path, data: Any, objectives: list[tuple[str, str]]) -> None:
+    """Costs measured alone (study/costs.py) and, with ``--test``, the re-runs scored on the test split
+    (study/heldout.py): ``costs.parquet``, ``test_runs.parquet`` and ``headline.parquet``."""
+    from study import heldout
+    from study.costs import measure_isolated
+
+    metric, mode = objectives[0]
+    chosen = heldout.chosen_configs(study_dir, f"best.{metric}", mode, max(s.repeat_best, 1))
+    if chosen.empty:
+        print("costs/test: no finished trial to measure or score", file=sys.stderr)
+        return
+    best = chosen.groupby("method", sort=False).head(1)  # each method's chosen configuration
+    print(f"costs: {len(best)} configurations, each alone on an otherwise idle worker", flush=True)
+    costs = measure_isolated(best, list(TrialConfig.flat_keys()), data, gpu=s.gpus_per_trial > 0)
+    data_cfg = TrialConfig.from_partial(s.config).data
+    split_by, source = data_cfg.split, data_cfg.source
+    print(f"costs: {heldout.write_costs(study_dir, costs)}")
+    if not s.test:
+        return
+    runs = heldout.score_reruns(study_dir, chosen, split_seed=s.seed)
+    path = heldout.write_heldout(study_dir, chosen, runs, costs, split_by, s.seed, source)
+    heldout.print_headline(path)
 
 
 def _plain(value: Any) -> Any:

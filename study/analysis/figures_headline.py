@@ -1,4 +1,7 @@
-"""The headline comparison as small multiples: one panel per metric, one point (± 95% CI) per method."""
+"""The headline comparison as small multiples: one panel per metric, one point (± 95% CI) per method.
+
+``headline_figure``: validation scores of the trials (the search's view); ``heldout_figure``: the
+held-out headline (headline.parquet: test-split scores of the re-runs, costs measured alone)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ from plotly.subplots import make_subplots
 
 from study.analysis.common import LAYOUT, fmt, fmt_ci
 from study.analysis.data import ACCURACY, COST, OBJECTIVE, SINGLE_TASK, Study
-from study.analysis.headline import REFERENCE, Headline
+from study.analysis.headline import REFERENCE, TEST_METRICS, Headline, Heldout
+from study.costs import COSTS
 
 COLUMNS = 5
 
@@ -70,3 +74,52 @@ def headline_figure(study: Study, head: Headline) -> go.Figure | None:
 
 def _finite(x: float) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def heldout_figure(head: Heldout, colors: dict[str, str]) -> go.Figure | None:
+    """The held-out headline: one panel per test metric (mean ± 95% CI over the re-runs, each re-run a
+    small grey point) and one per isolated cost (hover: the ratio to dual)."""
+    t = head.table
+    if t.empty:
+        return None
+    panels = [(f"test.{m}", label, True) for m, label in TEST_METRICS.items()
+              if f"test.{m}.mean" in t and t[f"test.{m}.mean"].notna().any()]
+    panels += [(c, label, False) for c, label in COSTS.items() if c in t and t[c].notna().any()]
+    if not panels:
+        return None
+    rows = math.ceil(len(panels) / COLUMNS)
+    order = head.methods()
+    fig = make_subplots(rows=rows, cols=COLUMNS, subplot_titles=[label for _, label, _ in panels],
+                        horizontal_spacing=0.06, vertical_spacing=0.22 if rows > 1 else 0.1)
+    for k, (col, _, is_score) in enumerate(panels):
+        r, c = k // COLUMNS + 1, k % COLUMNS + 1
+        for _, res in t.iterrows():
+            method = str(res["method"])
+            if is_score:
+                mean, half = res[f"{col}.mean"], res[f"{col}.ci95"]
+                seeds = [float(v) for v in head.runs.loc[head.runs["method"] == method, col]] \
+                    if col in head.runs and "method" in head.runs else []
+                hover = f"{method}: {fmt_ci(mean, half)} (n={int(res['n_seeds'])} re-runs on the test split)"
+            else:
+                mean, half, seeds = res[col], math.nan, []
+                ratio = res.get(f"{col}.ratio_dual", math.nan)
+                hover = f"{method}: {fmt(mean)} measured alone" + (f"<br>{fmt(ratio, 3)}× {REFERENCE}"
+                                                                   if _finite(ratio) else "")
+            if not _finite(mean):
+                continue
+            if len(seeds) > 1:
+                fig.add_trace(go.Scatter(x=[method] * len(seeds), y=seeds, mode="markers", showlegend=False,
+                                         marker={"color": "rgba(120,120,120,0.5)", "size": 5}, hoverinfo="skip"),
+                              row=r, col=c)
+            fig.add_trace(go.Scatter(
+                x=[method], y=[mean], mode="markers", name=method, showlegend=False,
+                marker={"color": colors.get(method, "#444"), "size": 11, "symbol": "diamond"},
+                error_y={"type": "data", "array": [half if _finite(half) else 0], "visible": _finite(half),
+                         "thickness": 1.5, "width": 6},
+                text=[hover], hoverinfo="text"), row=r, col=c)
+        fig.update_yaxes(rangemode="tozero", row=r, col=c)
+        fig.update_xaxes(tickangle=-40, categoryorder="array", categoryarray=order, row=r, col=c)
+    fig.update_layout(**{**LAYOUT, "margin": {**LAYOUT["margin"], "t": 90}}, height=150 + 330 * rows,
+                      showlegend=False, title=f"Held-out {head.table['split'].iloc[0]} split (split by "
+                      f"{head.split_by}): mean ± 95% CI over re-runs; costs measured alone")
+    return fig

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
@@ -121,3 +122,62 @@ def _absent(trials: pd.DataFrame, method: str) -> str:
         return f"No {method} trial{hint}"
     counts = ", ".join(f"{n} {s}" for s, n in part["status"].value_counts().items())
     return f"No finished {method} trial ({counts})"
+
+
+# -- the held-out headline (headline.parquet, written by `study.run --test`: study/heldout.py) ------------
+HEADLINE_FILE = "headline.parquet"
+RUNS_FILE = "test_runs.parquet"
+TEST_METRICS = {"map50": "mAP@0.5", "map": "mAP@0.5:0.95", "view_accuracy": "view accuracy",
+                "view_macro_f1": "view macro F1"}  # test.<metric> -> label; all higher-is-better
+
+
+@dataclass
+class Heldout:
+    """``headline.parquet`` (one row per method) and ``test_runs.parquet`` (one row per scored re-run)."""
+
+    table: pd.DataFrame
+    runs: pd.DataFrame
+
+    def _first(self, column: str) -> object:
+        return self.table[column].iloc[0] if column in self.table and len(self.table) else None
+
+    @property
+    def split_by(self) -> str:
+        return str(self._first("split_by") or "?")
+
+    def where(self) -> str:
+        """Which split the numbers come from, in words."""
+        split, seed, data = self._first("split") or "test", self._first("split_seed"), self._first("data") or "?"
+        if self.split_by == "patient":
+            return (f"the {split} split of {data}: held-out patients (a seeded split by patient, seed {seed}: each "
+                    "patient, as data.group_regex reads it from the file names, is in one split only)")
+        return (f"the {split} split of {data} as its own folders define it (split by folders, seed {seed}; "
+                "patients may appear in more than one split)")
+
+    def methods(self) -> list[str]:
+        return [str(m) for m in self.table["method"]]
+
+
+def read_heldout(study_dir: Path, notes: list[str] | None = None) -> Heldout | None:
+    """The study's held-out headline, or None when it has none (no ``--test`` run). An unreadable file is a note."""
+    path = Path(study_dir) / HEADLINE_FILE
+    if not path.is_file():
+        return None
+    try:
+        table = pd.read_parquet(path)
+    except Exception as err:  # a foreign or truncated file
+        if notes is not None:
+            notes.append(f"{HEADLINE_FILE} is unreadable ({type(err).__name__}): no held-out headline.")
+        return None
+    runs = pd.DataFrame()
+    if (Path(study_dir) / RUNS_FILE).is_file():
+        try:
+            runs = pd.read_parquet(Path(study_dir) / RUNS_FILE)
+        except Exception:
+            if notes is not None:
+                notes.append(f"{RUNS_FILE} is unreadable: the held-out figure shows no individual seeds.")
+    if "method" not in table:
+        if notes is not None:
+            notes.append(f"{HEADLINE_FILE} has no method column: no held-out headline.")
+        return None
+    return Heldout(table.reset_index(drop=True), runs)

@@ -1,0 +1,140 @@
+"""The held-out headline: ``study.run --repeat-best K --seeds N --test`` end to end, its statistics by hand,
+and the report's headline section reading headline.parquet and naming its split."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from study.analysis.data import load_study
+from study.analysis.report import build_report
+from study.analysis.stats import t_quantile_two_sided
+from study.checkpoint import load_checkpoint
+from study.cli import run_cli
+from study.costs import COSTS
+from study.evaluate import evaluate_state
+from study.heldout import headline_rows, headline_table
+from study.results import write_atomic
+from study.run import main as run_main
+from tests.conftest import TINY
+from tests.test_analysis_helpers import write_study
+
+METHODS = ["shared/gradnorm", "dual", "det_only", "cls_only"]
+SCORES = ["map50", "map", "view_accuracy", "view_macro_f1"]
+
+
+def test_headline_in_one_command_on_the_synthetic_default(ray_cluster, tmp_path, capsys):
+    argv = ["--storage", str(tmp_path), "--name", "h", *TINY, "--space", "compare", "--methods", ",".join(METHODS),
+            "--samples", "4", "--epochs", "1", "--repeat-best", "1", "--seeds", "2", "--test"]
+    assert run_main(argv) == 0
+    out = capsys.readouterr().out
+    study = tmp_path / "h"
+    assert "held-out headline: test split" in out and str(study / "headline.parquet") in out
+
+    head = pd.read_parquet(study / "headline.parquet").set_index("method")
+    assert sorted(head.index) == sorted(METHODS)
+    assert (head["n_seeds"] == 2).all() and (head["n_configs"] == 1).all()
+    assert set(head["split"]) == {"test"} and set(head["split_by"]) == {"folders"}
+    for m in SCORES:
+        assert {f"test.{m}.mean", f"test.{m}.ci95"} <= set(head.columns)
+    # single-task methods leave the other task's cells empty; every other mean is a score in [0, 1]
+    assert head.loc["det_only", ["test.view_accuracy.mean", "test.view_macro_f1.mean"]].isna().all()
+    assert head.loc["cls_only", ["test.map50.mean", "test.map.mean"]].isna().all()
+    for method in ("shared/gradnorm", "dual"):
+        assert head.loc[method, [f"test.{m}.mean" for m in SCORES]].between(0, 1).all()
+
+    # the statistics are over the re-runs scored on the test split, each its best epoch's checkpoint
+    runs = pd.read_parquet(study / "test_runs.parquet")
+    trials = pd.read_parquet(study / "trials.parquet")
+    assert len(runs) == 8 and set(runs["trial_id"]) == set(trials.loc[trials["repeat_of"] != "", "trial_id"])
+    for method, group in runs.groupby("method"):
+        col = "test.view_accuracy" if method != "det_only" else "test.map50"
+        values = group[col].to_numpy(dtype=float)
+        assert head.loc[method, f"{col}.mean"] == pytest.approx(values.mean())
+        half = t_quantile_two_sided(0.95, 1) * values.std(ddof=1) / math.sqrt(2)
+        assert head.loc[method, f"{col}.ci95"] == pytest.approx(half, abs=1e-12)
+    one = runs.iloc[0]
+    again = evaluate_state(load_checkpoint(one["checkpoint"]), "test", seed=0, device="cpu")
+    assert again["metrics"] == pytest.approx({k: one[k] for k in again["metrics"]}, nan_ok=True)
+    assert int(load_checkpoint(one["checkpoint"])["epoch"]) == int(one["best_epoch"])
+
+    # costs: each method's best config measured alone on all the node's CPUs; ratios to dual
+    for c in COSTS:
+        assert (head[c] > 0).all(), c
+        assert head.loc["dual", f"{c}.ratio_dual"] == pytest.approx(1.0)
+        assert head[f"{c}.ratio_dual"].notna().all()
+    assert (head["cost.threads"] == 2).all()  # the session's Ray cluster has 2 CPUs: the task held both
+    assert head.loc["cls_only", "cost.params"] < head.loc["dual", "cost.params"]
+    best = trials[trials["repeat_of"] == ""].set_index("trial_id")
+    assert set(head["cost.trial_id"]) <= set(best.index)
+    assert trials["time.train_s"].notna().all()  # the trials' own seconds stay in trials.parquet
+
+    page = build_report(load_study(study)).html
+    assert "Headline comparison (held-out)" in page and "split by folders" in page and "headline.parquet" in page
+
+
+def test_test_without_repeat_best_is_one_line_and_exit_2(tmp_path, capsys):
+    code = run_cli(run_main, ["--storage", str(tmp_path), "--name", "x", *TINY, "--test"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--test scores the --repeat-best re-runs" in err
+    assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+def test_headline_rows_by_hand():
+    chosen = pd.DataFrame({"trial_id": ["g", "d", "b"], "method": ["shared/gradnorm", "dual", "det_only"]})
+    runs = pd.DataFrame({
+        "method": ["shared/gradnorm"] * 3 + ["dual"] * 2 + ["det_only"],
+        "test.map50": [0.4, 0.5, 0.6, 0.3, 0.5, 0.7],
+        "test.view_accuracy": [0.8, 0.8, 0.8, 0.6, 0.7, math.nan],
+    })
+    costs = pd.DataFrame({"method": ["shared/gradnorm", "dual", "det_only"], "cost.trial_id": ["g", "d", "b"],
+                          **{c: [1.0, 4.0, 2.0] for c in COSTS}, "cost.device": "cpu", "cost.threads": 2.0,
+                          "cost.batch": 16.0, "cost.imgsz": 64.0, "cost.host": "h"})
+    rows = {r["method"]: r for r in headline_rows(chosen, runs, costs, "patient", 7, "data.yaml")}
+    g = rows["shared/gradnorm"]
+    assert g["n_seeds"] == 3 and g["test.map50.mean"] == pytest.approx(0.5)
+    assert g["test.map50.ci95"] == pytest.approx(4.302652729911275 * 0.1 / math.sqrt(3))  # t(0.975, df=2)
+    assert g["test.view_accuracy.ci95"] == pytest.approx(0.0)
+    assert rows["dual"]["test.map50.ci95"] == pytest.approx(12.706204736174696 * math.sqrt(0.02) / math.sqrt(2))
+    assert rows["det_only"]["test.view_accuracy.mean"] is None  # a single-task method's other task: empty
+    assert rows["det_only"]["test.map50.ci95"] is None  # one run: no interval
+    assert g["cost.train_step_ms.ratio_dual"] == pytest.approx(0.25) and rows["dual"]["cost.params.ratio_dual"] == 1
+    assert list(rows) == ["shared/gradnorm", "dual", "det_only"]  # the report's fixed method order
+
+
+def test_report_reads_headline_parquet_and_states_the_split(tmp_path):
+    folder = write_study(tmp_path / "s")
+    before = build_report(load_study(folder))
+    assert "validation split" in before.html and "Headline comparison (held-out)" not in before.html
+    chosen = pd.DataFrame({"trial_id": ["g2", "d1"], "method": ["shared/gradnorm", "dual"]})
+    runs = pd.DataFrame({"method": ["shared/gradnorm"] * 2 + ["dual"] * 2, "test.map50": [0.41, 0.43, 0.2, 0.3],
+                         "test.map": [0.2] * 4, "test.view_accuracy": [0.7] * 4, "test.view_macro_f1": [0.6] * 4})
+    costs = pd.DataFrame({"method": ["shared/gradnorm", "dual"], "cost.trial_id": ["g2", "d1"],
+                          **{c: [2.0, 4.0] for c in COSTS}, "cost.device": "cpu", "cost.threads": 2.0,
+                          "cost.batch": 16.0, "cost.imgsz": 64.0, "cost.host": "h"})
+    write_atomic(headline_table(headline_rows(chosen, runs, costs, "patient", 3, "/d/data.yaml")),
+                 folder / "headline.parquet")
+    write_atomic(__import__("pyarrow").Table.from_pandas(runs), folder / "test_runs.parquet")
+    report = build_report(load_study(folder))
+    page = report.html
+    assert "Headline comparison (held-out)" in page
+    assert "held-out patients (a seeded split by patient, seed 3" in page and "/d/data.yaml" in page
+    assert "0.42 ± 0.13" in page and "2 (0.5×)" in page  # 12.71 · 0.01414 / √2 = 0.127; cost 2 vs dual's 4
+    assert "Validation split (selection; optimistic)" in page
+    assert {"headline", "headline_val"} <= set(report.figures)
+    assert page.count('class="plotly-graph-div"') == before.html.count('class="plotly-graph-div"') + 1
+
+
+def test_shared_dataset_patient_split(ray_cluster, shared_dataset, tmp_path):
+    """The one command on the real dataset with held-out patients (tiny: 64 px, one epoch)."""
+    argv = ["--storage", str(tmp_path), "--name", "p", "--space", "compare", "--methods", "shared/gradnorm",
+            "--samples", "1", "--epochs", "1", "--imgsz", "64", "--repeat-best", "1", "--seeds", "2", "--test",
+            "--split", "patient", "--data", str(shared_dataset), "--set", "train.interference_batches=1",
+            "--set", "train.bn_recalibration_batches=1"]
+    assert run_main(argv) == 0
+    head = pd.read_parquet(tmp_path / "p" / "headline.parquet")
+    assert list(head["method"]) == ["shared/gradnorm"] and list(head["split_by"]) == ["patient"]
+    assert int(head.loc[0, "n_seeds"]) == 2 and head.loc[0, "test.map50.mean"] >= 0
+    assert head.loc[0, "cost.train_step_ms"] > 0 and pd.isna(head.loc[0, "cost.train_step_ms.ratio_dual"])
