@@ -67,16 +67,16 @@ def measure_config(flat: dict[str, Any], data: Any, threads: int, device: str = 
         data, "train", cfg.data.batch, shuffle=True, generator=generator, device=dev,
         augment=cfg.data if cfg.data.augment else None))
     efficiency.reset_peak_memory(dev)
-    start_mb = _current_mb(dev)
+    start_mb = efficiency.current_memory_mb(dev)
     torch.manual_seed(cfg.train.seed)
     learner = Learner(cfg, data.num_classes, data.num_views, dev)
     learner.model.train()
     times = []
     for i in range(warmup + repeats):
-        _sync(dev)
+        efficiency.sync(dev)
         t0 = time.perf_counter()
         learner.step(images, targets, views)
-        _sync(dev)
+        efficiency.sync(dev)
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     model = learner.eval_model
@@ -96,29 +96,6 @@ def measure_config(flat: dict[str, Any], data: Any, threads: int, device: str = 
                 "cost.threads": float(torch.get_num_threads()), "cost.device": str(dev),
                 "cost.host": os.uname().nodename})
     return out
-
-
-def _current_mb(device: Any) -> float:
-    """Memory held now, in MiB, in the units ``efficiency.peak_memory_mb`` reports its peak in."""
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.memory_allocated(device) / 2**20
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 2**10  # kB
-    except OSError:
-        pass
-    return 0.0
-
-
-def _sync(device: Any) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _largest_node(gpu: bool) -> tuple[int, int]:

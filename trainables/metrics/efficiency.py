@@ -85,18 +85,37 @@ def peak_memory_mb(device: torch.device | str) -> float:
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    try:  # VmHWM is exactly what clear_refs resets; ru_maxrss may keep a peak from exited threads
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 2**10  # kB
-    except OSError:
-        pass
+    peak = _proc_status_mb("VmHWM")  # exactly what clear_refs resets; ru_maxrss may keep a peak from exited threads
+    if peak is not None:
+        return peak
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
-def _sync(device: torch.device) -> None:
+def current_memory_mb(device: torch.device | str) -> float:
+    """Memory held now, in the units of :func:`peak_memory_mb`: CUDA allocated tensors, or the process's
+    resident set (Linux ``VmRSS``; 0 where /proc is absent)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device) / 2**20
+    now = _proc_status_mb("VmRSS")
+    return now if now is not None else 0.0
+
+
+def _proc_status_mb(field: str) -> float | None:
+    """A ``/proc/self/status`` memory field (kB there) in MiB, or None off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) / 2**10
+    except OSError:
+        pass
+    return None
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA); a no-op on the CPU."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -123,10 +142,10 @@ def inference_latency_ms(
     try:
         with torch.no_grad():
             for i in range(warmup + repeats):
-                _sync(device)
+                sync(device)
                 t0 = time.perf_counter()
                 model(x)
-                _sync(device)
+                sync(device)
                 if i >= warmup:
                     times.append(time.perf_counter() - t0)
     finally:
