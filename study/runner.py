@@ -20,7 +20,7 @@ import optuna
 import ray
 from ray import tune
 from ray.tune import CheckpointConfig, FailureConfig, RunConfig, TuneConfig, Tuner
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -32,6 +32,7 @@ from study.keep_best import KeepBestCheckpoints
 from study.manifest import write_manifest
 from study.recorder import ResultsRecorder
 from study.results import read_trials
+from study.schedulers import PerMethodASHA
 from study.searchers import PerMethodSearch, storage_url
 from trainables.config import TrialConfig
 from trainables.data.loader import load_data
@@ -124,9 +125,6 @@ def _check(s: StudySettings) -> list[tuple[str, str]]:
         raise UsageError("--scheduler asha needs one objective: ASHA stops trials by ranking one metric, and a "
                          "multi-objective study has no single ranking; use --scheduler fifo or --objective single")
     methods = len(_methods(s))
-    if methods > 1 and s.scheduler == "asha":
-        raise UsageError(f"--scheduler asha: space {s.space} runs {methods} independent searches whose objectives "
-                         "are on different scales, and ASHA would rank trials across them; use --scheduler fifo")
     if s.samples % methods:
         raise UsageError(f"--samples {s.samples}: space {s.space} runs one search per method, so the total must be "
                          f"a multiple of its {methods} methods (e.g. {methods * max(1, round(s.samples / methods))})")
@@ -237,9 +235,10 @@ def _tune_config(s: StudySettings, base: dict[str, Any], objectives: list[tuple[
     searcher = PerMethodSearch(s.space, base, objectives, s.samples, seed=s.seed,
                                storage=storage_url(study_dir / OPTUNA_DB), methods=_methods(s))
     limited = ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent)
-    if s.scheduler == "asha":  # single-method spaces only (_check): ASHA ranks within that method
+    if s.scheduler == "asha":  # one ASHA per method: a trial is ranked only against its own method's
         metric, mode = objectives[0]
-        scheduler = ASHAScheduler(time_attr="epoch", metric=metric, mode=mode, max_t=s.epochs,
+        names = [spaces.method_name(m["arch"], m["balancer.name"]) for m in _methods(s)]
+        scheduler = PerMethodASHA(names, time_attr="epoch", metric=metric, mode=mode, max_t=s.epochs,
                                   grace_period=1, reduction_factor=2)
     else:
         scheduler = FIFOScheduler()

@@ -65,9 +65,10 @@ def test_every_method_gets_the_same_number_of_trials_and_its_own_study():
         assert len(of_method(configs, method)) == 2
         assert study.study_name == registry.method_name(method["arch"], method["balancer.name"])
         assert len(study.trials) == 2 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
-    # dual searches its classifier's learning rate, the shared methods do not: conditional sub-spaces
-    assert all("optim.cls_lr" in t.params for t in searcher.studies[7].trials)
-    assert not any("optim.cls_lr" in t.params for t in searcher.studies[2].trials)
+    # every method with a view head searches its learning rate, det_only has none: conditional sub-spaces
+    assert all("optim.cls_lr" in t.params for t in searcher.studies[7].trials)  # dual
+    assert all("optim.cls_lr" in t.params for t in searcher.studies[2].trials)  # shared/gradnorm
+    assert not any("optim.cls_lr" in t.params for t in searcher.studies[8].trials)  # det_only
 
 
 def test_optuna_is_told_the_best_epoch_not_the_last():
