@@ -243,7 +243,7 @@ def test_bad_config_values_are_one_line(tmp_path, capsys):
 
 def test_synthetic_check(capsys):
     code, out, _ = check(capsys, "synthetic")
-    assert code == 0 and "train  256" in out and "no group is in more than one split folder" in out
+    assert code == 0 and "train  512" in out and "no group is in more than one split folder" in out
 
 
 def _run_cli(*args: str, env_cache: Path) -> subprocess.CompletedProcess:

@@ -60,9 +60,11 @@ def test_cpu_peak_memory_sees_a_large_allocation() -> None:
     if not efficiency.reset_peak_memory("cpu"):
         pytest.skip("this platform cannot reset the process's peak RSS")
     before = efficiency.peak_memory_mb("cpu")
-    big = torch.ones(32 * 2**20 // 4)  # 32 MiB, written so the pages are resident
+    # 96 MiB, written so the pages are resident: above glibc's largest dynamic mmap threshold (32 MiB), so
+    # it gets fresh pages even after earlier tests left freed, still-resident heap behind (32 MiB did not)
+    big = torch.ones(96 * 2**20 // 4)
     del big
-    assert efficiency.peak_memory_mb("cpu") >= before + 30
+    assert efficiency.peak_memory_mb("cpu") >= before + 90
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
