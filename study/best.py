@@ -4,7 +4,7 @@ Every consumer goes through here: the runner's summary, ``--repeat-best``, ``eva
 report's headline, the searcher (the value Optuna is told) and the checkpoint kept for a trial.
 
 - A trial's **best epoch** is its epoch with the highest finite ``val.objective`` (the first one
-  on a tie): the same rule ``study/results.py: trial_row`` uses for ``best_epoch`` and ``best.*``.
+  on a tie); ``study/results.py: trial_row`` takes ``best_epoch`` and ``best.*`` from it.
 - A study's **best trials** are ranked by a ``best.*`` column of ``trials.parquet`` (the best
   epoch's value), among finished searched trials (never a ``--repeat-best`` seed run, whose
   configuration was selected for its score), per method = (arch, balancer) by default, since

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from study.atomic import atomic_path
+from study.best import best_epoch
 from trainables.config import TrialConfig
 
 TRIAL_ID_FIELDS = [
@@ -125,7 +126,7 @@ def trial_row(
     row.update({k: v for k, v in config.items() if k in set(TrialConfig.flat_keys())})
     scored = [e for e in epochs if _finite(e.get(objective))]
     row["epochs_run"] = len([e for e in epochs if e.get("status") != "diverged"])
-    best = max(scored, key=lambda e: e[objective]) if scored else None
+    best = best_epoch(scored, objective)  # the one rule (study/best.py): highest, the first on a tie
     last = scored[-1] if scored else None
     row["best_epoch"] = int(best["epoch"]) if best else None
     for tag, epoch in (("best", best), ("last", last)):
