@@ -34,6 +34,8 @@ from typing import Any
 
 import pandas as pd
 
+from study.results import plain
+
 COSTS = {  # column -> label; every one lower-is-better except throughput
     "cost.train_step_ms": "train step (ms)",
     "cost.throughput_img_s": "train throughput (img/s)",
@@ -120,7 +122,7 @@ def measure_isolated(chosen: pd.DataFrame, flat_keys: list[str], data: Any, gpu:
     data_ref = ray.put(data)  # passed as a top-level argument: the worker gets the object itself
     rows = []
     for _, row in chosen.iterrows():
-        flat = {k: _plain(row[k]) for k in flat_keys}
+        flat = {k: plain(row[k]) for k in flat_keys}
         t0 = time.perf_counter()
         costs = ray.get(task.remote(flat, data_ref, max(cpus, 1), "cuda" if use_gpu else "cpu"))
         print(f"costs: {row['method']} (trial {row['trial_id']}) alone on {int(costs['cost.threads'])} threads, "
@@ -130,7 +132,3 @@ def measure_isolated(chosen: pd.DataFrame, flat_keys: list[str], data: Any, gpu:
               f"({time.perf_counter() - t0:.1f}s)", flush=True)
         rows.append({"method": row["method"], "cost.trial_id": str(row["trial_id"]), **costs})
     return pd.DataFrame(rows)
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value

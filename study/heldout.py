@@ -39,7 +39,7 @@ from study.best import best_trials
 from study.checkpoint import load_checkpoint
 from study.costs import COSTS
 from study.evaluate import evaluate_state, trial_checkpoint
-from study.results import read_trials, write_atomic
+from study.results import plain, read_trials, write_atomic
 
 SPLIT = "test"
 COSTS_FILE = "costs.parquet"
@@ -174,6 +174,6 @@ def _or_none(v: float) -> float | None:
 
 
 def _plain(value: Any) -> Any:
-    if hasattr(value, "item"):
-        value = value.item()
+    """``plain``, with NaN as None (an empty cell of headline.parquet)."""
+    value = plain(value)
     return None if isinstance(value, float) and math.isnan(value) else value

@@ -170,3 +170,8 @@ def read_epochs(study_dir: str | Path) -> pd.DataFrame:
 
 def read_manifest(study_dir: str | Path) -> dict[str, Any]:
     return json.loads((Path(study_dir) / "manifest.json").read_text())
+
+
+def plain(value: Any) -> Any:
+    """A value read back from Parquet as a plain Python value (numpy scalars -> int / float / bool)."""
+    return value.item() if hasattr(value, "item") else value

@@ -31,7 +31,7 @@ from study.cluster import AUTH_HINT, check_nodes, describe
 from study.keep_best import KeepBestCheckpoints
 from study.manifest import write_manifest
 from study.recorder import ResultsRecorder
-from study.results import read_trials
+from study.results import plain, read_trials
 from study.schedulers import PerMethodASHA
 from study.searchers import PerMethodSearch, storage_url
 from trainables.config import TrialConfig
@@ -268,7 +268,7 @@ def _repeat_best(s: StudySettings, study_dir: Path, trainable: Any, objectives: 
     ok = best_trials(read_trials(study_dir), f"best.{metric}", mode, k=s.repeat_best, per_method=True)
     points = []
     for _, row in ok.iterrows():
-        config = {k: _plain(row[k]) for k in TrialConfig.flat_keys()}
+        config = {k: plain(row[k]) for k in TrialConfig.flat_keys()}
         for seed in range(s.seeds):
             points.append({**config, "train.seed": s.seed + 1000 + seed, "meta.repeat_of": row["trial_id"]})
     if not points:
@@ -309,10 +309,6 @@ def _heldout(s: StudySettings, study_dir: Path, data: Any, objectives: list[tupl
     runs = heldout.score_reruns(study_dir, chosen, split_seed=s.seed)
     path = heldout.write_heldout(study_dir, chosen, runs, costs, split_by, s.seed, source)
     heldout.print_headline(path)
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
 
 
 def _summary(study_dir: Path, objectives: list[tuple[str, str]], wall_s: float, errors: int) -> None:

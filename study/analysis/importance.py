@@ -17,7 +17,6 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import optuna
@@ -25,6 +24,7 @@ import pandas as pd
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from study.analysis.data import OBJECTIVE, method_hyperparameters
+from study.results import plain
 
 MIN_TRIALS = 3
 EVALUATOR = "PED-ANOVA (Optuna's default importance evaluator)"
@@ -45,7 +45,7 @@ def infer_distribution(values: pd.Series) -> BaseDistribution | None:
     if v.astype(str).nunique() < 2:
         return None
     if v.map(lambda x: isinstance(x, (bool, np.bool_, str))).any():
-        return CategoricalDistribution(sorted({_plain(x) for x in v}, key=str))
+        return CategoricalDistribution(sorted({plain(x) for x in v}, key=str))
     x = v.astype(float).to_numpy()
     if np.all(np.equal(np.mod(x, 1), 0)) and pd.api.types.is_integer_dtype(v):
         return IntDistribution(int(x.min()), int(x.max()))
@@ -87,7 +87,7 @@ def param_importance(trials: pd.DataFrame, method_params: dict[str, list[str]] |
     finally:
         optuna.logging.set_verbosity(verbosity)
     for _, row in ok.iterrows():
-        params = {k: _plain(row[k]) for k in (*keys[row["method"]], "method") if k in dists}
+        params = {k: plain(row[k]) for k in (*keys[row["method"]], "method") if k in dists}
         study.add_trial(optuna.trial.create_trial(
             params=params, distributions={k: dists[k] for k in params}, value=float(row[objective])))
     try:
@@ -134,7 +134,3 @@ def storage_importances(study_dir: str | Path) -> dict[str, Importance]:
         return out
     finally:
         optuna.logging.set_verbosity(verbosity)
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
