@@ -21,8 +21,9 @@ import numpy as np
 import pandas as pd
 
 from search_spaces.registry import method_name
+from trainables.metrics.names import OBJECTIVE
 
-EPOCH_SCORE = "val.objective"  # what ranks a trial's epochs (maximised)
+EPOCH_SCORE = OBJECTIVE  # what ranks a trial's epochs (maximised)
 MULTI_TASK_ARCHS = ("shared", "dual")
 
 

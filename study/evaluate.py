@@ -30,11 +30,11 @@ from study.checkpoint import load_checkpoint, restore_model
 from study.cli import ArgumentParser, UsageError, run_cli
 from study.keep_best import checkpoint_of_epoch
 from study.results import write_json_atomic
+from trainables.metrics.names import TEST_POOLED
 
 CHECKPOINT_NAME = "checkpoint.pt"
 REPEATS_SUFFIX = "-repeats"  # study/runner.py runs --repeat-best seeds as a second Tune experiment
-SHOWN = ["map", "map50", "map75", "precision", "recall", "f1", "view_accuracy", "view_macro_f1",
-         "view_balanced_accuracy"]
+SHOWN = TEST_POOLED  # the metrics printed first, in this order (trainables/metrics/names.py)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -40,11 +40,11 @@ from study.checkpoint import load_checkpoint
 from study.costs import COSTS
 from study.evaluate import evaluate_state, trial_checkpoint
 from study.results import plain, read_trials, write_atomic
+from trainables.metrics.names import TEST_POOLED, TEST_SHOWN
 
 SPLIT = "test"
 COSTS_FILE = "costs.parquet"
-METRICS = ("map50", "map", "map75", "precision", "recall", "f1", "view_accuracy", "view_macro_f1",
-           "view_balanced_accuracy")
+METRICS = TEST_POOLED  # test.<metric>, pooled per method (trainables/metrics/names.py)
 REFERENCE = "dual"  # cost ratios are method / dual
 CONFIDENCE = 0.95
 
@@ -150,7 +150,7 @@ def print_headline(path: Path) -> None:
     print(f"\nheld-out headline: {SPLIT} split ({where}, split by {first['split_by']}, seed {first['split_seed']}); "
           "mean ± 95% CI over each method's re-runs; costs measured alone (×dual)")
     for _, r in df.iterrows():
-        scores = ", ".join(f"{m} {_ci(r, m)}" for m in ("map50", "map", "view_accuracy", "view_macro_f1"))
+        scores = ", ".join(f"{m} {_ci(r, m)}" for m in TEST_SHOWN)
         costs = ", ".join(f"{label.split(' (')[0]} {_num(r[c])} ({_num(r[f'{c}.ratio_dual'])}×)"
                           for c, label in COSTS.items() if c in ("cost.train_step_ms", "cost.latency_ms_b1",
                                                                  "cost.peak_mem_mb"))

@@ -14,11 +14,9 @@ from typing import Any
 
 from ray.tune import Callback
 
-from study.results import EPOCH_PLACEMENT_FIELDS, epochs_table, trial_row, trials_table, write_atomic
+from study.results import EPOCH_PLACEMENT_FIELDS, epoch_row, epochs_table, trial_row, trials_table, write_atomic
 from trainables.tune import PLACEMENT_PREFIX, split_meta
 
-ENGINE_KEYS = ("epoch", "step", "status", "reason", "lr", "lr_cls", "resumed_from_epoch")
-ENGINE_PREFIXES = ("val.", "loss.", "weight.", "grad.", "eff.", "time.", "throughput.")
 PLACEMENT_KEYS = {f"{PLACEMENT_PREFIX}{f.name}": f.name for f in EPOCH_PLACEMENT_FIELDS}
 
 
@@ -55,7 +53,7 @@ class ResultsRecorder(Callback):
 
     # -- Tune hooks -------------------------------------------------------------------------------
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        row = {k: v for k, v in result.items() if k in ENGINE_KEYS or k.startswith(ENGINE_PREFIXES)}
+        row = epoch_row(result)
         if "epoch" not in row:
             return
         row.update({name: result[key] for key, name in PLACEMENT_KEYS.items() if key in result})

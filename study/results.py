@@ -2,9 +2,11 @@
 
 Under ``STORAGE/NAME/``:
   trials.parquet   one row per trial: identity, status and error, every hyperparameter (the flat
-                   TrialConfig keys as columns), the best-epoch and last-epoch validation metrics
-                   (``best.val.*``, ``last.val.*``), efficiency figures (``eff.*``), final task weights.
-  epochs.parquet   one row per trial and epoch: the engine's epoch dict (see trainables/engine.py).
+                   TrialConfig keys as columns), the best-epoch and last-epoch value of every
+                   metric the registry summarises so (``best.val.*``, ``last.loss.*``, ...) and the
+                   last epoch's of the static ones (``eff.*``, ``time.*``).
+  epochs.parquet   one row per trial and epoch: the engine's epoch dict, its keys that
+                   trainables/metrics/names.py registers (``epoch_row``).
 Both carry where a trial ran (``PLACEMENT_FIELDS``: Ray node id, node IP and host name, the device
 it trained on, its GPU share and any device warning, start and report times); a trial row takes them
 from its last epoch (a trial resumed on another node records the node it finished on).
@@ -30,6 +32,7 @@ import pyarrow.parquet as pq
 from study.atomic import atomic_path
 from study.best import best_epoch
 from trainables.config import TrialConfig
+from trainables.metrics import names
 
 TRIAL_ID_FIELDS = [
     pa.field("trial_id", pa.string()),
@@ -59,9 +62,6 @@ PLACEMENT_FIELDS = [
 ]
 EPOCH_PLACEMENT_FIELDS = [*PLACEMENT_FIELDS, pa.field("reported_at", pa.float64())]  # unix seconds of the report
 TRIAL_PLACEMENT_FIELDS = [*PLACEMENT_FIELDS, pa.field("ended_at", pa.float64())]  # the last report's time
-# Metrics carried into trials.parquet from the best and the last epoch.
-SUMMARY_PREFIXES = ("val.", "loss.", "weight.", "grad.")
-STATIC_PREFIXES = ("eff.", "time.", "throughput.")
 
 
 def config_fields() -> list[pa.Field]:
@@ -115,9 +115,14 @@ def trials_table(rows: list[dict[str, Any]]) -> pa.Table:
     return _table(rows, TRIAL_ID_FIELDS + TRIAL_PLACEMENT_FIELDS + config_fields())
 
 
+def epoch_row(result: dict[str, Any]) -> dict[str, Any]:
+    """The keys of a report that epochs.parquet keeps: those trainables/metrics/names.py registers."""
+    return {k: v for k, v in result.items() if names.lookup(k) is not None}
+
+
 def trial_row(
     trial_id: str, space: str, config: dict[str, Any], epochs: list[dict[str, Any]], status: str, error: str = "",
-    repeat_of: str = "", objective: str = "val.objective",
+    repeat_of: str = "", objective: str = names.OBJECTIVE,
 ) -> dict[str, Any]:
     """One trials.parquet row from a trial's flat config and its epoch dicts (in order)."""
     row: dict[str, Any] = {
@@ -133,10 +138,10 @@ def trial_row(
         if epoch is None:
             continue
         for k, v in epoch.items():
-            if k.startswith(SUMMARY_PREFIXES) and not isinstance(v, str):
+            if names.summary(k) == names.BEST_LAST and not isinstance(v, str):
                 row[f"{tag}.{k}"] = v
     if last is not None:
-        row.update({k: v for k, v in last.items() if k.startswith(STATIC_PREFIXES)})
+        row.update({k: v for k, v in last.items() if names.summary(k) == names.STATIC})
     if epochs:  # the latest report, scored or not (a failed trial still ran somewhere)
         placed = {f.name for f in PLACEMENT_FIELDS}
         row.update({k: v for k, v in epochs[-1].items() if k in placed})

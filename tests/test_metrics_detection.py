@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from study.benchmarks.eval import pycocotools_metrics, random_case
+from trainables.metrics.coco_reference import pycocotools_metrics, random_case
 from trainables.metrics.detection import detection_metrics
 
 A = [0.0, 0.0, 10.0, 10.0]

@@ -5,18 +5,8 @@ together with a checkpoint state (plain tensors and values: it loads with ``weig
 A run resumed from such a state continues exactly: the shuffling, augmentation and dropout RNGs
 are re-seeded from (seed, epoch) at the start of every epoch, so nothing random carries over.
 
-Keys of the epoch dict (NaN where a task is absent):
-  epoch, step, lr, lr_cls, status                     run position and state ("running", "finished", "diverged")
-  resumed_from_epoch                                  the checkpoint epoch this run continued from (0: fresh)
-  loss.box loss.obj loss.cls loss.det loss.view       epoch means of the training loss parts (means, not × batch)
-  weight.det weight.view                               epoch means of the task weights the balancer used
-  grad.cosine grad.norm_det grad.norm_view             interference on the trunk, on fixed batches
-  val.map val.map50 val.map75 val.precision val.recall val.f1 val.ap50_<class>
-  val.view_accuracy val.view_macro_f1 val.view_balanced_accuracy val.view_recall_<view>
-  val.objective                                        see ``objective``
-  time.epoch_s time.train_s time.eval_s time.total_s throughput.img_per_s
-  eff.params_total eff.params_shared eff.params_det eff.params_cls eff.gflops
-  eff.latency_ms_b1 eff.latency_ms_b32 eff.peak_mem_mb
+Its keys (NaN where a task is absent) are declared, with their groups, labels and how the study
+summarises them, in one place: ``trainables/metrics/names.py``; a key missing there is not recorded.
 """
 
 from __future__ import annotations
@@ -38,7 +28,7 @@ from trainables.data.loader import iterate_batches
 from trainables.data.types import DecodedData
 from trainables.interference import gradient_interference
 from trainables.learner import Learner
-from trainables.metrics import efficiency
+from trainables.metrics import efficiency, names
 from trainables.metrics.classification import classification_metrics
 from trainables.metrics.detection import detection_metrics
 from trainables.optim import lr_factor
@@ -71,9 +61,9 @@ def objective(metrics: dict[str, float], arch: str) -> float:
     """
     scores = []
     if arch != "cls_only":
-        scores.append(metrics["val.map"])
+        scores.append(metrics[names.TASK_SCORE["det"]])
     if arch != "det_only":
-        scores.append(metrics["val.view_accuracy"])
+        scores.append(metrics[names.TASK_SCORE["view"]])
     return float(np.mean(scores))
 
 
@@ -165,12 +155,12 @@ def fit(
                    "resumed_from_epoch": start_epoch}
         metrics["lr"] = cfg.optim.lr * factor  # the trunk's and detector's rate at the epoch's last step
         metrics["lr_cls"] = cfg.optim.cls_lr * factor if "view" in learner.tasks else math.nan
-        for key in ("loss.box", "loss.obj", "loss.cls", "loss.det", "loss.view", "weight.det", "weight.view"):
+        for key in names.keys("loss", "weight"):
             metrics[key] = sums[key] / max(count, 1) if key in sums else math.nan
         metrics.update(gradient_interference(learner.model, data, cfg, device, learner.tasks,
                                              learner.view_class_weights))
         metrics.update(evaluate(eval_model, data, "val", cfg, device))
-        metrics["val.objective"] = objective(metrics, cfg.arch)
+        metrics[names.OBJECTIVE] = objective(metrics, cfg.arch)
         eval_time = time.perf_counter() - t1
         if static_eff is None:
             static_eff = _static_efficiency(eval_model, cfg, device)
@@ -278,8 +268,7 @@ def _static_efficiency(model: nn.Module, cfg: TrialConfig, device: torch.device)
 
 # Metrics every report carries, NaN when a run ends early: searchers and schedulers may read any of
 # them as an objective, and Ray Tune rejects a result that lacks the metric it optimises.
-HEADLINE_METRICS = ("val.objective", "val.map", "val.map50", "val.view_accuracy", "time.train_s", "eff.gflops",
-                    "eff.params_total", "eff.latency_ms_b1", "eff.peak_mem_mb")
+HEADLINE_METRICS = names.HEADLINE
 
 
 def failure_metrics(epoch: int, step: int, status: str, reason: str) -> dict[str, Any]:

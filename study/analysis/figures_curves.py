@@ -10,11 +10,11 @@ from plotly.subplots import make_subplots
 
 from study.analysis.common import LAYOUT, fmt
 from study.analysis.data import Study
+from trainables.metrics import names
 
-CURVES = {
-    "loss.box": "loss: box", "loss.obj": "loss: objectness", "loss.cls": "loss: det. class", "loss.view": "loss: view",
-    "val.map": "val mAP@0.5:0.95", "val.map50": "val mAP@0.5", "val.view_accuracy": "val view accuracy",
-    "val.objective": "val objective",
+# The loss parts (their sum loss.det is left out) and the headline validation scores; labels from the registry
+CURVES = {k: names.label(k) for k in ("loss.box", "loss.obj", "loss.cls", "loss.view")} | {
+    k: f"val {names.label(k)}" for k in names.HEADLINE if names.REGISTRY[k].group == "val"
 }
 END_MARK = {"stopped": ("x", "stopped by the scheduler (ASHA)"), "diverged": ("star-triangle-up", "diverged"),
             "error": ("square-x-open", "error"), "oom": ("square-x-open", "out of memory")}

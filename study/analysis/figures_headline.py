@@ -10,9 +10,10 @@ import math
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from study.analysis.columns import TEST_METRICS
 from study.analysis.common import LAYOUT, fmt, fmt_ci
 from study.analysis.data import ACCURACY, COST, OBJECTIVE, SINGLE_TASK, Study
-from study.analysis.headline import REFERENCE, TEST_METRICS, Headline, Heldout
+from study.analysis.headline import REFERENCE, Headline, Heldout
 from study.costs import COSTS
 
 COLUMNS = 5

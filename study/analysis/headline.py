@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from study.analysis.columns import TASK_METRIC
 from study.analysis.data import ACCURACY, COST, OBJECTIVE, order_methods
 from study.analysis.stats import MeanCI, delta_m, mean_ci, relative_delta
 from study.best import best_trials
 
 METRICS = [*ACCURACY, *COST]
-TASK_METRIC = {"det": "best.val.map", "view": "best.val.view_accuracy"}  # Δm's task scores
 BASELINE_METHOD = {"det": "det_only", "view": "cls_only"}
 REFERENCE = "dual"  # cost ratios are relative to this method
 
@@ -127,8 +127,6 @@ def _absent(trials: pd.DataFrame, method: str) -> str:
 # -- the held-out headline (headline.parquet, written by `study.run --test`: study/heldout.py) ------------
 HEADLINE_FILE = "headline.parquet"
 RUNS_FILE = "test_runs.parquet"
-TEST_METRICS = {"map50": "mAP@0.5", "map": "mAP@0.5:0.95", "view_accuracy": "view accuracy",
-                "view_macro_f1": "view macro F1"}  # test.<metric> -> label; all higher-is-better
 
 
 @dataclass

@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 import pandas as pd
 import plotly.graph_objects as go
 
+from study.analysis.columns import TEST_METRICS
 from study.analysis.common import fmt, fmt_ci
 from study.analysis.data import OBJECTIVE, SINGLE_TASK, Study
 from study.analysis.figures_curves import balance_figure, learning_curves_figure
 from study.analysis.figures_headline import headline_figure, heldout_figure
 from study.analysis.figures_hparams import importance_figure, parallel_figure, slices_figure
 from study.analysis.figures_pareto import pareto_figure
-from study.analysis.headline import TEST_METRICS, Headline, Heldout, headline, read_heldout
+from study.analysis.headline import Headline, Heldout, headline, read_heldout
 from study.analysis.html import Section, bullet_list, notes_box, render
 from study.analysis.importance import param_importance
 from study.analysis.summary import (

@@ -1,7 +1,7 @@
 """Detection metrics: COCO-exact mAP plus precision / recall / F1 at the best confidence.
 
-The numbers equal pycocotools' ``COCOeval(iouType="bbox")`` (checked in
-tests/test_metrics_detection.py; timed against it in study/benchmarks/eval.py). The engine is
+The numbers equal pycocotools' ``COCOeval(iouType="bbox")`` (the reference: coco_reference.py; checked
+in tests/test_metrics_detection.py, timed against it in study/benchmarks/eval.py). The engine is
 ``trainables/metrics/coco.py``; this module converts inputs and assembles the flat dict.
 """
 
