@@ -5,10 +5,15 @@ only ``suggest_*`` calls and conditionals; the returned dict holds the space's f
 ``DESCRIPTION``, ``FIXED`` and ``DEFAULT_OBJECTIVE`` ("single" or "multi"), optionally
 ``MULTI_OBJECTIVE`` (a list of (metric, mode)).
 
-A space that holds several methods (``compare``) also exports ``METHODS`` (a list of
-``{"arch": ..., "balancer.name": ...}``) and its ``define(trial, method)`` takes the method the
-trial belongs to: the study runs one independent search per method (study/searchers.py), so a
-method never comes from the trial's number in a shared sampler.
+A space that holds several methods (``compare``) also exports ``methods()`` (a list of
+``{"arch": ..., "balancer.name": ...}``; a function, so that it can follow the balancer registry)
+and its ``define(trial, method)`` takes the method the trial belongs to: the study runs one
+independent search per method (study/searchers.py), so a method never comes from the trial's
+number in a shared sampler.
+
+A balancer's hyperparameters exist only under that balancer (trainables/config.py): the base
+config's ``balancer.<key>`` values apply to the methods whose balancer declares the key, and a
+method's other hyperparameters take their defaults (``define_with_base``, ``base_config``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from types import ModuleType
 from typing import Any
 
 import optuna
+
+from trainables.config import ConfigError, TrialConfig, fit_balancer
 
 SPACES = ("gradnorm", "dual", "compare", "static")
 # The default single objective: 0.5 * val mAP@0.5:0.95 + 0.5 * val view accuracy (trainables/engine.py)
@@ -33,10 +40,10 @@ def load(name: str) -> ModuleType:
 
 
 def methods(name: str) -> list[dict[str, Any]]:
-    """The methods a space searches: its ``METHODS``, or the single method its ``FIXED`` names."""
+    """The methods a space searches: its ``methods()``, or the single method its ``FIXED`` names."""
     space = load(name)
-    if hasattr(space, "METHODS"):
-        return [dict(m) for m in space.METHODS]
+    if hasattr(space, "methods"):
+        return [dict(m) for m in space.methods()]
     return [{"arch": space.FIXED["arch"], "balancer.name": space.FIXED["balancer.name"]}]
 
 
@@ -64,11 +71,43 @@ def define_with_base(trial: optuna.Trial, space: str, base: dict[str, Any],
     ``functools.partial(define_with_base, space=..., base=..., method=...)`` is what the searcher holds.
     """
     module = load(space)
-    if hasattr(module, "METHODS"):
+    if hasattr(module, "methods"):
         if method is None:
             raise ValueError(f"space {space!r} holds several methods: define_with_base needs the trial's method")
         constants = module.define(trial, method) or {}
     else:
         constants = module.define(trial) or {}
     suggested = set(trial.params)
-    return {k: v for k, v in {**base, **constants}.items() if k not in suggested}
+    # the method's balancer: the base's values of its keys, defaults for the rest, no other balancer's keys
+    merged = fit_balancer({**base, **constants}) if base else {**base, **constants}
+    return {k: v for k, v in merged.items() if k not in suggested}
+
+
+def base_config(space: str, config: dict[str, Any], methods_: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A study's flat base config: ``config`` (the command line's keys) over the defaults.
+
+    ``balancer.name`` is the space's to set: given, it must be the balancer of every method. A
+    ``balancer.<key>`` must belong to the balancer of at least one method (``methods_``, default all
+    of the space's) and is checked there; it applies to those methods only. With one balancer the
+    base is that balancer's full config; with several it is the ``equal`` config plus those keys
+    (``TrialConfig.from_flat`` ignores other balancers' keys). Raises ConfigError (one line).
+    """
+    names = list(dict.fromkeys(m["balancer.name"] for m in (methods_ or methods(space))))
+    given = config.get("balancer.name")
+    if given is not None and [given] != names:
+        raise ConfigError(f"config: balancer.name={given!r}: space {space!r} sets the balancer itself "
+                          f"({', '.join(names)}); leave balancer.name out")
+    if len(names) == 1:
+        return TrialConfig.from_partial({**config, "balancer.name": names[0]}).to_flat()
+    keys = {k: v for k, v in config.items() if k.startswith("balancer.") and k != "balancer.name"}
+    base = TrialConfig.from_partial({k: v for k, v in config.items() if k not in keys}).to_flat()
+    for key, value in keys.items():
+        owners = [n for n in names if key in TrialConfig.flat_keys(n)]
+        if not owners:
+            valid = sorted({k for n in names for k in TrialConfig.flat_keys(n) if k.startswith("balancer.")} - {
+                "balancer.name"})
+            raise ConfigError(f"config: unknown keys {[key]}: no balancer of space {space!r} has it (they have "
+                              f"{valid})")
+        for owner in owners:  # checked (and typed) by each balancer that declares it
+            base[key] = TrialConfig.from_partial({"balancer.name": owner, key: value}).to_flat()[key]
+    return base

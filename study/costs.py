@@ -62,7 +62,7 @@ def measure_config(flat: dict[str, Any], data: Any, threads: int, device: str = 
     from trainables.metrics import efficiency
 
     torch.set_num_threads(max(1, int(threads)))
-    cfg = TrialConfig.from_flat({**flat, "train.device": device, "train.fail": "none"})
+    cfg = TrialConfig.from_flat({**flat, "train.device": device})
     dev = torch.device(device)
     generator = torch.Generator().manual_seed(cfg.train.seed)
     images, targets, views, _ = next(iterate_batches(  # one real batch: images (B, 3, S, S), targets (K, 6)
@@ -122,7 +122,9 @@ def measure_isolated(chosen: pd.DataFrame, flat_keys: list[str], data: Any, gpu:
     data_ref = ray.put(data)  # passed as a top-level argument: the worker gets the object itself
     rows = []
     for _, row in chosen.iterrows():
-        flat = {k: plain(row[k]) for k in flat_keys}
+        # a balancer's hyperparameters are columns only where a trial of that balancer ran (NaN in the others'
+        # rows): take what this row has, from_flat drops the other balancers' keys
+        flat = {k: plain(row[k]) for k in flat_keys if k in row}
         t0 = time.perf_counter()
         costs = ray.get(task.remote(flat, data_ref, max(cpus, 1), "cuda" if use_gpu else "cpu"))
         print(f"costs: {row['method']} (trial {row['trial_id']}) alone on {int(costs['cost.threads'])} threads, "

@@ -70,7 +70,16 @@ def main(argv: list[str] | None = None) -> int:
         config["data.imgsz"] = args.imgsz
     config.update(parse_set(args.set))
     resolve_weights(config)
-    TrialConfig.from_partial(config)  # a bad key or value stops here, before Ray starts
+    from search_spaces import registry
+
+    if args.space in registry.SPACES:  # (an unknown space is the runner's one-line error)
+        # a bad key or value stops here, before Ray starts; a balancer key must be one of the space's balancers'
+        registry.base_config(args.space, config)
+        balancers = {m["balancer.name"] for m in registry.methods(args.space)}
+        if len(balancers) == 1:  # the space's balancer: its keys are valid keys of the study's base config
+            config["balancer.name"] = balancers.pop()
+    else:
+        TrialConfig.from_partial(config)
     settings = StudySettings(
         space=args.space, samples=args.samples, epochs=args.epochs, max_concurrent=args.max_concurrent,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, seed=args.seed,

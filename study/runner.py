@@ -75,7 +75,7 @@ def run_study(s: StudySettings) -> Path:
     """Run (or resume) a study; returns its folder. Raises UsageError for anything the user can fix."""
     objectives = _check(s)
     study_dir = _prepare_folder(s)
-    base = TrialConfig.from_partial(s.config).to_flat()
+    base = spaces.base_config(s.space, s.config, _methods(s))
     print(f"study {study_dir.name}: space {s.space}, {s.samples} trials x {s.epochs} epochs, objective "
           f"{', '.join(f'{m} ({mode})' for m, mode in objectives)}", flush=True)
 
@@ -268,7 +268,7 @@ def _repeat_best(s: StudySettings, study_dir: Path, trainable: Any, objectives: 
     ok = best_trials(read_trials(study_dir), f"best.{metric}", mode, k=s.repeat_best, per_method=True)
     points = []
     for _, row in ok.iterrows():
-        config = {k: plain(row[k]) for k in TrialConfig.flat_keys()}
+        config = {k: plain(row[k]) for k in TrialConfig.flat_keys() if k in row}
         for seed in range(s.seeds):
             points.append({**config, "train.seed": s.seed + 1000 + seed, "meta.repeat_of": row["trial_id"]})
     if not points:

@@ -36,7 +36,8 @@ TABLE_COLUMNS = [
 def parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="python -m study.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", choices=ARCHS, default="shared")
-    p.add_argument("--balancer", default="equal", help="a registered balancer (equal, static, gradnorm, ...)")
+    p.add_argument("--balancer", default="equal",
+                   help="a registered balancer (equal, static, gradnorm, ...) or package.module:ClassName of one")
     p.add_argument("--data", default="synthetic", help="'synthetic' (default) or a data.yaml")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--imgsz", type=int, default=None, help="image size, a multiple of 32 (default 128)")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "regurgitation" / "data.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATASET = ROOT.parent / "shared" / "datasets" / "regurgitation" / "data.yaml"
 # Tiny synthetic studies: 64 px frames, a few dozen images, so a trial takes seconds on 2 cores.
 TINY = ["--set", "data.imgsz=64", "--set", "data.synthetic_train=24", "--set", "data.synthetic_val=12",
         "--set", "data.synthetic_test=12", "--set", "train.interference_batches=1"]
@@ -15,11 +16,23 @@ TINY = ["--set", "data.imgsz=64", "--set", "data.synthetic_train=24", "--set", "
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """A real local Ray cluster (2 CPUs, no dashboard), started once and shared by every Ray test."""
+    """A real local Ray cluster (2 CPUs, no dashboard), started once and shared by every Ray test.
+
+    Its workers get the repository root on ``PYTHONPATH``: a trial may name a balancer of this folder
+    (``balancer.name=tests.faults:...``), and Ray adds the driver's working directory to the workers'
+    ``sys.path`` only, which is the root only when pytest is started there."""
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        before = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), before) if p)
+        try:  # the cluster's processes (and so every worker) inherit the environment of this moment
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        finally:
+            if before is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = before
     yield ray
     ray.shutdown()
 

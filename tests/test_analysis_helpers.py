@@ -77,10 +77,10 @@ def epoch_rows(tid: str, arch: str, balancer: str, m: float, v: float, train_s: 
 def write_study(folder: Path, trials: list | None = None, manifest: bool = True) -> Path:
     """Write trials.parquet, epochs.parquet (and manifest.json) of the hand-made study into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    base = TrialConfig().to_flat()
     trial_rows, epoch_rows_all = [], []
     for tid, arch, balancer, m, v, train_s, status, repeat_of, over in (TRIALS if trials is None else trials):
-        cfg = {**base, "arch": arch, "balancer.name": balancer, "train.epochs": EPOCHS, **over}
+        base = TrialConfig.from_partial({"balancer.name": balancer}).to_flat()  # with that balancer's own keys
+        cfg = {**base, "arch": arch, "train.epochs": EPOCHS, **over}
         rows = epoch_rows(tid, arch, balancer, m, v, train_s, status)
         error = "RuntimeError: injected failure" if status == "error" else ""
         trial_rows.append(trial_row(tid, "compare", cfg, rows, status=status, error=error, repeat_of=repeat_of))

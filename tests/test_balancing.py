@@ -9,12 +9,17 @@ import torch
 
 from tests.balancing_toys import ToyModel, mse_losses, one_thread, toy_batch, train_step
 from trainables.balancing.base import SharedGraph
-from trainables.balancing.registry import available, build
+from trainables.balancing.registry import available, build, hparams_of
 
-# Small windows so every strategy is past its warm-up within the few steps a test runs.
+# Small windows so every strategy is past its warm-up within the few steps a test runs; each strategy
+# takes those of these it declares, the rest of its hyperparameters at their defaults.
 HPARAMS = dict(
     alpha=1.5, weight_lr=0.05, warmup_steps=2, w_det=1.0, w_cls=0.5, temperature=2.0, cagrad_c=0.4, dwa_window=2
 )
+
+
+def hparams(name: str) -> dict:
+    return {h.name: HPARAMS[h.name] for h in hparams_of(name) if h.name in HPARAMS}
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +34,7 @@ def make(name: str, num_tasks: int, seed: int = 0):
     torch.manual_seed(seed)
     model = ToyModel(num_tasks).double()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    return model, optimizer, build(name, num_tasks, **HPARAMS)
+    return model, optimizer, build(name, num_tasks, **hparams(name))
 
 
 def batch(num_tasks: int, step: int):

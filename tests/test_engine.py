@@ -51,7 +51,7 @@ def test_epoch_reports_every_metric_and_a_weights_only_checkpoint(data, tmp_path
 def test_resume_continues_exactly(data, balancer):
     # GradNorm active from its second step (warm-up 1 of the run's 4 steps): its weights, their Adam state
     # and its initial losses must all come back from the checkpoint for the run to end bit-identical
-    cfg = tiny(**{"balancer.name": balancer, "balancer.warmup_steps": 1})
+    cfg = tiny(**{"balancer.name": balancer, **({"balancer.warmup_steps": 1} if balancer == "gradnorm" else {})})
     torch.set_num_threads(1)
     straight = []
     fit(cfg, data, report=lambda m, s: straight.append(s))
@@ -77,9 +77,10 @@ def test_resume_continues_exactly(data, balancer):
 
 
 def test_nan_loss_stops_with_a_clear_status(data):
+    # a balancer whose NaN weights poison the network at step 1: step 2's losses are NaN
     reports = []
-    result = fit(tiny(**{"train.fail": "nan"}), data, report=lambda m, s: reports.append(m))
-    assert result.status == "diverged" and "non-finite loss" in result.reason
+    result = fit(tiny(**{"balancer.name": "tests.faults:NaNWeights"}), data, report=lambda m, s: reports.append(m))
+    assert result.status == "diverged" and "non-finite loss at epoch 1, step 2" in result.reason
     assert reports[-1]["status"] == "diverged" and math.isnan(reports[-1]["val.objective"])
 
 

@@ -12,20 +12,24 @@ import time
 import pandas as pd
 import pytest
 
+from study.benchmarks.study import descendants
 from study.cli import run_cli
 from study.run import main as run_main
+from tests import faults
 from tests.conftest import TINY
 
 
-@pytest.mark.parametrize(("fail", "status", "reason"), [
-    ("nan", "diverged", "non-finite loss"),
-    ("oom", "oom", "out of memory"),
+@pytest.mark.parametrize(("fault", "status", "reason"), [
+    (faults.NaNWeights, "diverged", "non-finite loss"),
+    (faults.OutOfMemoryOnSecondStep, "oom", "OutOfMemoryError: CUDA out of memory"),
 ])
-def test_deterministic_failures_are_recorded_once(ray_cluster, tmp_path, fail, status, reason):
+def test_deterministic_failures_are_recorded_once(ray_cluster, tmp_path, monkeypatch, fault, status, reason):
+    faults.use_in_gradnorm_space(monkeypatch, fault)  # a balancer that fails, imported by the trial's worker
     argv = ["--storage", str(tmp_path), "--name", "s", "--space", "gradnorm", "--samples", "1", "--epochs", "2",
-            *TINY, "--set", f"train.fail={fail}"]
+            *TINY]
     assert run_main(argv) == 0  # the study completes
     trials = pd.read_parquet(tmp_path / "s" / "trials.parquet")
+    assert list(trials["balancer.name"]) == [faults.path_of(fault)]
     assert list(trials["status"]) == [status]
     assert reason in trials.loc[0, "error"]
     # not retried: Tune saw a normal end, so there is exactly one run of the trial
@@ -34,8 +38,11 @@ def test_deterministic_failures_are_recorded_once(ray_cluster, tmp_path, fail, s
 
 
 def _trial_worker_pids() -> list[int]:
+    """This session's trial workers only: another Ray cluster on the machine (a second test run, a
+    user's study) has ImplicitFunc workers too, and killing those would fail both runs."""
     out = subprocess.run(["pgrep", "-f", "ray::ImplicitFunc"], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+    ours = set(descendants(os.getpid()))  # the session's Ray processes are children of this process
+    return [int(p) for p in out.split() if int(p) in ours]
 
 
 def test_killed_worker_is_retried_from_its_checkpoint(ray_cluster, tmp_path):

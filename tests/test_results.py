@@ -21,8 +21,11 @@ EPOCHS = [
 ]
 
 
+GRADNORM = {"balancer.name": "gradnorm"}
+
+
 def test_trial_row_takes_best_and_last_epoch():
-    cfg = TrialConfig().to_flat()
+    cfg = TrialConfig.from_partial(GRADNORM).to_flat()
     row = trial_row("t1", "gradnorm", cfg, EPOCHS, status="finished")
     assert row["best_epoch"] == 2 and row["best.val.map"] == 0.3 and row["last.val.map"] == 0.2
     assert row["last.weight.det"] == 1.0 and row["eff.gflops"] == 0.7 and row["time.total_s"] == 9.0
@@ -30,7 +33,7 @@ def test_trial_row_takes_best_and_last_epoch():
 
 
 def test_trials_table_types_every_hyperparameter(tmp_path):
-    cfg = TrialConfig().to_flat()
+    cfg = TrialConfig.from_partial(GRADNORM).to_flat()
     table = trials_table([trial_row("t1", "gradnorm", cfg, EPOCHS, status="finished"),
                           trial_row("t2", "gradnorm", cfg, [], status="error", error="boom")])
     schema = table.schema
@@ -51,3 +54,21 @@ def test_epochs_table_round_trips_and_no_temp_files_left(tmp_path):
     table = pq.read_table(tmp_path / "epochs.parquet")
     assert table.num_rows == 2 and table.schema.field("epoch").type == pa.int64()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epochs.parquet"]
+
+
+def test_mixed_balancers_give_the_union_of_their_columns(tmp_path):
+    """A balancer's hyperparameters are columns where its trials ran, NaN in the other methods' rows;
+    every row still reads back as its trial's config."""
+    configs = [TrialConfig.from_partial({"balancer.name": name}) for name in ("equal", "gradnorm", "dwa")]
+    rows = [trial_row(f"t{i}", "compare", c.to_flat(), EPOCHS, status="finished") for i, c in enumerate(configs)]
+    write_atomic(trials_table(rows), tmp_path / "trials.parquet")
+    df = pd.read_parquet(tmp_path / "trials.parquet")
+    for key in ("balancer.alpha", "balancer.weight_lr", "balancer.warmup_steps", "balancer.temperature",
+                "balancer.dwa_window"):
+        assert key in df
+    assert "balancer.cagrad_c" not in df  # no cagrad trial, no cagrad column
+    assert df["balancer.alpha"].isna().tolist() == [True, False, True]
+    assert df["balancer.dwa_window"].isna().tolist() == [True, True, False]
+    for (_, row), cfg in zip(df.iterrows(), configs, strict=True):
+        flat = {k: row[k] for k in TrialConfig.flat_keys() if k in row}
+        assert TrialConfig.from_flat(flat) == cfg

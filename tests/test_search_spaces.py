@@ -90,3 +90,55 @@ def test_multi_objective_spaces_and_single_default():
     assert registry.objectives("gradnorm", None) == [("val.objective", "max")]
     assert len(registry.objectives("gradnorm", "multi")) == 2
     assert registry.objectives("static", None) == [("val.map", "max"), ("val.view_accuracy", "max")]
+
+
+def test_compare_searches_what_each_balancer_declares():
+    """Each method's sub-space: the learning rates and its balancer's hyperparameters with a search range."""
+    from trainables.balancing.registry import hparams_of
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for method in registry.methods("compare"):
+        trial = study.ask()
+        registry.define_with_base(trial, space="compare", base=BASE, method=method)
+        own = {h.key for h in hparams_of(method["balancer.name"]) if h.search is not None}
+        assert {k for k in trial.params if k.startswith("balancer.")} == own
+        for h in hparams_of(method["balancer.name"]):
+            if h.search is not None:
+                low, high, _ = h.search
+                assert low <= trial.params[h.key] <= high
+        study.tell(trial, 0.0)
+    # today's ranges, from the balancers' declarations
+    searched = {f"{m['balancer.name']}.{h.name}": h.search for m in registry.methods("compare")
+                for h in hparams_of(m["balancer.name"]) if h.search is not None}
+    assert searched == {
+        "static.w_cls": (0.05, 20.0, True), "gradnorm.alpha": (0.0, 3.0, False),
+        "gradnorm.weight_lr": (1e-3, 1e-1, True), "uncertainty.weight_lr": (1e-3, 1e-1, True),
+        "dwa.temperature": (0.5, 5.0, False), "cagrad.cagrad_c": (0.1, 0.9, False),
+    }
+
+
+def test_a_base_balancer_key_applies_to_the_methods_whose_balancer_has_it():
+    base = registry.base_config("compare", {"train.epochs": 2, "balancer.warmup_steps": "1"})
+    study = optuna.create_study()
+    gradnorm, dwa = ({"arch": "shared", "balancer.name": n} for n in ("gradnorm", "dwa"))
+    trial = study.ask()
+    cfg = TrialConfig.from_flat({**registry.define_with_base(trial, "compare", base, gradnorm), **trial.params})
+    assert cfg.balancer.warmup_steps == 1
+    trial = study.ask()
+    cfg = TrialConfig.from_flat({**registry.define_with_base(trial, "compare", base, dwa), **trial.params})
+    assert cfg.balancer.name == "dwa" and cfg.balancer.dwa_window == 20  # not gradnorm's key; its own default
+    # a single-balancer space: the base is that balancer's config
+    assert registry.base_config("gradnorm", {"balancer.alpha": "2"})["balancer.alpha"] == 2.0
+
+
+@pytest.mark.parametrize(("space", "config", "message"), [
+    ("compare", {"balancer.nope": 1}, r"unknown keys \['balancer.nope'\]: no balancer of space 'compare' has it"),
+    ("gradnorm", {"balancer.temperature": 1}, r"unknown keys \['balancer.temperature'\] for balancer.name='gradnorm'"),
+    ("dual", {"balancer.name": "gradnorm"}, "space 'dual' sets the balancer itself"),
+    ("compare", {"balancer.alpha": 20}, r"balancer.alpha=20.0 must be a finite number in \[0, 10\]"),
+])
+def test_a_bad_base_balancer_key_is_one_line(space, config, message):
+    from trainables.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        registry.base_config(space, config)

@@ -46,11 +46,14 @@ def test_two_trial_study_writes_parquet_tables(ray_cluster, tmp_path, capsys):
     assert manifest["dataset_fingerprint"] and manifest["versions"]["ray"] and manifest["base_config"]
 
 
-def test_trial_that_raises_is_recorded_and_the_study_finishes(ray_cluster, tmp_path):
-    assert run(tmp_path, "f", "--space", "dual", "--samples", "1", "--epochs", "2", "--set", "train.fail=raise") == 0
+def test_trial_that_raises_is_recorded_and_the_study_finishes(ray_cluster, tmp_path, monkeypatch):
+    from tests import faults
+
+    faults.use_in_gradnorm_space(monkeypatch, faults.RaiseOnSecondStep)  # a balancer that raises in its 2nd step
+    assert run(tmp_path, "f", "--space", "gradnorm", "--samples", "1", "--epochs", "2") == 0
     trials = pd.read_parquet(tmp_path / "f" / "trials.parquet")
     assert list(trials["status"]) == ["error"]
-    assert "injected failure" in trials.loc[0, "error"]
+    assert "RuntimeError: injected failure" in trials.loc[0, "error"]
 
 
 def test_existing_study_is_not_overwritten(ray_cluster, tmp_path, capsys):

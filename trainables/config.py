@@ -6,6 +6,10 @@ strict: a missing or unknown key is an error, never a silent default, so a typo 
 fails at once instead of studying the default for hours. ``TrialConfig.from_partial`` is the
 lenient door for humans (CLI flags, tests): every key it is given must exist, missing ones take
 their defaults.
+
+The balancer section holds ``balancer.name`` and that balancer's own hyperparameters only, as the
+strategy declares them (``Balancer.hparams``, trainables/balancing/): a gradnorm config has
+``balancer.alpha``, ``balancer.weight_lr`` and ``balancer.warmup_steps``, an equal config none.
 """
 
 from __future__ import annotations
@@ -47,15 +51,35 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class BalancerConfig:
+    """``name`` (a registered balancer or a ``package.module:ClassName`` plugin) and the values of the
+    hyperparameters that balancer declares, in its order; read one as ``cfg.balancer.alpha``.
+
+    Built from ``values`` as given: a declared key left out takes its default, any other key is a
+    ConfigError naming the balancer's keys. Ranges are checked by ``validate``."""
+
     name: str = "equal"
-    alpha: float = 1.5  # gradnorm: restoring-force strength
-    weight_lr: float = 0.025  # gradnorm/uncertainty: learning rate of the task weights
-    warmup_steps: int = 20  # gradnorm: steps averaged for the initial losses L_i(0)
-    w_det: float = 1.0  # static
-    w_cls: float = 1.0  # static
-    temperature: float = 2.0  # dwa
-    dwa_window: int = 20  # dwa: steps averaged per loss-rate window
-    cagrad_c: float = 0.4  # cagrad: radius of the conflict-averse ball
+    values: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        declared = balancer_hparams(self.name)
+        given = dict(self.values)
+        bad = sorted(set(given) - {h.name for h in declared})
+        if bad:
+            raise ConfigError(_foreign_message(self.name, [f"balancer.{k}" for k in bad], declared))
+        values = tuple((h.name, _coerce(h.key, given.get(h.name, h.default), h.type)) for h in declared)
+        object.__setattr__(self, "values", values)
+
+    def __getattr__(self, key: str) -> Any:
+        if not key.startswith("__"):
+            for name, value in object.__getattribute__(self, "values"):
+                if name == key:
+                    return value
+        raise AttributeError(f"balancer {object.__getattribute__(self, 'name')!r} has no hyperparameter {key!r}")
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        """``{"alpha": 1.5, ...}``: what the registry builds the strategy with."""
+        return dict(self.values)
 
 
 @dataclass(frozen=True)
@@ -134,7 +158,6 @@ class TrainConfig:
     max_det: int = 300
     conf_thres: float = 0.001
     iou_thres: float = 0.6
-    fail: Literal["none", "raise", "nan", "oom"] = "none"  # test-only fault injection
 
 
 @dataclass(frozen=True)
@@ -152,11 +175,15 @@ class TrialConfig:
 
     # ---- flat dict <-> dataclass -------------------------------------------------------------
     def to_flat(self) -> dict[str, Any]:
-        """``{"arch": ..., "model.size": ..., ...}``: one entry per leaf, in a stable order."""
+        """``{"arch": ..., "model.size": ..., ...}``: one entry per leaf, in a stable order; of the
+        balancer hyperparameters only the named balancer's."""
         flat: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if dataclasses.is_dataclass(value):
+            if isinstance(value, BalancerConfig):
+                flat[f"{f.name}.name"] = value.name
+                flat.update({f"{f.name}.{k}": v for k, v in value.values})
+            elif dataclasses.is_dataclass(value):
                 for sub in fields(value):
                     flat[f"{f.name}.{sub.name}"] = getattr(value, sub.name)
             else:
@@ -164,13 +191,31 @@ class TrialConfig:
         return flat
 
     @classmethod
-    def flat_keys(cls) -> list[str]:
-        return list(cls().to_flat())
+    def flat_keys(cls, balancer: str | None = None) -> list[str]:
+        """Every config key, in order: with ``balancer``, that balancer's hyperparameters; without,
+        those of every registered balancer (each once; the columns a study's trials can have)."""
+        common = list(cls().to_flat())  # the default balancer (equal) has no hyperparameters
+        if balancer is not None:
+            own = [h.key for h in balancer_hparams(balancer)]
+        else:
+            from trainables.balancing.registry import available
+
+            own = list(dict.fromkeys(h.key for name in available() for h in balancer_hparams(name)))
+        at = common.index("balancer.name") + 1
+        return common[:at] + own + common[at:]
 
     @classmethod
     def from_flat(cls, flat: dict[str, Any]) -> TrialConfig:
-        """Strict: every key of :meth:`keys` must be present and no other."""
-        expected = set(cls.flat_keys())
+        """Strict: every key of :meth:`flat_keys` of the named balancer must be present and no other.
+
+        Two kinds of extra keys are accepted and ignored, because stored configs carry them: the
+        hyperparameters of other registered balancers (checkpoints and Tune configs written before
+        each balancer owned its keys carried every balancer's; a row of a mixed-method trials.parquet
+        carries the union of its methods' columns, NaN where a method has no such key), and the
+        retired ``train.fail`` at its inert value."""
+        flat = _drop_retired(_drop_foreign(flat))
+        name = flat.get("balancer.name")
+        expected = set(cls.flat_keys(name if name is not None else "equal"))
         missing = sorted(expected - set(flat))
         unknown = sorted(set(flat) - expected)
         if missing or unknown:
@@ -184,22 +229,28 @@ class TrialConfig:
 
     @classmethod
     def from_partial(cls, flat: dict[str, Any]) -> TrialConfig:
-        """Lenient about missing keys (they take defaults), strict about unknown ones."""
-        unknown = sorted(set(flat) - set(cls.flat_keys()))
+        """Lenient about missing keys (they take defaults), strict about unknown ones: a balancer key
+        must be one of the named balancer's (``balancer.name``, ``equal`` if not given)."""
+        common = set(cls().to_flat())
+        unknown = sorted(k for k in set(flat) - common if not _is_balancer_key(k))
         if unknown:
             raise ConfigError(f"config: unknown keys {unknown} (valid keys: {cls.flat_keys()})")
+        name = flat.get("balancer.name", BalancerConfig.name)
+        declared = balancer_hparams(name)
+        foreign = sorted(k for k in set(flat) - common if k not in {h.key for h in declared})
+        if foreign:
+            raise ConfigError(_foreign_message(name, foreign, declared))
         full = cls().to_flat()
         full.update(flat)
         return cls._build(full)
 
     def replace(self, **flat: Any) -> TrialConfig:
-        """A copy with some flat keys changed: ``cfg.replace(**{"train.epochs": 3})``."""
+        """A copy with some flat keys changed: ``cfg.replace(**{"train.epochs": 3})``. A new
+        ``balancer.name`` starts from that balancer's defaults."""
         full = self.to_flat()
-        unknown = sorted(set(flat) - set(full))
-        if unknown:
-            raise ConfigError(f"config: unknown keys {unknown}")
-        full.update(flat)
-        return self._build(full)
+        if flat.get("balancer.name", self.balancer.name) != self.balancer.name:
+            full = {k: v for k, v in full.items() if not _is_balancer_key(k)}
+        return self.from_partial({**full, **flat})
 
     @classmethod
     def _build(cls, flat: dict[str, Any]) -> TrialConfig:
@@ -214,10 +265,74 @@ class TrialConfig:
                 top[key] = _coerce(key, value, hints[key])
         for section, values in sections.items():
             section_cls = hints[section]
+            if section_cls is BalancerConfig:  # coerced to each hyperparameter's declared type
+                name = _coerce("balancer.name", values.pop("name", BalancerConfig.name), str)
+                top[section] = BalancerConfig(name, tuple(values.items()))
+                continue
             sub_hints = get_type_hints(section_cls)
             coerced = {k: _coerce(f"{section}.{k}", v, sub_hints[k]) for k, v in values.items()}
             top[section] = section_cls(**coerced)
         return cls(**top)
+
+
+def balancer_hparams(name: str) -> tuple[Any, ...]:
+    """The ``Hparam``s balancer ``name`` declares; a ConfigError for a name that is no balancer."""
+    from trainables.balancing.registry import UnknownBalancer, hparams_of  # late: the registry imports torch
+
+    try:
+        return hparams_of(name)
+    except UnknownBalancer as err:
+        raise ConfigError(f"config: {err}") from None
+
+
+def fit_balancer(flat: dict[str, Any]) -> dict[str, Any]:
+    """``flat`` made to fit its ``balancer.name``: other registered balancers' keys dropped, the named
+    one's missing hyperparameters at their defaults (unknown keys stay, for the config to refuse).
+
+    For a flat dict assembled from parts (a study's base config under a search space's method)."""
+    out = _drop_foreign(flat)
+    for h in balancer_hparams(out.get("balancer.name", BalancerConfig.name)):
+        out.setdefault(h.key, h.default)
+    return out
+
+
+def _is_balancer_key(key: str) -> bool:
+    return key.startswith("balancer.") and key != "balancer.name"
+
+
+def _drop_foreign(flat: dict[str, Any]) -> dict[str, Any]:
+    """``flat`` without the hyperparameter keys that only other registered balancers declare."""
+    from trainables.balancing.registry import owners
+
+    name = flat.get("balancer.name", BalancerConfig.name)
+    own = {h.key for h in balancer_hparams(name)} if isinstance(name, str) else set()
+    known = {f"balancer.{k}" for k in owners()}
+    return {k: v for k, v in flat.items() if not (_is_balancer_key(k) and k in known and k not in own)}
+
+
+# Keys a stored config may still carry, with the only value under which dropping them changes nothing.
+# train.fail was a test-only fault switch (now fault balancers in tests/faults.py).
+_RETIRED = {"train.fail": "none"}
+
+
+def _drop_retired(flat: dict[str, Any]) -> dict[str, Any]:
+    out = dict(flat)
+    for key, inert in _RETIRED.items():
+        if key in out:
+            if out[key] != inert:
+                raise ConfigError(f"config: {key}={out[key]!r} is no longer a setting (only {inert!r} can be read)")
+            del out[key]
+    return out
+
+
+def _foreign_message(name: str, keys: list[str], declared: tuple[Any, ...]) -> str:
+    from trainables.balancing.registry import owners
+
+    whose = owners()
+    found = [f"{k} is {'/'.join(whose[k[9:]])}'s" for k in keys if k[9:] in whose]
+    valid = [h.key for h in declared]
+    return (f"config: unknown keys {keys} for balancer.name={name!r}" + (f" ({'; '.join(found)})" if found else "")
+            + f"; its keys: {valid if valid else 'none'}")
 
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:
@@ -261,15 +376,15 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
 
 def validate(cfg: TrialConfig) -> None:
     """Range checks that the types cannot express; each failure is one line for the user."""
-    from trainables.balancing.registry import available  # late: the registry imports strategies
 
     def need(ok: bool, message: str) -> None:
         if not ok:
             raise ConfigError(f"config: {message}")
 
     need(cfg.arch in ARCHS, f"arch={cfg.arch!r} is not one of {list(ARCHS)}")
-    names = available()
-    need(cfg.balancer.name in names, f"balancer.name={cfg.balancer.name!r} is not one of {names}")
+    for h in balancer_hparams(cfg.balancer.name):  # each balancer's own ranges (BalancerConfig checked the name)
+        problem = h.problem(getattr(cfg.balancer, h.name))
+        need(problem is None, str(problem))
     need(
         cfg.arch == "shared" or cfg.balancer.name == "equal",
         f"arch={cfg.arch!r} has no shared weights to balance; use balancer.name='equal' "
@@ -280,14 +395,10 @@ def validate(cfg: TrialConfig) -> None:
     need(cfg.data.close_mosaic >= 0, f"data.close_mosaic={cfg.data.close_mosaic} must be >= 0")
     need(0 <= cfg.data.scale < 1, f"data.scale={cfg.data.scale} must be in [0, 1)")
     need(cfg.train.epochs >= 1, f"train.epochs={cfg.train.epochs} must be >= 1")
-    for key in ("optim.lr", "optim.cls_lr", "balancer.weight_lr"):
+    for key in ("optim.lr", "optim.cls_lr"):
         value = _get(cfg, key)
         need(math.isfinite(value) and value > 0, f"{key}={value} must be a positive number")
     need(cfg.optim.weight_decay >= 0, f"optim.weight_decay={cfg.optim.weight_decay} must be >= 0")
-    need(0 <= cfg.balancer.alpha <= 10, f"balancer.alpha={cfg.balancer.alpha} must be in [0, 10]")
-    need(cfg.balancer.w_det >= 0 and cfg.balancer.w_cls >= 0, "balancer.w_det and w_cls must be >= 0")
-    need(cfg.balancer.warmup_steps >= 1, "balancer.warmup_steps must be >= 1")
-    need(cfg.balancer.dwa_window >= 1, "balancer.dwa_window must be >= 1")
     need(cfg.train.bn_recalibration_batches >= 0, "train.bn_recalibration_batches must be >= 0")
     need(cfg.model.cls_hidden >= 0, f"model.cls_hidden={cfg.model.cls_hidden} must be >= 0")
     need(1 <= cfg.model.cls_grid <= 8, f"model.cls_grid={cfg.model.cls_grid} must be in [1, 8]")

@@ -17,10 +17,6 @@ from trainables.models.transfer import load_initial_weights
 from trainables.optim import ModelEMA, build_optimizer
 
 
-class SimulatedOOM(RuntimeError):
-    """Raised by the test-only ``train.fail="oom"`` switch; the message mimics the allocator's."""
-
-
 def tasks_of(arch: str) -> list[str]:
     """The task losses an architecture trains, in the order of the (T,) loss vector."""
     return {"shared": ["det", "view"], "dual": ["det", "view"], "det_only": ["det"], "cls_only": ["view"]}[arch]
@@ -53,11 +49,9 @@ class Learner:
             for name, net in self.model.networks().items()
         }
         self.tasks = tasks_of(cfg.arch)
-        hparams = {k: v for k, v in vars(cfg.balancer).items() if k != "name"}
-        self.balancer: Balancer = build_balancer(cfg.balancer.name, len(self.tasks), **hparams)
+        self.balancer: Balancer = build_balancer(cfg.balancer.name, len(self.tasks), **cfg.balancer.hparams)
         self.ema = ModelEMA(self.model, cfg.optim.ema_decay) if cfg.optim.ema else None
         self.view_class_weights = view_class_weights
-        self.steps_this_run = 0  # counts steps since construction (fault injection only)
 
     def base_lr(self, network: str) -> float:
         return self.cfg.optim.cls_lr if network == "cls" else self.cfg.optim.lr
@@ -86,8 +80,7 @@ class Learner:
             parts, terms = task_loss_terms(det_out, cls_logits, targets, views, model, cfg.loss,
                                            view_class_weights=self.view_class_weights)
         shared.terms = tuple(terms)
-        losses = self._inject_fault(torch.stack(terms).float())
-        self.steps_this_run += 1
+        losses = torch.stack(terms).float()
         detached_parts = {k: v.detach() for k, v in parts.items()}
         if not torch.isfinite(losses).all():
             return StepOutput(detached_parts, losses.detach(), torch.full_like(losses, math.nan), finite=False)
@@ -101,17 +94,6 @@ class Learner:
         if self.ema is not None:
             self.ema.update(model)
         return StepOutput(detached_parts, losses.detach(), weights.detach(), finite=True)
-
-    def _inject_fault(self, losses: Tensor) -> Tensor:
-        """Test-only faults (``train.fail``), on the second step of a run."""
-        fail = self.cfg.train.fail
-        if fail == "none" or self.steps_this_run != 1:
-            return losses
-        if fail == "raise":
-            raise RuntimeError("injected failure (train.fail='raise')")
-        if fail == "oom":
-            raise SimulatedOOM("CUDA out of memory (simulated by train.fail='oom')")
-        return losses * math.nan
 
     # -- checkpoint state ----------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -7,7 +7,6 @@ has the same colour in every report.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import math
@@ -143,17 +142,11 @@ def load_study(path: str | Path) -> Study:
 
 
 @functools.cache
+@functools.cache
 def config_keys() -> tuple[str, ...]:
-    """TrialConfig's flat keys in order, read from the dataclass fields: building a TrialConfig would
-    validate it, which loads the balancer registry and with it torch (seconds the report need not spend)."""
-    keys = []
-    for f in dataclasses.fields(TrialConfig):
-        section = f.default_factory if f.default_factory is not dataclasses.MISSING else None
-        if section is not None and dataclasses.is_dataclass(section):
-            keys += [f"{f.name}.{sub.name}" for sub in dataclasses.fields(section)]
-        else:
-            keys.append(f.name)
-    return tuple(keys)
+    """TrialConfig's flat keys in order, every registered balancer's hyperparameters included (what a
+    trials.parquet of any space may carry). Loads the balancer registry, and with it torch."""
+    return tuple(TrialConfig.flat_keys())
 
 
 def hyperparameters(trials: pd.DataFrame) -> list[str]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from study.benchmarks.common import NUM_CLASSES, NUM_VIEWS, emit, make_batch, median, round_robin
+from study.benchmarks.common import NUM_CLASSES, NUM_VIEWS, emit, make_batch, median, round_robin, shortest_warmups
 from trainables.balancing.registry import available
 from trainables.config import TrialConfig
 from trainables.learner import Learner
@@ -32,7 +32,7 @@ def learner(name: str, imgsz: int, batch: int, size: str, device: torch.device) 
     torch.manual_seed(0)
     cfg = TrialConfig.from_partial({
         "arch": "shared", "model.size": size, "data.imgsz": imgsz, "data.batch": batch,
-        "balancer.name": name, "balancer.warmup_steps": 1, "balancer.dwa_window": 1,  # shortest warm-ups
+        "balancer.name": name, **shortest_warmups(name),
     })
     return Learner(cfg, NUM_CLASSES, NUM_VIEWS, device)
 

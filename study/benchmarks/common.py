@@ -28,6 +28,14 @@ def make_batch(imgsz: int, batch: int, device: torch.device, seed: int = 0) -> t
     return images.to(device), targets.to(device), views.to(device)
 
 
+def shortest_warmups(balancer: str) -> dict[str, Any]:
+    """``{"balancer.<key>": low}`` for each warm-up hyperparameter balancer ``balancer`` declares
+    (``Hparam.warmup``: GradNorm's L(0) steps, DWA's window), so every timed step does its full work."""
+    from trainables.balancing.registry import hparams_of
+
+    return {h.key: h.type(h.low) for h in hparams_of(balancer) if h.warmup}
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -44,7 +44,7 @@ from typing import Any
 
 import torch
 
-from study.benchmarks.common import NUM_CLASSES, NUM_VIEWS, emit, make_batch, median, sync
+from study.benchmarks.common import NUM_CLASSES, NUM_VIEWS, emit, make_batch, median, shortest_warmups, sync
 from study.cli import ArgumentParser
 from trainables.config import DataConfig, TrialConfig
 from trainables.data.augment import augment_batch
@@ -153,7 +153,7 @@ def measure(arch: str, size: str, batch: int, imgsz: int, balancer: str, device:
     cfg = TrialConfig.from_partial({
         "arch": arch, "model.size": size, "data.imgsz": imgsz, "data.batch": batch, "train.device": str(device),
         "train.amp": True, "balancer.name": balancer,
-        "balancer.warmup_steps": 1, "balancer.dwa_window": 1,  # shortest warm-ups: every timed step does full work
+        **shortest_warmups(balancer),  # every timed step does the balancer's full work
     })
     learner = None
     try:

@@ -11,8 +11,10 @@ the shared features pushed through W, never a second backward through the trunk.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -97,12 +99,65 @@ class SharedGraph:
         return torch.linalg.vector_norm(torch.cat(flat)) if flat else torch.zeros(())
 
 
+@dataclass(frozen=True)
+class Hparam:
+    """One hyperparameter of a balancer, declared next to it (``Balancer.hparams``).
+
+    Its config key is ``balancer.<name>`` (``--set balancer.alpha=2``, a Parquet column of every trial
+    of that balancer); the constructor takes it as the keyword ``name``.
+
+    name: the constructor's keyword.
+    default: the value a config takes when none is given.
+    doc: one line for people.
+    type: ``float`` or ``int`` (a config value is coerced to it).
+    low, high: the valid range, inclusive; ``low_open`` makes it ``> low``. A float must be finite.
+    search: ``(low, high, log)``, the range the ``compare`` space searches, or None: not searched there.
+    warmup: the number of steps before the strategy does its full work (GradNorm's L(0) steps, DWA's
+        window); the benchmarks set it to ``low`` so that every step they time is a full one.
+    """
+
+    name: str
+    default: float
+    doc: str
+    type: type = float
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    search: tuple[float, float, bool] | None = None
+    warmup: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"balancer.{self.name}"
+
+    def problem(self, value: float) -> str | None:
+        """Why ``value`` is not valid (one line), or None."""
+        above = value > self.low if self.low_open else value >= self.low
+        finite = self.type is not float or math.isfinite(value)
+        if finite and above and value <= self.high:
+            return None
+        low = f"{self.low:g}" if math.isfinite(self.low) else ""
+        high = f"{self.high:g}" if math.isfinite(self.high) else ""
+        if low and high:
+            text = f"in {'(' if self.low_open else '['}{low}, {high}]"
+        elif low:
+            text = f"{'>' if self.low_open else '>='} {low}"
+        else:
+            text = f"<= {high}" if high else "a number"
+        return f"{self.key}={value} must be {'a finite number ' if self.type is float else ''}{text}"
+
+
 class Balancer(ABC):
     """One loss-balancing strategy.
 
-    Subclasses take ``num_tasks`` plus their own hyperparameters as keyword arguments (the registry
-    passes only those the constructor names) and keep all their state themselves.
+    Subclasses take ``num_tasks`` plus their own hyperparameters as keyword arguments and keep all
+    their state themselves. ``hparams`` declares those hyperparameters (``Hparam``): their defaults,
+    valid ranges and search ranges; the registry builds a strategy with exactly these keywords, the
+    config validates them, and the ``compare`` space searches those with a ``search`` range.
     """
+
+    hparams: ClassVar[tuple[Hparam, ...]] = ()
+    name: ClassVar[str] = ""  # set by ``@register``
 
     def __init__(self, num_tasks: int) -> None:
         self.num_tasks = num_tasks

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from trainables.balancing.base import Balancer, SharedGraph, weighted_backward
+from trainables.balancing.base import Balancer, Hparam, SharedGraph, weighted_backward
 from trainables.balancing.grads import combine, gram, task_feature_grads
 from trainables.balancing.registry import register
 
@@ -94,6 +94,11 @@ class CAGrad(Balancer):
 
     Hyperparameters: ``cagrad_c`` (c >= 0; paper: 0.4 on NYUv2; c = 0 is the plain sum).
     """
+
+    hparams = (
+        Hparam("cagrad_c", 0.4, "radius of the conflict-averse ball (0: the plain sum)", low=0.0,
+               search=(0.1, 0.9, False)),
+    )
 
     def __init__(self, num_tasks: int, cagrad_c: float = 0.4) -> None:
         super().__init__(num_tasks)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from trainables.balancing.base import Balancer, SharedGraph, weighted_backward
+from trainables.balancing.base import Balancer, Hparam, SharedGraph, weighted_backward
 from trainables.balancing.registry import register
 
 
@@ -22,6 +22,12 @@ class DWA(Balancer):
 
     Hyperparameters: ``temperature`` (paper: 2), ``dwa_window`` (steps per averaging window).
     """
+
+    hparams = (
+        Hparam("temperature", 2.0, "softmax temperature of the loss rates (paper: 2)", low=0.0, low_open=True,
+               search=(0.5, 5.0, False)),
+        Hparam("dwa_window", 20, "steps averaged per loss-rate window", type=int, low=1, warmup=True),
+    )
 
     def __init__(self, num_tasks: int, temperature: float = 2.0, dwa_window: int = 20) -> None:
         super().__init__(num_tasks)

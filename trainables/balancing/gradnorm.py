@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from trainables.balancing.base import Balancer, SharedGraph, weighted_backward
+from trainables.balancing.base import Balancer, Hparam, SharedGraph, weighted_backward
 from trainables.balancing.grads import combine, task_feature_grads
 from trainables.balancing.learned import place
 from trainables.balancing.registry import register
@@ -41,6 +41,15 @@ class GradNorm(Balancer):
     ``warmup_steps``. For logging, ``last_grad_norms`` (G_i), ``last_ratios`` (r_i) and
     ``last_grad_loss`` (L_grad) hold the values of the last step (None before GradNorm starts).
     """
+
+    hparams = (
+        Hparam("alpha", 1.5, "restoring-force strength (paper's best 0.12-3)", low=0.0, high=10.0,
+               search=(0.0, 3.0, False)),
+        Hparam("weight_lr", 0.025, "Adam learning rate of the task weights", low=0.0, low_open=True,
+               search=(1e-3, 1e-1, True)),
+        Hparam("warmup_steps", 20, "steps averaged for the initial losses L_i(0)", type=int, low=1,
+               warmup=True),
+    )
 
     def __init__(self, num_tasks: int, alpha: float = 1.5, weight_lr: float = 0.025, warmup_steps: int = 20) -> None:
         super().__init__(num_tasks)

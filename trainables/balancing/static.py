@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from trainables.balancing.base import Balancer, SharedGraph, weighted_backward
+from trainables.balancing.base import Balancer, Hparam, SharedGraph, weighted_backward
 from trainables.balancing.registry import register
 
 
@@ -18,6 +18,12 @@ class Static(Balancer):
     sweeps exactly this front). Hyperparameters: ``w_det`` >= 0, ``w_cls`` >= 0. With more than two
     tasks the rule above is what is applied (the engine's tasks are [det, view]).
     """
+
+    hparams = (
+        Hparam("w_det", 1.0, "weight of the detection loss", low=0.0),
+        # only the ratio w_cls / w_det matters to the direction of a step: one of the two is searched
+        Hparam("w_cls", 1.0, "weight of every other (classification) loss", low=0.0, search=(0.05, 20.0, True)),
+    )
 
     def __init__(self, num_tasks: int, w_det: float = 1.0, w_cls: float = 1.0) -> None:
         super().__init__(num_tasks)

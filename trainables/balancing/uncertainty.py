@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from trainables.balancing.base import Balancer, SharedGraph, weighted_backward
+from trainables.balancing.base import Balancer, Hparam, SharedGraph, weighted_backward
 from trainables.balancing.learned import place
 from trainables.balancing.registry import register
 
@@ -25,6 +25,11 @@ class Uncertainty(Balancer):
 
     Hyperparameters: ``weight_lr``.
     """
+
+    hparams = (
+        Hparam("weight_lr", 0.025, "Adam learning rate of the log-variances s_i", low=0.0, low_open=True,
+               search=(1e-3, 1e-1, True)),
+    )
 
     def __init__(self, num_tasks: int, weight_lr: float = 0.025) -> None:
         super().__init__(num_tasks)
