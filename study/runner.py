@@ -41,6 +41,12 @@ from trainables.tune import train_trial
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 OPTUNA_DB = "optuna.db"  # the study's Optuna storage: optuna-dashboard sqlite:///STORAGE/NAME/optuna.db
 MIN_FREE_BYTES = 512 * 2**20
+# Every trial asks for the same resources, so a finished trial's worker process takes the next trial: no
+# new process, no second import of torch, no second fetch of the dataset. Measured (6 trials x 2 epochs,
+# 64 px, 2 slots, loaded machine): 19-35 s between one trial's end and the next one's start without,
+# 0.4-1.3 s with; the results are bit-identical (every run re-seeds per epoch), and the peak-memory
+# window starts from a trimmed heap (trainables/metrics/efficiency.py) so reuse does not inflate it.
+REUSE_WORKERS = True
 
 
 @dataclass
@@ -242,7 +248,7 @@ def _tune_config(s: StudySettings, base: dict[str, Any], objectives: list[tuple[
                                   grace_period=1, reduction_factor=2)
     else:
         scheduler = FIFOScheduler()
-    return TuneConfig(search_alg=limited, scheduler=scheduler, num_samples=s.samples)
+    return TuneConfig(search_alg=limited, scheduler=scheduler, num_samples=s.samples, reuse_actors=REUSE_WORKERS)
 
 
 def _run_config(s: StudySettings, name: str, recorder: ResultsRecorder) -> RunConfig:
@@ -281,7 +287,7 @@ def _repeat_best(s: StudySettings, study_dir: Path, trainable: Any, objectives: 
         param_space=dict(points[0]),
         tune_config=TuneConfig(search_alg=BasicVariantGenerator(points_to_evaluate=points,
                                                                 max_concurrent=s.max_concurrent),
-                               num_samples=len(points)),
+                               num_samples=len(points), reuse_actors=REUSE_WORKERS),
         run_config=_run_config(s, f"{study_dir.name}-repeats", ResultsRecorder(study_dir, s.space)),
     )
     tuner.fit()

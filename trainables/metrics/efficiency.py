@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import resource
 import statistics
 import sys
@@ -62,17 +65,32 @@ def forward_gflops(model: nn.Module, imgsz: int | tuple[int, int], device: torch
 
 def reset_peak_memory(device: torch.device | str) -> bool:
     """Start a new peak-memory window; False where the platform cannot (the peak then counts from
-    process start). CUDA: the caching allocator's peak; CPU (Linux): the process's peak RSS."""
+    process start). CUDA: the caching allocator's peak; CPU (Linux): the process's peak RSS.
+
+    On the CPU the window starts from a trimmed heap: a study reuses a trial's worker process for the
+    next trial, and memory the last trial freed but the C allocator kept would otherwise count
+    against the next one (measured: +60 MiB per reused trial at 64 px)."""
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         return True
+    gc.collect()
+    _release_freed_heap()
     try:  # Linux >= 4.0: "5" resets the peak RSS that getrusage reports
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
         return True
     except OSError:
         return False
+
+
+def _release_freed_heap() -> None:
+    """Hand freed C-heap pages back to the OS (glibc ``malloc_trim``); nothing elsewhere."""
+    name = ctypes.util.find_library("c")
+    if sys.platform.startswith("linux") and name:
+        trim = getattr(ctypes.CDLL(name), "malloc_trim", None)
+        if trim is not None:
+            trim(0)
 
 
 def peak_memory_mb(device: torch.device | str) -> float:
