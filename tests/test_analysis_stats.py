@@ -9,7 +9,14 @@ import pandas as pd
 import pytest
 
 from study.analysis.pareto import pareto_front, pareto_mask
-from study.analysis.stats import delta_m, mean_ci, relative_delta, t_central_probability, t_quantile_two_sided
+from study.analysis.stats import (
+    delta_m,
+    mean_ci,
+    relative_delta,
+    t_central_probability,
+    t_quantile_two_sided,
+    wilson_interval,
+)
 
 # two-sided 95% and 99% critical values of Student's t (any statistics table)
 T_TABLE = {1: (12.706, 63.657), 2: (4.303, 9.925), 3: (3.182, 5.841), 4: (2.776, 4.604), 5: (2.571, 4.032),
@@ -65,3 +72,12 @@ def test_pareto_front_sorted_by_cost_and_empty_input():
     df = pd.DataFrame({"c": [3.0, 1.0, 2.0], "a": [0.9, 0.2, 0.5]})
     assert pareto_front(df, "c", "a")["c"].tolist() == [1.0, 2.0, 3.0]
     assert pareto_mask(np.zeros(0), np.zeros(0)).shape == (0,)
+
+
+def test_wilson_interval_matches_hand_computed_values():
+    # 8/10 at 95%: z = 1.959964, centre (0.8 + z²/20) / (1 + z²/10) = 0.71675,
+    # half-width z / (1 + z²/10) · sqrt(0.8·0.2/10 + z²/400) = 0.22658
+    low, high = wilson_interval(8, 10)
+    assert low == pytest.approx(0.71675 - 0.22658, abs=2e-5) and high == pytest.approx(0.71675 + 0.22658, abs=2e-5)
+    assert wilson_interval(0, 5)[0] == 0.0 and wilson_interval(5, 5)[1] == pytest.approx(1.0)  # stays in [0, 1]
+    assert all(math.isnan(v) for v in wilson_interval(0, 0))

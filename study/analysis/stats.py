@@ -1,4 +1,5 @@
-"""Small statistics for the report: Student-t confidence intervals and the multi-task Δm%.
+"""Small statistics for the report: Student-t confidence intervals, the Wilson interval of an accuracy
+and the multi-task Δm%.
 
 No SciPy: the two-sided t quantile is found by bisection on the exact finite-series CDF that the
 t distribution has for an integer number of degrees of freedom (Abramowitz & Stegun 26.7.3-4),
@@ -80,6 +81,28 @@ def mean_ci(values: Iterable[float], confidence: float = 0.95) -> MeanCI:
         return MeanCI(float(x[0]), math.nan, 1)
     half = t_quantile_two_sided(confidence, n - 1) * float(x.std(ddof=1)) / math.sqrt(n)
     return MeanCI(float(x.mean()), half, n)
+
+
+def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval (Wilson 1927) of an accuracy ``correct / n``: how far a score on n
+    frames can move by chance. It stays inside [0, 1] and is sound for small n and accuracies near
+    0 or 1, where the normal approximation p ± z·sqrt(p(1-p)/n) is not. (nan, nan) for n = 0."""
+    if n <= 0:
+        return math.nan, math.nan
+    z = _normal_quantile_two_sided(confidence)
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+def _normal_quantile_two_sided(confidence: float) -> float:
+    """z with P(|Z| < z) = confidence for a standard normal Z (bisection on erf)."""
+    lo, hi = 0.0, 10.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if math.erf(mid / math.sqrt(2)) < confidence else (lo, mid)
+    return (lo + hi) / 2
 
 
 def relative_delta(method: float, baseline: float) -> float:

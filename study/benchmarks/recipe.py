@@ -26,11 +26,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from study.analysis.stats import wilson_interval
 from study.benchmarks.common import emit
 from study.checkpoint import save_checkpoint
 from study.cli import UsageError, parse_set, resolve_weights
 from study.results import epochs_table, write_atomic
-from trainables.config import TrialConfig
+from trainables.config import TrialConfig, fit_balancer
 from trainables.data.loader import load_data
 from trainables.data.types import DecodedData
 from trainables.engine import fit
@@ -52,7 +53,8 @@ def merge_train(data: DecodedData, splits: list[str]) -> DecodedData:
 
 def arm_config(arm: str, base: dict[str, Any]) -> TrialConfig:
     arch, _, balancer = arm.partition("/")
-    return TrialConfig.from_partial({**base, "arch": arch, "balancer.name": balancer or "equal"})
+    # a --set balancer key applies to the arms whose balancer has it (fit_balancer drops it for the others)
+    return TrialConfig.from_partial(fit_balancer({**base, "arch": arch, "balancer.name": balancer or "equal"}))
 
 
 def run(data_source: str, train_splits: list[str], epochs: int, imgsz: int, batch: int, size: str,
@@ -92,18 +94,33 @@ def run(data_source: str, train_splits: list[str], epochs: int, imgsz: int, batc
                "best_epoch": best.get("epoch"), "train_s": round(best.get("time.train_s", math.nan), 1),
                "total_s": round(seconds, 1)}
         row.update({key: round(float(best.get(key, math.nan)), 4) for key, _ in COLUMNS})
+        row["view_acc_ci95"] = view_accuracy_interval(row["val.view_accuracy"], len(data.splits["val"]))
         rows.append(row)
         if out is not None and best_state:
             save_checkpoint(best_state, out / arm.replace("/", "-") / "best.pt")
     return rows
 
 
+def view_accuracy_interval(accuracy: float, n: int) -> list[float]:
+    """The 95% Wilson interval of a view accuracy on ``n`` validation frames (every scored frame has
+    a view: load_data skips or refuses frames without one), rounded; NaNs for an arm without a view."""
+    if not math.isfinite(accuracy):
+        return [math.nan, math.nan]
+    return [round(v, 3) for v in wilson_interval(round(accuracy * n), n)]
+
+
 def print_table(rows: list[dict[str, Any]]) -> None:
-    header = f"{'arm':<16}" + "".join(f"{label:>13}" for _, label in COLUMNS) + f"{'best ep':>9}{'train s':>9}"
+    header = (f"{'arm':<16}" + "".join(f"{label:>13}" for _, label in COLUMNS) + f"{'view acc 95% CI':>18}"
+              f"{'best ep':>9}{'train s':>9}")
     print(header)
     for r in rows:
         cells = "".join(f"{'—' if not math.isfinite(r[k]) else format(r[k], '.3f'):>13}" for k, _ in COLUMNS)
-        print(f"{r['arm']:<16}{cells}{r['best_epoch'] or '—':>9}{r['train_s']:>9}")
+        low, high = r["view_acc_ci95"]
+        interval = "—" if not math.isfinite(low) else f"[{low:.3f}, {high:.3f}]"
+        print(f"{r['arm']:<16}{cells}{interval:>18}{r['best_epoch'] or '—':>9}{r['train_s']:>9}")
+    if any(math.isfinite(r["view_acc_ci95"][0]) for r in rows):
+        print("view acc 95% CI: Wilson interval over the validation frames -- how far the accuracy can move by "
+              "chance alone on a set this size")
 
 
 def main(argv: list[str] | None = None) -> int:
