@@ -1,12 +1,14 @@
 """Benchmark: training throughput of shared vs dual vs single-task, side by side in one run.
 
-    python -m study.bench train [--imgsz 320] [--batch 16] [--sizes n s] [--steps 5] [--frames 1050]
+    python -m study.bench train [--imgsz 320] [--batch 16] [--sizes n s] [--steps 5] [--frames 1050] [--profile]
 
 Every arm is a ``Learner`` (the engine's own training step: forward, task losses, balancer
 backward, clip, optimizer step) on the same random batch; arms are timed round-robin. Epoch
 seconds are ``ceil(frames / batch)`` median steps: the model's compute only (data loading and
 augmentation are measured by ``bench data``, validation is not included). The shared/dual time
-ratio is printed next to their forward-FLOP ratio: time should follow compute.
+ratio is printed next to their forward-FLOP ratio: time should follow compute. ``--profile`` then
+profiles one step of each arm per convolution (study/benchmarks/train_profile.py): which layers run
+below this machine's best measured convolution throughput, and how much of the step they take.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import torch
 
+from study.benchmarks import train_profile
 from study.benchmarks.common import NUM_CLASSES, NUM_VIEWS, emit, make_batch, median, round_robin
 from trainables.config import TrialConfig
 from trainables.engine import resolve_device
@@ -26,10 +29,8 @@ from trainables.metrics.efficiency import forward_gflops
 ARCHS = ("shared", "dual", "det_only", "cls_only")
 
 
-def run(imgsz: int = 320, batch: int = 16, sizes: tuple[str, ...] = ("n", "s"), steps: int = 5, warmup: int = 2,
-        frames: int = 1050, device: str = "auto") -> list[dict[str, Any]]:
-    dev = resolve_device(device)
-    images, targets, views = make_batch(imgsz, batch, dev)
+def build_learners(imgsz: int, batch: int, sizes: tuple[str, ...], dev: torch.device) -> dict[str, Learner]:
+    """One Learner per ``arch/size``, in training mode, from the same seed."""
     learners: dict[str, Learner] = {}
     for size in sizes:
         for arch in ARCHS:
@@ -39,6 +40,30 @@ def run(imgsz: int = 320, batch: int = 16, sizes: tuple[str, ...] = ("n", "s"), 
             learners[f"{arch}/{size}"] = Learner(cfg, NUM_CLASSES, NUM_VIEWS, dev)
     for learner in learners.values():
         learner.model.train()
+    return learners
+
+
+def profile_rows(learners: dict[str, Learner], batch_: tuple, step_s: dict[str, float]) -> list[dict[str, Any]]:
+    """Per-convolution rows of every arm, against the best convolution throughput measured in the run."""
+    images, targets, views = batch_
+    by_arch = {name: train_profile.profile_step(lambda lr=lr: lr.step(images, targets, views))
+               for name, lr in learners.items()}
+    best = train_profile.best_throughput(by_arch)
+    rows: list[dict[str, Any]] = []
+    for name, groups in by_arch.items():
+        rows += train_profile.table(name, groups, step_s[name], best)
+    for name, s in train_profile.summarize(by_arch).items():
+        rows.append({"bench": "train-profile", "arch": name, "conv_share_of_step": round(s["conv_s"] / step_s[name], 3),
+                     "conv_gflops": round(s["conv_gflops"], 3), "conv_gflops_per_s": round(s["gflops_per_s"], 2),
+                     "best_gflops_per_s": round(best, 2)})
+    return rows
+
+
+def run(imgsz: int = 320, batch: int = 16, sizes: tuple[str, ...] = ("n", "s"), steps: int = 5, warmup: int = 2,
+        frames: int = 1050, device: str = "auto", profile: bool = False) -> list[dict[str, Any]]:
+    dev = resolve_device(device)
+    images, targets, views = make_batch(imgsz, batch, dev)
+    learners = build_learners(imgsz, batch, sizes, dev)
     times = round_robin({name: (lambda lr=lr: lr.step(images, targets, views)) for name, lr in learners.items()},
                         repeats=steps, warmup=warmup, device=dev)
     rows = []
@@ -57,6 +82,8 @@ def run(imgsz: int = 320, batch: int = 16, sizes: tuple[str, ...] = ("n", "s"), 
         rows.append({"bench": "train", "ratio": f"shared/dual {size}",
                      "time_ratio": round(shared["step_s"] / dual["step_s"], 3),
                      "flop_ratio": round(shared["gflops_forward"] / dual["gflops_forward"], 3)})
+    if profile:
+        rows += profile_rows(learners, (images, targets, views), {name: median(times[name]) for name in learners})
     return rows
 
 
@@ -69,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--frames", type=int, default=1050)
     p.add_argument("--device", default="auto")
+    p.add_argument("--profile", action="store_true", help="then a per-convolution profile of one step of each arm")
     args = p.parse_args(argv)
-    emit(run(args.imgsz, args.batch, tuple(args.sizes), args.steps, args.warmup, args.frames, args.device))
+    emit(run(args.imgsz, args.batch, tuple(args.sizes), args.steps, args.warmup, args.frames, args.device,
+             args.profile))
     return 0
