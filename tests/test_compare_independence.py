@@ -138,3 +138,21 @@ def test_importance_reads_each_methods_study_from_optuna_db(tmp_path):
     assert set(found["dual"].values) == {"optim.lr", "optim.cls_lr"}
     assert "balancer.alpha" in found["shared/gradnorm"].values
     assert storage_importances(tmp_path / "nowhere") == {}
+
+
+def test_report_shows_each_methods_importance_from_optuna_db(tmp_path):
+    """The report wires storage_importances in: one importance figure per multi-task method, titled with it."""
+    from study.analysis.data import load_study
+    from study.analysis.report import build_report
+    from tests.test_analysis_helpers import write_study
+
+    methods = [GRADNORM, {"arch": "dual", "balancer.name": "equal"}]
+    searcher = PerMethodSearch("compare", BASE, OBJECTIVE, 12, seed=0, storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+                               methods=methods)
+    drive(searcher, 12)
+    write_study(tmp_path)  # the hand-made trials.parquet of several methods: the cross-method view stays too
+    figs = build_report(load_study(tmp_path)).figures
+    titles = [f.layout.title.text for k, f in figs.items() if k.startswith("importance")]
+    assert len(titles) == 3, titles  # across methods, within shared/gradnorm, within dual
+    assert sum("within shared/gradnorm, from its Optuna study in optuna.db" in t for t in titles) == 1
+    assert sum("within dual" in t for t in titles) == 1

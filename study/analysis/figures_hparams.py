@@ -115,7 +115,8 @@ def slices_figure(study: Study, notes: list[str]) -> go.Figure | None:
     return fig
 
 
-def importance_figure(imp: Importance, notes: list[str]) -> go.Figure | None:
+def importance_figure(imp: Importance, notes: list[str], scope: str = "") -> go.Figure | None:
+    """Bars of ``imp``'s importances; ``scope`` says which trials they rank (e.g. one method's)."""
     if not imp.values:
         notes.append(imp.note)
         return None
@@ -124,7 +125,8 @@ def importance_figure(imp: Importance, notes: list[str]) -> go.Figure | None:
                            marker={"color": "#4c78a8"}, text=[f"{v:.2f}" for _, v in items], textposition="auto",
                            hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
     fig.update_layout(**LAYOUT, height=max(240, 90 + 34 * len(items)), xaxis_title="importance (sums to 1)",
-                      title=f"Hyperparameter importance for the objective ({imp.evaluator}, {imp.n_trials} trials)")
+                      title=f"Hyperparameter importance for the objective{f' {scope}' if scope else ''} "
+                            f"({imp.evaluator}, {imp.n_trials} trials)")
     if not math.isclose(sum(imp.values.values()), 1.0, abs_tol=1e-6):
         notes.append("Hyperparameter importances do not sum to 1 (some were not finite and are left out).")
     return fig

@@ -19,7 +19,7 @@ from study.analysis.figures_hparams import importance_figure, parallel_figure, s
 from study.analysis.figures_pareto import pareto_figure
 from study.analysis.headline import Headline, Heldout, headline, read_heldout
 from study.analysis.html import Section, bullet_list, notes_box, render
-from study.analysis.importance import param_importance
+from study.analysis.importance import param_importance, storage_importances
 from study.analysis.summary import (
     best_trials_table,
     failed_table,
@@ -36,6 +36,20 @@ class Report:
     html: str
     figures: dict[str, go.Figure] = field(default_factory=dict)  # name -> figure, for static export
     notes: list[str] = field(default_factory=list)
+
+
+def _importance_figures(study: Study, multi: pd.DataFrame, notes: list[str]) -> dict[str, go.Figure | None]:
+    """Hyperparameter importances: within each multi-task method, straight from its own Optuna study in
+    optuna.db (the searcher's exact distributions); across methods (``method`` itself a parameter) from
+    trials.parquet when the study mixes methods, or when it has no optuna.db (studies from before it)."""
+    stored = {m: imp for m, imp in storage_importances(study.path).items() if m not in SINGLE_TASK}
+    figs: dict[str, go.Figure | None] = {}
+    if not stored or multi["method"].nunique() > 1:
+        figs["importance"] = importance_figure(param_importance(multi, study.method_params), notes)
+    for method, imp in stored.items():
+        key = "importance" if "importance" not in figs else f"importance-{method.replace('/', '-')}"
+        figs[key] = importance_figure(imp, notes, scope=f"within {method}, from its Optuna study in optuna.db")
+    return figs
 
 
 def build_report(study: Study) -> Report:
@@ -57,8 +71,7 @@ def build_report(study: Study) -> Report:
     figs["curves"] = learning_curves_figure(study, notes)
     figs["parallel"] = parallel_figure(study, notes)
     figs["slices"] = slices_figure(study, notes)
-    multi = t[~t["method"].isin(SINGLE_TASK)]
-    figs["importance"] = importance_figure(param_importance(multi, study.method_params), notes)
+    figs.update(_importance_figures(study, t[~t["method"].isin(SINGLE_TASK)], notes))
 
     def blocks(*items: object) -> list:
         return [i for i in items if i is not None and i != ""]
@@ -88,7 +101,7 @@ def build_report(study: Study) -> Report:
                 "Finished multi-task trials of the search (seed repeats and single-task baselines left out: a "
                 "baseline's objective is one task's score). Importance: how much each hyperparameter, and the "
                 "method itself, decides whether a trial reaches the top of the objective.",
-                blocks(figs["parallel"], figs["slices"], figs["importance"])),
+                blocks(figs["parallel"], figs["slices"], *(f for k, f in figs.items() if k.startswith("importance")))),
     ]
     if len(failed):
         sections.append(Section("failed", "Failed trials", "", [html_table(failed)]))
