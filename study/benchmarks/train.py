@@ -82,7 +82,9 @@ def run(imgsz: int = 320, batch: int = 16, sizes: tuple[str, ...] = ("n", "s"), 
         rows.append({"bench": "train", "ratio": f"shared/dual {size}",
                      "time_ratio": round(shared["step_s"] / dual["step_s"], 3),
                      "flop_ratio": round(shared["gflops_forward"] / dual["gflops_forward"], 3)})
-    if profile:
+    if profile and dev.type != "cpu":
+        rows.append({"bench": "train-profile", "skipped": f"the per-convolution profile times the CPU only ({dev})"})
+    elif profile:
         rows += profile_rows(learners, (images, targets, views), {name: median(times[name]) for name in learners})
     return rows
 

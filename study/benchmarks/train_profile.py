@@ -3,12 +3,13 @@
     python -m study.bench train --profile [--sizes s] [--imgsz 320] [--batch 16]
 
 For each architecture, one ``Learner.step`` (forward, losses, balancer backward, optimizer step)
-runs under ``torch.profiler`` with input shapes recorded. Every convolution's forward and backward
-events are matched to their shapes; the forward FLOPs of a convolution come from its shapes
-(2 * B * C_out * H_out * W_out * C_in/groups * k_h * k_w multiply-adds counted as 2) and the backward
-is counted as twice that (input and weight gradients). The rows group convolutions by their input
-channels and spatial size: the GFLOP/s each group reaches against the machine's best group shows
-which layers run below the measured conv throughput, and the share of the step's time they take.
+runs under ``torch.profiler`` (CPU activity: on a GPU the times would be the host's, so the bench
+profiles the CPU only) with input shapes recorded. Every convolution's forward and backward events
+are matched to their shapes; a convolution's forward FLOPs come from its shapes (a multiply-add
+counts as 2) and its backward counts one forward's worth per gradient it computed (input, weight:
+the first layer needs no input gradient). The rows group convolutions by input channels and spatial
+size: the GFLOP/s each group reaches against the best group measured in the run shows which layers
+run below this machine's convolution throughput, and the share of the step's time they take.
 """
 
 from __future__ import annotations
