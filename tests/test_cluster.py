@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from study.processes import descendants
 from tests.conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,7 +97,7 @@ def test_trials_run_on_both_nodes_and_every_result_lands(two_nodes, tmp_path):
         assert list((tmp_path / "c").glob(f"train_trial_{trial_id}_*/checkpoint_*/checkpoint.pt")), trial_id
 
     # every process of the cluster (nodes, agents, workers) listens on loopback only
-    listening = _listening_addresses(_descendants(two_nodes.pid))
+    listening = _listening_addresses({two_nodes.pid, *descendants(two_nodes.pid)})
     assert listening and set(listening) <= LOOPBACK_HEX, listening
 
 
@@ -168,22 +169,6 @@ def test_a_trial_row_records_where_its_last_report_ran():
     table = trials_table([row, trial_row("t2", "gradnorm", cfg, [], status="error")])
     assert str(table.schema.field("node_id").type) == "string" and str(table.schema.field("gpus").type) == "double"
     assert table.column("device").to_pylist() == ["cuda:0", None]
-
-
-def _descendants(pid: int) -> set[int]:
-    """``pid`` and every process below it (Linux /proc: Ray's workers are children of the raylet)."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        parents[int(stat.parent.name)] = int(fields[1])
-    found, frontier = {pid}, [pid]
-    while frontier:
-        frontier = [child for child, parent in parents.items() if parent in frontier and child not in found]
-        found.update(frontier)
-    return found
 
 
 def _listening_addresses(pids: set[int]) -> list[str]:

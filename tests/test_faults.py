@@ -12,8 +12,8 @@ import time
 import pandas as pd
 import pytest
 
-from study.benchmarks.study import descendants
 from study.cli import run_cli
+from study.processes import descendants
 from study.run import main as run_main
 from tests import faults
 from tests.conftest import TINY

@@ -52,7 +52,6 @@ The driver holds its own decoded array besides the object store's copy; neither 
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
 import math
 import os
@@ -67,6 +66,7 @@ from typing import Any
 
 from study.benchmarks.common import emit
 from study.cli import ArgumentParser
+from study.processes import descendants
 from study.runner import StudySettings
 
 TRIAL_PROCESS = "ray::ImplicitFunc"  # Tune's function trainable actor: one process per running trial
@@ -76,26 +76,6 @@ BASELINE_TRAIN = 64  # training images of the memory baseline study
 
 
 # -- the trial processes, sampled from /proc ----------------------------------------------------------
-def descendants(root: int) -> list[int]:
-    """PIDs of every process below ``root`` (Ray's raylet and its workers are children of the driver)."""
-    children: dict[int, list[int]] = collections.defaultdict(list)
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])  # the name may hold spaces and ')'
-        except (OSError, IndexError, ValueError):
-            continue
-        children[ppid].append(int(entry))
-    found, stack = [], [root]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
-
-
 def command_line(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
