@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import resource
 import statistics
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -86,11 +87,16 @@ def reset_peak_memory(device: torch.device | str) -> bool:
 
 def _release_freed_heap() -> None:
     """Hand freed C-heap pages back to the OS (glibc ``malloc_trim``); nothing elsewhere."""
-    name = ctypes.util.find_library("c")
-    if sys.platform.startswith("linux") and name:
-        trim = getattr(ctypes.CDLL(name), "malloc_trim", None)
-        if trim is not None:
-            trim(0)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, looked up once (``find_library`` runs ``ldconfig``); None off glibc."""
+    name = ctypes.util.find_library("c") if sys.platform.startswith("linux") else None
+    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
 
 
 def peak_memory_mb(device: torch.device | str) -> float:
