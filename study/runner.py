@@ -25,6 +25,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from search_spaces import registry as spaces
+from study.analysis.headline import HEADLINE_FILE
 from study.best import EPOCH_SCORE, best_trials
 from study.cli import UsageError
 from study.cluster import AUTH_HINT, check_nodes, describe
@@ -330,7 +331,9 @@ def _summary(study_dir: Path, objectives: list[tuple[str, str]], wall_s: float, 
     import pandas as pd
 
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4f}".format):
-        print(f"\nbest trials: by {column} at each trial's best epoch{'' if one_method else ', each method its best'}")
+        held = " (held-out scores: the headline above)" if (study_dir / HEADLINE_FILE).is_file() else ""
+        print(f"\nbest trials: by {column} at each trial's best epoch{'' if one_method else ', each method its best'}; "
+              f"validation split, the one they were selected on{held}")
         print(top[shown].to_string(index=False) if len(top) else "  (no finished trial with a score)")
     compute = float(trials.get("time.total_s", pd.Series(dtype=float)).fillna(0).sum())
     counts = trials["status"].value_counts().to_dict()

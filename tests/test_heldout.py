@@ -9,8 +9,10 @@ import pandas as pd
 import pytest
 
 from study.analysis.data import load_study
+from study.analysis.headline import headline, read_heldout
 from study.analysis.report import build_report
 from study.analysis.stats import t_quantile_two_sided
+from study.analysis.summary import takeaways
 from study.checkpoint import load_checkpoint
 from study.cli import run_cli
 from study.costs import COSTS
@@ -32,6 +34,8 @@ def test_headline_in_one_command_on_the_synthetic_default(ray_cluster, tmp_path,
     out = capsys.readouterr().out
     study = tmp_path / "h"
     assert "held-out headline: test split" in out and str(study / "headline.parquet") in out
+    # the validation table printed after it says so, and points back to the held-out scores
+    assert "validation split, the one they were selected on (held-out scores: the headline above)" in out
 
     head = pd.read_parquet(study / "headline.parquet").set_index("method")
     assert sorted(head.index) == sorted(METHODS)
@@ -123,6 +127,12 @@ def test_report_reads_headline_parquet_and_states_the_split(tmp_path):
     assert "held-out patients (a seeded split by patient, seed 3" in page and "/d/data.yaml" in page
     assert "0.42 ± 0.13" in page and "2 (0.5×)" in page  # 12.71 · 0.01414 / √2 = 0.127; cost 2 vs dual's 4
     assert "Validation split (selection; optimistic)" in page
+    # the summary leads with the held-out scores; the validation sentences after it say what they are
+    lead, *rest = takeaways(load_study(folder), headline(load_study(folder).trials), read_heldout(folder))
+    assert lead.startswith("Held-out, on the test split of /d/data.yaml: held-out patients")
+    assert "shared/gradnorm mAP@0.5 0.42 ± 0.13" in lead and "(n=2 re-runs)" in lead
+    assert any(r.startswith("On the validation split (selection; optimistic): GradNorm (shared) vs dual") for r in rest)
+    assert "The first take-away is held-out" in page
     assert {"headline", "headline_val"} <= set(report.figures)
     assert page.count('class="plotly-graph-div"') == before.html.count('class="plotly-graph-div"') + 1
 

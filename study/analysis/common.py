@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,11 @@ def fmt(value: Any, digits: int = 4) -> str:
             return f"{v:,.0f}"
         return f"{v:.{digits}g}"
     return str(value)
+
+
+def cell_float(v: object) -> float:
+    """A Parquet cell as a float: a number (numpy's too) as is, an empty cell (None) or text as NaN."""
+    return float(v) if isinstance(v, numbers.Real) else math.nan
 
 
 def fmt_ci(mean: float, half: float, digits: int = 4) -> str:

@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from study.analysis.columns import TEST_METRICS
-from study.analysis.common import fmt, fmt_ci
+from study.analysis.common import cell_float, fmt, fmt_ci
 from study.analysis.data import OBJECTIVE, SINGLE_TASK, Study
 from study.analysis.figures_curves import balance_figure, learning_curves_figure
 from study.analysis.figures_headline import headline_figure, heldout_figure
@@ -79,11 +79,8 @@ def build_report(study: Study) -> Report:
     best = best_trials_table(study)
     failed = failed_table(study)
     sections = [
-        Section("summary", "Summary",
-                "Validation scores at each trial's best epoch (chosen on the same validation set, hence "
-                "optimistic). For held-out numbers score a checkpoint on the test split: "
-                f"<code>python -m study.evaluate --best {html.escape(str(study.path))} --split test</code>.",
-                blocks(bullet_list(takeaways(study, head), "takeaways"), notes_box(notes),
+        Section("summary", "Summary", _summary_text(study, held),
+                blocks(bullet_list(takeaways(study, head, held), "takeaways"), notes_box(notes),
                        "<h3>Best multi-task trials</h3>" + html_table(best) if len(best) else "")),
         _headline_section(held, head, figs, blocks),
         Section("pareto", "Accuracy vs cost",
@@ -110,6 +107,17 @@ def build_report(study: Study) -> Report:
                        f"objective {OBJECTIVE}")
     page = render(f"Study {study.name}", meta, sections)
     return Report(page, {k: v for k, v in figs.items() if v is not None}, notes)
+
+
+def _summary_text(study: Study, held: Heldout | None) -> str:
+    """What the summary's numbers are: held-out first where the study has them, validation otherwise."""
+    if held is not None:
+        return ("The first take-away is held-out (the headline below: re-runs scored once on the test split); "
+                "the others, and the table, are validation scores at each trial's best epoch (chosen on the same "
+                "validation set, hence optimistic).")
+    return ("Validation scores at each trial's best epoch (chosen on the same validation set, hence optimistic). "
+            "For held-out numbers score a checkpoint on the test split: "
+            f"<code>python -m study.evaluate --best {html.escape(str(study.path))} --split test</code>.")
 
 
 VALIDATION_TEXT = (
@@ -148,16 +156,12 @@ def _heldout_table(held: Heldout) -> pd.DataFrame:
         row = {"method": r["method"], "re-runs": int(r["n_seeds"]), "configs": int(r.get("n_configs", 0) or 0)}
         for m, label in TEST_METRICS.items():
             mean, half = r.get(f"test.{m}.mean"), r.get(f"test.{m}.ci95")
-            row[f"test {label}"] = fmt_ci(_num(mean), _num(half))
+            row[f"test {label}"] = fmt_ci(cell_float(mean), cell_float(half))
         for c, label in COSTS.items():
-            ratio = _num(r.get(f"{c}.ratio_dual"))
-            row[label] = fmt(_num(r.get(c))) + (f" ({fmt(ratio, 3)}×)" if math.isfinite(ratio) else "")
+            ratio = cell_float(r.get(f"{c}.ratio_dual"))
+            row[label] = fmt(cell_float(r.get(c))) + (f" ({fmt(ratio, 3)}×)" if math.isfinite(ratio) else "")
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def _num(v: object) -> float:
-    return float(v) if isinstance(v, (int, float)) and v is not None else math.nan
 
 
 def _space(study: Study) -> str:

@@ -7,9 +7,10 @@ import math
 
 import pandas as pd
 
-from study.analysis.common import fmt, fmt_ci
+from study.analysis.columns import TEST_METRICS
+from study.analysis.common import cell_float, fmt, fmt_ci
 from study.analysis.data import ACCURACY, COST, OBJECTIVE, SINGLE_TASK, Study
-from study.analysis.headline import REFERENCE, Headline, MethodResult
+from study.analysis.headline import REFERENCE, Headline, Heldout, MethodResult
 from study.analysis.pareto import pareto_front
 
 FAILED = ("error", "oom", "diverged")
@@ -31,10 +32,34 @@ def _score(r: MethodResult) -> str:
     return ", ".join(parts)
 
 
-def takeaways(study: Study, head: Headline) -> list[str]:
-    """Plain sentences (HTML-escaped) with the numbers a reader should leave with."""
+def heldout_takeaway(held: Heldout) -> str | None:
+    """One sentence with each method's held-out scores (mean ± 95% CI over its re-runs), or None when
+    no method has a scored re-run."""
+    parts = []
+    for _, r in held.table.iterrows():
+        scores = []
+        for m, label in TEST_METRICS.items():
+            mean, half = cell_float(r.get(f"test.{m}.mean")), cell_float(r.get(f"test.{m}.ci95"))
+            if math.isfinite(mean):
+                scores.append(f"{label} {fmt_ci(mean, half, 3)}")
+        n = cell_float(r.get("n_seeds"))
+        if scores:
+            runs = int(n) if math.isfinite(n) else 0
+            parts.append(f"{r['method']} {', '.join(scores)} (n={runs} re-run{'s' if runs != 1 else ''})")
+    if not parts:
+        return None
+    return f"Held-out, on {held.where()}: " + "; ".join(parts) + "."
+
+
+def takeaways(study: Study, head: Headline, held: Heldout | None = None) -> list[str]:
+    """Plain sentences (HTML-escaped) with the numbers a reader should leave with. With a held-out
+    headline its scores come first and the sentences after it say that theirs are validation scores."""
     t = study.trials
     out = []
+    first = heldout_takeaway(held) if held is not None else None
+    if first:
+        out.append(first)
+    val = "On the validation split (selection; optimistic): " if first else ""
     ok = t[(t["status"] == "finished") & t[OBJECTIVE].notna()]
     multi = ok[~ok["method"].isin(SINGLE_TASK)]
     if ok.empty:
@@ -46,7 +71,7 @@ def takeaways(study: Study, head: Headline) -> list[str]:
         scores = multi[OBJECTIVE].astype(float)
         best = multi.loc[scores.idxmax()]
         ties = int((scores == scores.max()).sum()) - 1
-        out.append(f"Best multi-task trial: {best['trial_id']} ({best['method']}), objective "
+        out.append(f"{val}Best multi-task trial: {best['trial_id']} ({best['method']}), objective "
                    f"{fmt(best[OBJECTIVE], 3)} (mAP@0.5:0.95 {fmt(best['best.val.map'], 3)}, view accuracy "
                    f"{fmt(best['best.val.view_accuracy'], 3)}), {fmt(best['time.train_s'], 3)} s of training"
                    + (f"; tied with {ties} other trial{'s' if ties > 1 else ''}." if ties else "."))
@@ -56,7 +81,7 @@ def takeaways(study: Study, head: Headline) -> list[str]:
         ratios = ", ".join(f"{fmt(gn.cost_ratio[c], 3)}× the {label.split(' (')[0]}" for c, label in COST.items()
                            if math.isfinite(gn.cost_ratio.get(c, math.nan)))
         verdict = _overlap(gn, dual)
-        out.append(f"GradNorm (shared) vs dual backbones: {_score(gn)} against {_score(dual)}; "
+        out.append(f"{val}GradNorm (shared) vs dual backbones: {_score(gn)} against {_score(dual)}; "
                    f"difference {d:+.3f} in the objective{verdict}. GradNorm costs {ratios or 'n/a'} of dual.")
     else:
         missing = [m for m, r in (("shared/gradnorm", gn), ("dual", dual)) if r is None]
