@@ -11,6 +11,10 @@ trains on the union of several folders (the reference protocol for the shared da
 ``test``, validated on ``valid``). With ``--out`` every arm's epochs land in ``OUT/ARM/epochs.parquet``
 and its best weights in ``OUT/ARM/best.pt``. Scores on a folder split whose patients also sit in
 the training folders measure memory as much as generalisation: the data loader warns when it sees it.
+
+A second table picks each task's epoch by that task alone, as Ultralytics picks a model's best.pt
+(``peer_style``): the rule behind a YOLOv8 detector's and classifier's reported numbers, so that a
+comparison with them selects the same way. Both tables select on the split they score (optimistic).
 """
 
 from __future__ import annotations
@@ -95,10 +99,30 @@ def run(data_source: str, train_splits: list[str], epochs: int, imgsz: int, batc
                "total_s": round(seconds, 1)}
         row.update({key: round(float(best.get(key, math.nan)), 4) for key, _ in COLUMNS})
         row["view_acc_ci95"] = view_accuracy_interval(row["val.view_accuracy"], len(data.splits["val"]))
+        row["peer_style"] = peer_style(history)
         rows.append(row)
         if out is not None and best_state:
             save_checkpoint(best_state, out / arm.replace("/", "-") / "best.pt")
     return rows
+
+
+def peer_style(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each task's best epoch chosen by that task's own validation score, as Ultralytics keeps best.pt:
+    a detector by its fitness 0.1 mAP@.5 + 0.9 mAP@.5:.95, a classifier by top-1 (its fitness is
+    (top-1 + top-5) / 2, and with three views top-5 is always 1). Ties go to the later epoch, as there
+    (its trainer rewrites best.pt whenever an epoch's fitness equals the best so far). NaN where the arm
+    has no such task."""
+    def pick(score: Any) -> dict[str, Any] | None:
+        scored = [(score(m), m["epoch"], m) for m in history if math.isfinite(score(m))]
+        return max(scored, key=lambda s: s[:2])[2] if scored else None
+
+    det = pick(lambda m: 0.1 * m.get("val.map50", math.nan) + 0.9 * m.get("val.map", math.nan))
+    view = pick(lambda m: m.get("val.view_accuracy", math.nan))
+    return {"det_epoch": det["epoch"] if det else None,
+            "det.map50": round(float(det["val.map50"]), 4) if det else math.nan,
+            "det.map": round(float(det["val.map"]), 4) if det else math.nan,
+            "view_epoch": view["epoch"] if view else None,
+            "view.accuracy": round(float(view["val.view_accuracy"]), 4) if view else math.nan}
 
 
 def view_accuracy_interval(accuracy: float, n: int) -> list[float]:
@@ -121,6 +145,14 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     if any(math.isfinite(r["view_acc_ci95"][0]) for r in rows):
         print("view acc 95% CI: Wilson interval over the validation frames -- how far the accuracy can move by "
               "chance alone on a set this size")
+    print("\neach task's epoch picked by that task alone, as Ultralytics keeps best.pt (detector: 0.1 mAP@.5 + "
+          "0.9 mAP@.5:.95; classifier: top-1) -- the rule behind a YOLOv8 peer's reported numbers")
+    print(f"{'arm':<16}{'mAP@.5':>13}{'mAP@.5:.95':>13}{'det ep':>8}{'view acc':>13}{'view ep':>9}")
+    for r in rows:
+        p = r["peer_style"]
+        cells = [f"{'—' if not math.isfinite(p[k]) else format(p[k], '.3f'):>13}" for k in ("det.map50", "det.map")]
+        view = "—" if not math.isfinite(p["view.accuracy"]) else f"{p['view.accuracy']:.3f}"
+        print(f"{r['arm']:<16}{''.join(cells)}{p['det_epoch'] or '—':>8}{view:>13}{p['view_epoch'] or '—':>9}")
 
 
 def main(argv: list[str] | None = None) -> int:
