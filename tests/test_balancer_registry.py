@@ -34,7 +34,7 @@ def toy(monkeypatch):
 
         hparams = (Hparam("toy_w", 0.5, "weight of the other tasks", low=0.0, high=4.0, search=(0.1, 2.0, True)),)
 
-        def __init__(self, num_tasks: int, toy_w: float = 0.5) -> None:
+        def __init__(self, num_tasks: int, *, toy_w: float) -> None:
             super().__init__(num_tasks)
             self.weights = torch.tensor([1.0] + [toy_w] * (num_tasks - 1))
 
@@ -117,12 +117,13 @@ def test_every_balancers_defaults_validate_and_build(name):
     assert cfg.balancer.hparams == {h.name: h.default for h in declared}
     assert all(isinstance(cfg.balancer.hparams[h.name], h.type) for h in declared)
     balancer = build(name, 2, **cfg.balancer.hparams)
-    # the constructor's own keyword defaults, where it has them, are the declared ones
+    # the constructor takes each declared hyperparameter as a keyword without a default of its own:
+    # the Hparam is the one home of each default (build passes every value)
     params = inspect.signature(type(balancer).__init__).parameters
     for h in declared:
         assert h.name in params, f"{name}: the constructor does not take {h.name}"
-        if params[h.name].default is not inspect.Parameter.empty:
-            assert params[h.name].default == h.default, f"{name}.{h.name}"
+        assert params[h.name].kind is inspect.Parameter.KEYWORD_ONLY, f"{name}.{h.name}: keyword-only"
+        assert params[h.name].default is inspect.Parameter.empty, f"{name}.{h.name}: a second copy of its default"
     for h in declared:  # a searched range lies inside the valid one
         if h.search is not None:
             low, high, _ = h.search

@@ -16,7 +16,7 @@ from tests.balancing_toys import (
     train_step,
 )
 from trainables.balancing.base import SharedGraph
-from trainables.balancing.gradnorm import GradNorm
+from trainables.balancing.registry import build
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +29,7 @@ def toy(num_tasks: int, **hparams):
     torch.manual_seed(0)
     model = ToyModel(num_tasks).double()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
-    return model, optimizer, GradNorm(num_tasks, **hparams)
+    return model, optimizer, build("gradnorm", num_tasks, **hparams)
 
 
 def batch(num_tasks: int, step: int):
@@ -115,7 +115,7 @@ def synthetic_run(sigmas: list[float], alpha: float, steps: int = 100, seed: int
     model = SyntheticTrunk(num_tasks, d_in, hidden, d_out)
     maps = synthetic_maps(num_tasks, d_in, d_out, seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    balancer = GradNorm(num_tasks, alpha=alpha, weight_lr=0.025, warmup_steps=5)
+    balancer = build("gradnorm", num_tasks, alpha=alpha, weight_lr=0.025, warmup_steps=5)
     g = torch.Generator().manual_seed(seed + 1)
     weights, grad_norms = [], []
     for _ in range(steps):

@@ -150,10 +150,11 @@ class Hparam:
 class Balancer(ABC):
     """One loss-balancing strategy.
 
-    Subclasses take ``num_tasks`` plus their own hyperparameters as keyword arguments and keep all
-    their state themselves. ``hparams`` declares those hyperparameters (``Hparam``): their defaults,
-    valid ranges and search ranges; the registry builds a strategy with exactly these keywords, the
-    config validates them, and the ``compare`` space searches those with a ``search`` range.
+    Subclasses take ``num_tasks`` plus their own hyperparameters as keyword-only arguments without
+    defaults, and keep all their state themselves. ``hparams`` declares those hyperparameters
+    (``Hparam``): their defaults — the only home of each default: ``registry.build`` passes every one —,
+    valid ranges and search ranges; the config validates them, and the ``compare`` space searches those
+    with a ``search`` range.
     """
 
     hparams: ClassVar[tuple[Hparam, ...]] = ()

@@ -100,7 +100,7 @@ class CAGrad(Balancer):
                search=(0.1, 0.9, False)),
     )
 
-    def __init__(self, num_tasks: int, cagrad_c: float = 0.4) -> None:
+    def __init__(self, num_tasks: int, *, cagrad_c: float) -> None:
         super().__init__(num_tasks)
         if cagrad_c < 0:
             raise ValueError(f"cagrad balancer: cagrad_c={cagrad_c} must be >= 0")

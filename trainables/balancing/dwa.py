@@ -29,7 +29,7 @@ class DWA(Balancer):
         Hparam("dwa_window", 20, "steps averaged per loss-rate window", type=int, low=1, warmup=True),
     )
 
-    def __init__(self, num_tasks: int, temperature: float = 2.0, dwa_window: int = 20) -> None:
+    def __init__(self, num_tasks: int, *, temperature: float, dwa_window: int) -> None:
         super().__init__(num_tasks)
         if temperature <= 0 or dwa_window < 1:
             raise ValueError(f"dwa balancer: temperature={temperature} must be > 0, dwa_window={dwa_window} >= 1")

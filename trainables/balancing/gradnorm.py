@@ -51,7 +51,7 @@ class GradNorm(Balancer):
                warmup=True),
     )
 
-    def __init__(self, num_tasks: int, alpha: float = 1.5, weight_lr: float = 0.025, warmup_steps: int = 20) -> None:
+    def __init__(self, num_tasks: int, *, alpha: float, weight_lr: float, warmup_steps: int) -> None:
         super().__init__(num_tasks)
         if warmup_steps < 1:
             raise ValueError(f"gradnorm balancer: warmup_steps={warmup_steps} must be >= 1")

@@ -25,7 +25,7 @@ class Static(Balancer):
         Hparam("w_cls", 1.0, "weight of every other (classification) loss", low=0.0, search=(0.05, 20.0, True)),
     )
 
-    def __init__(self, num_tasks: int, w_det: float = 1.0, w_cls: float = 1.0) -> None:
+    def __init__(self, num_tasks: int, *, w_det: float, w_cls: float) -> None:
         super().__init__(num_tasks)
         if w_det < 0 or w_cls < 0:
             raise ValueError(f"static balancer: w_det={w_det} and w_cls={w_cls} must be >= 0")

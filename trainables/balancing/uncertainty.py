@@ -31,7 +31,7 @@ class Uncertainty(Balancer):
                search=(1e-3, 1e-1, True)),
     )
 
-    def __init__(self, num_tasks: int, weight_lr: float = 0.025) -> None:
+    def __init__(self, num_tasks: int, *, weight_lr: float) -> None:
         super().__init__(num_tasks)
         self.log_vars = torch.zeros(num_tasks, requires_grad=True)  # (T,) s_i
         self.optimizer = torch.optim.Adam([self.log_vars], lr=weight_lr)
