@@ -128,7 +128,9 @@ def trial_row(
     row: dict[str, Any] = {
         "trial_id": trial_id, "space": space, "status": status, "error": error, "repeat_of": repeat_of,
     }
-    row.update({k: v for k, v in config.items() if k in set(TrialConfig.flat_keys())})
+    # every config key; "balancer.*" too where no registered balancer declares it (a plugin's own keys)
+    keys = set(TrialConfig.flat_keys())
+    row.update({k: v for k, v in config.items() if k in keys or k.startswith("balancer.")})
     scored = [e for e in epochs if _finite(e.get(objective))]
     row["epochs_run"] = len([e for e in epochs if e.get("status") != "diverged"])
     best = best_epoch(scored, objective)  # the one rule (study/best.py): highest, the first on a tie

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from trainables.balancing.base import Balancer, SharedGraph
+from trainables.balancing.base import Balancer, Hparam, SharedGraph, weighted_backward
 
 
 class ToyModel(nn.Module):
@@ -119,3 +119,18 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+class ScaledOthers(Balancer):
+    """A balancer plugin (``balancer.name=tests.balancing_toys:ScaledOthers``), not registered: detection
+    at weight 1, every other task at ``others``; a hyperparameter no registered balancer has."""
+
+    hparams = (Hparam("others", 0.5, "weight of every task after the first", low=0.0),)
+
+    def __init__(self, num_tasks: int, *, others: float) -> None:
+        super().__init__(num_tasks)
+        self.weights = torch.tensor([1.0] + [others] * (num_tasks - 1))
+
+    def backward(self, losses: Tensor, shared: SharedGraph) -> Tensor:
+        weighted_backward(losses, self.weights.to(losses.device), shared)
+        return self.weights

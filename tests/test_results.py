@@ -72,3 +72,17 @@ def test_mixed_balancers_give_the_union_of_their_columns(tmp_path):
     for (_, row), cfg in zip(df.iterrows(), configs, strict=True):
         flat = {k: row[k] for k in TrialConfig.flat_keys() if k in row}
         assert TrialConfig.from_flat(flat) == cfg
+
+
+def test_a_plugin_balancers_own_key_is_a_column(tmp_path):
+    """A balancer named by import path declares keys no registered balancer has: they are columns too,
+    and the row reads back as its trial's config."""
+    name = "tests.balancing_toys:ScaledOthers"
+    cfg = TrialConfig.from_partial({"balancer.name": name, "balancer.others": 0.25})
+    rows = [trial_row("t1", "custom", cfg.to_flat(), EPOCHS, status="finished"),
+            trial_row("t2", "custom", TrialConfig.from_partial(GRADNORM).to_flat(), EPOCHS, status="finished")]
+    write_atomic(trials_table(rows), tmp_path / "trials.parquet")
+    df = pd.read_parquet(tmp_path / "trials.parquet")
+    assert df["balancer.others"].tolist()[0] == 0.25 and pd.isna(df["balancer.others"].tolist()[1])
+    row = df.iloc[0]
+    assert TrialConfig.from_flat({k: row[k] for k in TrialConfig.flat_keys(name) if k in row}) == cfg
