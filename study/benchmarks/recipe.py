@@ -66,10 +66,13 @@ def run(data_source: str, train_splits: list[str], epochs: int, imgsz: int, batc
     base = {"data.source": data_source, "train.epochs": epochs, "data.imgsz": imgsz, "data.batch": batch,
             "model.size": size, **overrides}
     resolve_weights(base)
-    data = load_data(arm_config(arms[0], base).data, seed=int(base.get("train.seed", 0)), progress=True)
+    first = arm_config(arms[0], base)
+    data = load_data(first.data, seed=first.train.seed, progress=True)
     if train_splits != ["train"]:
         data = merge_train(data, train_splits)
-    print(f"data: {len(data.splits['train'])} train / {len(data.splits['val'])} val images at {data.imgsz} px",
+    how = "split by patient: no validation patient is trained on" if first.data.split == "patient" else \
+        "split by folders"
+    print(f"data: {len(data.splits['train'])} train / {len(data.splits['val'])} val images at {data.imgsz} px ({how})",
           file=sys.stderr, flush=True)
     rows = []
     for arm in arms:
