@@ -143,6 +143,7 @@ class PerMethodSearch(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
+        self._skip_finished()
         self._fail_orphans()
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -153,6 +154,19 @@ class PerMethodSearch(Searcher):
         if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
             return None
         return [float(v) for v in values[:-1]]
+
+    def _skip_finished(self) -> None:
+        """Tune trials whose Optuna trial the killed driver finished after its last snapshot: Tune resumes
+        them and reports their epochs again, but Optuna already holds their result (a finished trial
+        cannot be updated), so the searcher leaves them alone from here on."""
+        for k, study in enumerate(self.studies):
+            finished = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+            for tid, (method, trial) in self.live.items():
+                if method == k and tid not in self.done and trial.number in finished:
+                    log.info("optuna: trial %s of %s was told before the driver stopped; its resumed epochs "
+                             "are not reported to Optuna again", trial.number, self.names[k])
+                    self.done.add(tid)
+                    self.epochs.pop(tid, None)
 
     def _fail_orphans(self) -> None:
         """Optuna trials left RUNNING by a killed driver after its last searcher snapshot belong to no

@@ -122,6 +122,31 @@ def test_restore_fails_optuna_trials_orphaned_by_a_killed_driver(tmp_path):
     assert states == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL]
 
 
+def test_restore_ignores_a_trial_optuna_finished_after_the_snapshot(tmp_path):
+    """The driver told Optuna a trial's result after its last searcher snapshot, then was killed; Tune
+    resumes that trial (its own state still had it running) and reports its epochs again. The restored
+    searcher leaves the finished Optuna trial as it was told, and does not fail the resumed study."""
+    db = f"sqlite:///{tmp_path / 'optuna.db'}"
+    searcher = PerMethodSearch("gradnorm", BASE, OBJECTIVE, 3, seed=0, storage=db)
+    config = searcher.suggest("t")
+    searcher.on_trial_result("t", {"epoch": 1, "val.objective": score(config, 1)})
+    searcher.save(str(tmp_path / "searcher.pkl"))  # the snapshot: "t" is running
+    searcher.on_trial_result("t", {"epoch": 2, "val.objective": score(config, 2)})
+    searcher.on_trial_complete("t", {"epoch": 2, "val.objective": score(config, 2)})  # told, then killed
+    told = searcher.studies[0].trials[0].value
+
+    restored = PerMethodSearch("gradnorm", BASE, OBJECTIVE, 3, seed=0, storage=db)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    for epoch in (2, 3):  # Tune re-runs "t" from its checkpoint
+        restored.on_trial_result("t", {"epoch": epoch, "val.objective": score(config, epoch)})
+    restored.on_trial_complete("t", {"epoch": 3, "val.objective": score(config, 3)})
+    (trial,) = restored.studies[0].trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.value == told
+    assert set(trial.intermediate_values) == {1, 2}
+    drive(restored, 1, start=1)  # and the search goes on
+    assert [t.state for t in restored.studies[0].trials] == [optuna.trial.TrialState.COMPLETE] * 2
+
+
 def test_importance_reads_each_methods_study_from_optuna_db(tmp_path):
     """The report's importance can come straight from optuna.db: one result per method's Optuna study."""
     from study.analysis.importance import storage_importances
