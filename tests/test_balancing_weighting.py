@@ -34,7 +34,7 @@ def test_static_gives_w_det_to_detection_and_w_cls_to_the_rest():
 
 
 def test_static_rejects_negative_weights():
-    with pytest.raises(ValueError, match="must be >= 0"):
+    with pytest.raises(ValueError, match=r"static balancer: balancer.w_det=-1.0 must be a finite number >= 0"):
         build("static", 2, w_det=-1.0)
 
 

@@ -102,8 +102,6 @@ class CAGrad(Balancer):
 
     def __init__(self, num_tasks: int, *, cagrad_c: float) -> None:
         super().__init__(num_tasks)
-        if cagrad_c < 0:
-            raise ValueError(f"cagrad balancer: cagrad_c={cagrad_c} must be >= 0")
         self.c = cagrad_c
 
     def backward(self, losses: Tensor, shared: SharedGraph) -> Tensor:

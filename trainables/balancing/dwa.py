@@ -31,8 +31,6 @@ class DWA(Balancer):
 
     def __init__(self, num_tasks: int, *, temperature: float, dwa_window: int) -> None:
         super().__init__(num_tasks)
-        if temperature <= 0 or dwa_window < 1:
-            raise ValueError(f"dwa balancer: temperature={temperature} must be > 0, dwa_window={dwa_window} >= 1")
         self.temperature = temperature
         self.window = dwa_window
         self.history = torch.zeros(0, num_tasks)  # (≤ 2·window, T) the most recent step losses

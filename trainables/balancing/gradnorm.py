@@ -53,8 +53,6 @@ class GradNorm(Balancer):
 
     def __init__(self, num_tasks: int, *, alpha: float, weight_lr: float, warmup_steps: int) -> None:
         super().__init__(num_tasks)
-        if warmup_steps < 1:
-            raise ValueError(f"gradnorm balancer: warmup_steps={warmup_steps} must be >= 1")
         self.alpha = alpha
         self.warmup_steps = warmup_steps
         self.weights = torch.ones(num_tasks, requires_grad=True)  # (T,) the learnable w_i

@@ -106,10 +106,16 @@ def owners() -> dict[str, list[str]]:
 
 
 def build(name: str, num_tasks: int, **hparams: Any) -> Balancer:
-    """Build a strategy with exactly its declared hyperparameters; those not given take their defaults."""
+    """Build a strategy with exactly its declared hyperparameters; those not given take their defaults.
+    A value outside its declared range is a ValueError (the one range check: constructors need none)."""
     cls = resolve(name)
     declared = {h.name: h.default for h in cls.hparams}
     unknown = sorted(set(hparams) - set(declared))
     if unknown:
         raise TypeError(f"balancer {name!r} has no hyperparameters {unknown} (it declares {sorted(declared)})")
-    return cls(num_tasks=num_tasks, **{**declared, **hparams})
+    values = {**declared, **hparams}
+    for h in cls.hparams:
+        problem = h.problem(values[h.name])
+        if problem is not None:
+            raise ValueError(f"{name} balancer: {problem}")
+    return cls(num_tasks=num_tasks, **values)

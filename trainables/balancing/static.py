@@ -27,8 +27,6 @@ class Static(Balancer):
 
     def __init__(self, num_tasks: int, *, w_det: float, w_cls: float) -> None:
         super().__init__(num_tasks)
-        if w_det < 0 or w_cls < 0:
-            raise ValueError(f"static balancer: w_det={w_det} and w_cls={w_cls} must be >= 0")
         self.weights = torch.tensor([w_det] + [w_cls] * (num_tasks - 1))  # (T,)
 
     def backward(self, losses: Tensor, shared: SharedGraph) -> Tensor:
