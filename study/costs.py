@@ -34,7 +34,7 @@ from typing import Any
 
 import pandas as pd
 
-from study.results import plain
+from study.results import row_config
 
 COSTS = {  # column -> label; every one lower-is-better except throughput
     "cost.train_step_ms": "train step (ms)",
@@ -111,7 +111,7 @@ def _largest_node(gpu: bool) -> tuple[int, int]:
     return max(sizes, default=(1, 0))
 
 
-def measure_isolated(chosen: pd.DataFrame, flat_keys: list[str], data: Any, gpu: bool = False) -> pd.DataFrame:
+def measure_isolated(chosen: pd.DataFrame, data: Any, gpu: bool = False) -> pd.DataFrame:
     """One row per method of ``chosen`` (``method``, ``trial_id`` and the flat config columns): its
     ``cost.*`` figures, each measured as the only task on a whole node, one method after another."""
     import ray
@@ -122,9 +122,7 @@ def measure_isolated(chosen: pd.DataFrame, flat_keys: list[str], data: Any, gpu:
     data_ref = ray.put(data)  # passed as a top-level argument: the worker gets the object itself
     rows = []
     for _, row in chosen.iterrows():
-        # a balancer's hyperparameters are columns only where a trial of that balancer ran (NaN in the others'
-        # rows): take what this row has, from_flat drops the other balancers' keys
-        flat = {k: plain(row[k]) for k in flat_keys if k in row}
+        flat = row_config(row)
         t0 = time.perf_counter()
         costs = ray.get(task.remote(flat, data_ref, max(cpus, 1), "cuda" if use_gpu else "cpu"))
         print(f"costs: {row['method']} (trial {row['trial_id']}) alone on {int(costs['cost.threads'])} threads, "

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from study.atomic import atomic_path
 from study.best import best_epoch
-from trainables.config import TrialConfig
+from trainables.config import BalancerConfig, TrialConfig
 from trainables.metrics import names
 
 TRIAL_ID_FIELDS = [
@@ -128,9 +128,9 @@ def trial_row(
     row: dict[str, Any] = {
         "trial_id": trial_id, "space": space, "status": status, "error": error, "repeat_of": repeat_of,
     }
-    # every config key; "balancer.*" too where no registered balancer declares it (a plugin's own keys)
-    keys = set(TrialConfig.flat_keys())
-    row.update({k: v for k, v in config.items() if k in keys or k.startswith("balancer.")})
+    # the config's own keys: the common ones and its balancer's hyperparameters (a plugin's included)
+    keys = set(TrialConfig.flat_keys(str(config.get("balancer.name", BalancerConfig.name))))
+    row.update({k: v for k, v in config.items() if k in keys})
     scored = [e for e in epochs if _finite(e.get(objective))]
     row["epochs_run"] = len([e for e in epochs if e.get("status") != "diverged"])
     best = best_epoch(scored, objective)  # the one rule (study/best.py): highest, the first on a tie
@@ -177,6 +177,12 @@ def read_epochs(study_dir: str | Path) -> pd.DataFrame:
 
 def read_manifest(study_dir: str | Path) -> dict[str, Any]:
     return json.loads((Path(study_dir) / "manifest.json").read_text())
+
+
+def row_config(row: Any) -> dict[str, Any]:
+    """A trials.parquet row's own flat config: the common keys and its balancer's hyperparameters (a
+    plugin's included); the columns of other balancers in a mixed study, NaN in this row, are left out."""
+    return {k: plain(row[k]) for k in TrialConfig.flat_keys(str(row["balancer.name"])) if k in row}
 
 
 def plain(value: Any) -> Any:

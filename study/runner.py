@@ -32,7 +32,7 @@ from study.cluster import AUTH_HINT, check_nodes, describe
 from study.keep_best import KeepBestCheckpoints
 from study.manifest import write_manifest
 from study.recorder import ResultsRecorder
-from study.results import plain, read_trials
+from study.results import read_trials, row_config
 from study.schedulers import PerMethodASHA
 from study.searchers import PerMethodSearch, storage_url
 from trainables.config import TrialConfig
@@ -275,7 +275,7 @@ def _repeat_best(s: StudySettings, study_dir: Path, trainable: Any, objectives: 
     ok = best_trials(read_trials(study_dir), f"best.{metric}", mode, k=s.repeat_best, per_method=True)
     points = []
     for _, row in ok.iterrows():
-        config = {k: plain(row[k]) for k in TrialConfig.flat_keys() if k in row}
+        config = row_config(row)
         for seed in range(s.seeds):
             points.append({**config, "train.seed": s.seed + 1000 + seed, "meta.repeat_of": row["trial_id"]})
     if not points:
@@ -284,8 +284,9 @@ def _repeat_best(s: StudySettings, study_dir: Path, trainable: Any, objectives: 
     print(f"repeat-best: {len(ok)} configs ({s.repeat_best} per method) x {s.seeds} seeds", flush=True)
     tuner = Tuner(
         trainable,
-        # every point sets every key; Tune wants the keys it may override declared in the param space
-        param_space=dict(points[0]),
+        # Tune wants every key a point sets declared in the param space; a point leaves the keys of other
+        # methods' balancers at None (the config drops them, the Parquet row reads NaN there)
+        param_space=dict.fromkeys(k for p in points for k in p),
         tune_config=TuneConfig(search_alg=BasicVariantGenerator(points_to_evaluate=points,
                                                                 max_concurrent=s.max_concurrent),
                                num_samples=len(points), reuse_actors=REUSE_WORKERS),
@@ -307,7 +308,7 @@ def _heldout(s: StudySettings, study_dir: Path, data: Any, objectives: list[tupl
         return
     best = chosen.groupby("method", sort=False).head(1)  # each method's chosen configuration
     print(f"costs: {len(best)} configurations, each alone on an otherwise idle worker", flush=True)
-    costs = measure_isolated(best, list(TrialConfig.flat_keys()), data, gpu=s.gpus_per_trial > 0)
+    costs = measure_isolated(best, data, gpu=s.gpus_per_trial > 0)
     data_cfg = TrialConfig.from_partial(s.config).data
     split_by, source = data_cfg.split, data_cfg.source
     print(f"costs: {heldout.write_costs(study_dir, costs)}")

@@ -142,7 +142,6 @@ def load_study(path: str | Path) -> Study:
 
 
 @functools.cache
-@functools.cache
 def config_keys() -> tuple[str, ...]:
     """TrialConfig's flat keys in order, every registered balancer's hyperparameters included (what a
     trials.parquet of any space may carry). Loads the balancer registry, and with it torch."""
