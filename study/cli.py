@@ -10,6 +10,9 @@ from typing import Any
 
 from trainables.config import ConfigError
 
+# The checkpoint argument of evaluate, export and predict: a file, or the numbered folder Tune keeps it in
+CHECKPOINT_HELP = "a checkpoint.pt (or the checkpoint_000004-style folder Tune keeps it in)"
+
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with one-line errors: ``error: <what> (see --help)`` and exit status 2."""

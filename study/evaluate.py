@@ -27,7 +27,7 @@ import pandas as pd
 
 from study.best import best_trials, is_multi_task, parse_method
 from study.checkpoint import load_checkpoint, restore_model
-from study.cli import ArgumentParser, UsageError, run_cli
+from study.cli import CHECKPOINT_HELP, ArgumentParser, UsageError, run_cli
 from study.keep_best import checkpoint_of_epoch
 from study.results import write_json_atomic
 from trainables.metrics.names import TEST_POOLED
@@ -39,7 +39,7 @@ SHOWN = TEST_POOLED  # the metrics printed first, in this order (trainables/metr
 
 def parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="python -m study.evaluate", description=__doc__.split("\n\n")[0])
-    p.add_argument("checkpoint", nargs="?", help="a checkpoint.pt (or the checkpoint_XXXXXX folder holding it)")
+    p.add_argument("checkpoint", nargs="?", help=CHECKPOINT_HELP)
     p.add_argument("--best", metavar="STORAGE/NAME", help="score the best finished trial of this study instead")
     p.add_argument("--method", default=None, metavar="ARCH/BALANCER",
                    help="with --best: the best trial of this method, e.g. shared/gradnorm, dual, det_only "

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torchvision.ops import box_convert
 
 from study.checkpoint import load_checkpoint, restore_model
-from study.cli import ArgumentParser, UsageError, run_cli
+from study.cli import CHECKPOINT_HELP, ArgumentParser, UsageError, run_cli
 
 ATOL = 1e-3  # absolute for probabilities and logits; for box pixels ATOL x image size (0.32 px at 320)
 RTOL = 1e-3  # float32 reassociation over ~60 layers, amplified by the (2σ)² × anchor box decode
@@ -113,7 +113,7 @@ def check_onnx(wrapper: Deployable, out: Path, images: Tensor, atol: float = ATO
 
 def parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="python -m study.export", description=__doc__.split("\n\n")[0])
-    p.add_argument("checkpoint", help="a checkpoint.pt (or the checkpoint_XXXXXX folder holding it)")
+    p.add_argument("checkpoint", help=CHECKPOINT_HELP)
     p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
     p.add_argument("--imgsz", type=int, default=None, help="input size (default: the size it was trained at)")
     p.add_argument("--atol", type=float, default=ATOL, help=f"ONNX vs PyTorch absolute tolerance (default {ATOL:g})")

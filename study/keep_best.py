@@ -35,7 +35,7 @@ def read_state(path: Path) -> dict[str, Any]:
 
 
 def checkpoints(trial_dir: Path) -> list[Path]:
-    """A trial folder's ``checkpoint_XXXXXX/checkpoint.pt`` files, oldest first."""
+    """A trial folder's ``checkpoint_<6-digit index>/checkpoint.pt`` files, oldest first."""
     return sorted(Path(trial_dir).glob(f"checkpoint_*/{CHECKPOINT_NAME}"), key=lambda p: p.parent.name)
 
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from study.checkpoint import load_checkpoint, restore_model
-from study.cli import ArgumentParser, UsageError, run_cli
+from study.cli import CHECKPOINT_HELP, ArgumentParser, UsageError, run_cli
 from study.predict_io import (
     IMAGE_EXTS,
     Frame,
@@ -51,7 +51,7 @@ BATCH = 16
 
 def parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="python -m study.predict", description=__doc__.split("\n\n")[0])
-    p.add_argument("checkpoint", help="a checkpoint.pt (or the checkpoint_XXXXXX folder holding it)")
+    p.add_argument("checkpoint", help=CHECKPOINT_HELP)
     p.add_argument("source", help="an image, a video, or a folder of images/videos")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the annotated files and predictions.parquet")
     p.add_argument("--conf", type=float, default=0.25,

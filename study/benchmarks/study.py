@@ -70,7 +70,7 @@ from study.processes import descendants
 from study.runner import StudySettings
 
 TRIAL_PROCESS = "ray::ImplicitFunc"  # Tune's function trainable actor: one process per running trial
-STORE_MAPPING = "plasma"  # Ray's shared-memory object store file (/dev/shm/plasmaXXXX)
+STORE_MAPPING = "plasma"  # Ray's shared-memory object store file (/dev/shm/plasma followed by a random suffix)
 KIB_PER_MIB = 1024
 BASELINE_TRAIN = 64  # training images of the memory baseline study
 
