@@ -76,21 +76,30 @@ def best_trial(study_dir: Path, method: str | None = None) -> pd.Series:
     return chosen.iloc[0]
 
 
-def trial_checkpoint(study_dir: Path, trial_id: str, epoch: int | None = None) -> Path:
-    """A checkpoint of ``trial_id``: the one holding ``epoch`` when given (a warning and the newest
-    when that one is gone), else the newest. Tune names a trial's folder ``<trainable>_<trial_id>_...``
-    under the study folder (or under ``NAME-repeats`` for --repeat-best seeds)."""
-    roots = [study_dir, study_dir.parent / f"{study_dir.name}{REPEATS_SUFFIX}"]
+def repeats_dir(study_dir: Path) -> Path:
+    """The Tune experiment folder of a study's --repeat-best re-runs (beside the search's)."""
+    return study_dir.parent / f"{study_dir.name}{REPEATS_SUFFIX}"
+
+
+def trial_checkpoint(study_dir: Path, trial_id: str, epoch: int | None = None, strict: bool = False) -> Path | None:
+    """A checkpoint of ``trial_id``: the one holding ``epoch`` when given (when that one is gone: None with
+    ``strict``, else a warning and the newest), else the newest. Tune names a trial's folder
+    ``<trainable>_<trial_id>_...`` under the study folder (or under ``NAME-repeats`` for --repeat-best seeds)."""
+    roots = [study_dir, repeats_dir(study_dir)]
     folders = [d for root in roots if root.is_dir() for d in root.iterdir()
                if d.is_dir() and f"_{trial_id}_" in f"{d.name}_"]
     found = sorted((c for d in folders for c in d.glob(f"checkpoint_*/{CHECKPOINT_NAME}")),
                    key=lambda c: c.parent.name)
+    if not found and strict:
+        return None
     if not found:
         raise UsageError(f"--best {study_dir}: trial {trial_id} has no {CHECKPOINT_NAME} under its Tune folder "
                          "(the checkpoint may have been deleted); pass a CHECKPOINT explicitly")
     if epoch is None:
         return found[-1]
     at_epoch = checkpoint_of_epoch(found, epoch)
+    if at_epoch is None and strict:
+        return None
     if at_epoch is None:
         print(f"warning: trial {trial_id}'s epoch-{epoch} checkpoint is gone (a study from before best-epoch "
               f"checkpoints?); scoring its newest ({found[-1].parent.name})", file=sys.stderr)

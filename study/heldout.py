@@ -9,16 +9,20 @@ After the search and its repeats (study/runner.py), for each method:
    it, study/keep_best.py) is scored once on the ``test`` split by ``evaluate_state``, with the
    study's own split (``--split patient``: held-out patients) and split seed;
 3. the scores are pooled over all of the method's re-runs: mean and the half-width of the two-sided
-   95% Student-t interval (study/analysis/stats.py), over n = the re-runs scored;
+   95% Student-t interval (study/analysis/stats.py), over n = the re-runs scored (seeds on one split);
+   a study with ``--folds K`` (study/folds.py) takes the mean over seeds within each fold first, and
+   the interval's unit is the fold (patients never seen);
 4. the method's isolated costs (study/costs.py, its best configuration measured alone) and their
    ratio to ``dual``'s join the row.
 
 Files written to the study folder (pyarrow, atomically):
   test_runs.parquet   one row per scored re-run: trial_id, repeat_of, method, train.seed, best_epoch,
-                      checkpoint, test.* metrics
-  costs.parquet       one row per method: its isolated ``cost.*`` figures
-  headline.parquet    one row per method: method, n_seeds (re-runs scored), n_configs, split,
+                      checkpoint, test.* metrics (and ``fold`` in a folds study)
+  costs.parquet       one row per method (and fold): its isolated ``cost.*`` figures
+  headline.parquet    one row per method: method, n_folds, n_seeds (distinct seeds), n_runs (re-runs
+                      scored), n_configs, interval_unit ("fold" | "seed"), split_leaks_patients, split,
                       split_by, split_seed, data, test.<metric>.mean / .ci95, cost.*, cost.*.ratio_dual
+A resumed study keeps the re-runs it scored before (same trial, same best epoch) as they were.
 A single-task method has no score for the other task: those cells are empty (null).
 """
 
@@ -54,8 +58,14 @@ def chosen_configs(study_dir: Path, metric: str, mode: str, k: int) -> pd.DataFr
     return best_trials(read_trials(study_dir), metric, mode, k=k, per_method=True)
 
 
-def score_reruns(study_dir: Path, chosen: pd.DataFrame, split_seed: int) -> pd.DataFrame:
-    """Score every finished re-run of ``chosen`` once on the test split; one row per re-run."""
+def score_reruns(study_dir: Path, chosen: pd.DataFrame, split_seed: int,
+                 scored: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Score every finished re-run of ``chosen`` once on the test split; one row per re-run.
+
+    ``scored``: rows of an earlier scoring (test_runs.parquet of a resumed study); a re-run already
+    there at the same best epoch keeps its row and is not scored again. A re-run whose best epoch's
+    checkpoint is gone is not scored (one line says so): scoring another epoch would record a number
+    the selection rule did not choose."""
     trials = read_trials(study_dir)
     method_of = dict(zip(chosen["trial_id"].astype(str), chosen["method"], strict=True))
     repeat = trials["repeat_of"].fillna("").astype(str)
@@ -63,13 +73,23 @@ def score_reruns(study_dir: Path, chosen: pd.DataFrame, split_seed: int) -> pd.D
     skipped = trials[repeat.isin(method_of) & ~trials.index.isin(reruns.index)]
     for _, r in skipped.iterrows():
         print(f"test: re-run {r['trial_id']} of {r['repeat_of']} is {r['status']}: not scored", file=sys.stderr)
-    rows = []
+    earlier = {(str(r["trial_id"]), int(r["best_epoch"])): r.to_dict()
+               for _, r in (scored if scored is not None else pd.DataFrame()).iterrows()}
+    rows, reused = [], 0
     for _, r in reruns.iterrows():
-        path = trial_checkpoint(study_dir, str(r["trial_id"]), int(r["best_epoch"]))
+        key = (str(r["trial_id"]), int(r["best_epoch"]))
+        if key in earlier:
+            rows.append(earlier[key])
+            reused += 1
+            continue
+        path = trial_checkpoint(study_dir, key[0], key[1], strict=True)
+        if path is None:
+            print(f"test: re-run {key[0]} of {r['repeat_of']}: the checkpoint of its best epoch ({key[1]}) is gone; "
+                  "not scored", file=sys.stderr)
+            continue
         result = evaluate_state(load_checkpoint(path), SPLIT, seed=split_seed, device="cpu", path=path)
-        row = {"trial_id": str(r["trial_id"]), "repeat_of": str(r["repeat_of"]),
-               "method": method_of[str(r["repeat_of"])],
-               "train.seed": int(r["train.seed"]), "best_epoch": int(r["best_epoch"]), "checkpoint": str(path),
+        row = {"trial_id": key[0], "repeat_of": str(r["repeat_of"]), "method": method_of[str(r["repeat_of"])],
+               "train.seed": int(r["train.seed"]), "best_epoch": key[1], "checkpoint": str(path),
                "split_by": result["split_by"], "split_seed": int(result["split_seed"]), "data": result["data"],
                "images": int(result["images"])}
         row.update({k: float(v) for k, v in result["metrics"].items()})
@@ -78,24 +98,52 @@ def score_reruns(study_dir: Path, chosen: pd.DataFrame, split_seed: int) -> pd.D
                           if math.isfinite(row.get(f"{SPLIT}.{m}", math.nan)))
         print(f"test: {row['method']} re-run {row['trial_id']} (seed {row['train.seed']}, epoch {row['best_epoch']}) "
               f"on {row['images']} {SPLIT} images split by {row['split_by']}: {shown}", flush=True)
+    if reused:
+        print(f"test: {reused} re-runs scored before (test_runs.parquet) kept as they were", flush=True)
     return pd.DataFrame(rows)
 
 
+def read_runs(study_dir: Path) -> pd.DataFrame | None:
+    """test_runs.parquet of an earlier held-out phase, or None."""
+    path = study_dir / RUNS_FILE
+    return pd.read_parquet(path) if path.is_file() else None
+
+
 def headline_rows(chosen: pd.DataFrame, runs: pd.DataFrame, costs: pd.DataFrame, split_by: str,
-                  split_seed: int, data: str) -> list[dict[str, Any]]:
-    """One row per method (in ``chosen``'s order of methods): pooled test statistics and costs."""
+                  split_seed: int, data: str, leaks: bool = False) -> list[dict[str, Any]]:
+    """One row per method (in the report's order of methods): test statistics and costs.
+
+    With a ``fold`` column in ``runs`` holding several folds, a method's score is the mean over folds
+    of its mean over seeds within each fold, and the interval's unit is the fold (``interval_unit``
+    "fold"); otherwise the re-runs are pooled and the interval covers seeds on one split ("seed").
+    Costs with a ``fold`` column are each method's mean over folds."""
+    folds = "fold" in runs and runs["fold"].nunique() > 1
+    if len(costs) and "fold" in costs:
+        costs = costs.groupby("method", sort=False).agg(
+            {c: ("mean" if c in COSTS else "first") for c in costs.columns if c not in ("method", "fold")}
+        ).reset_index()
     by_cost = {str(r["method"]): r for _, r in costs.iterrows()} if len(costs) else {}
     ref = by_cost.get(REFERENCE)
     rows = []
     for method in order_methods(dict.fromkeys(chosen["method"])):  # the report's fixed order of methods
         mine = runs[runs["method"] == method] if len(runs) else runs
         configs = chosen[chosen["method"] == method]
-        row: dict[str, Any] = {"method": method, "n_seeds": len(mine), "n_configs": len(configs),
-                               "configs": ",".join(configs["trial_id"].astype(str)), "split": SPLIT,
-                               "split_by": split_by, "split_seed": split_seed, "data": data}
+        row: dict[str, Any] = {
+            "method": method, "n_folds": int(mine["fold"].nunique()) if folds else 1,
+            "n_seeds": int(mine["train.seed"].nunique()) if len(mine) else 0, "n_runs": len(mine),
+            "n_configs": len(configs) // (configs["fold"].nunique() if "fold" in configs else 1),
+            "configs": ",".join(configs["trial_id"].astype(str)), "split": SPLIT, "split_by": split_by,
+            "split_seed": split_seed, "data": data, "interval_unit": "fold" if folds else "seed",
+            "split_leaks_patients": bool(leaks)}
         for m in METRICS:
             col = f"{SPLIT}.{m}"
-            values = [float(v) for v in mine[col]] if col in mine else []
+            if col not in mine:
+                values: list[float] = []
+            elif folds:  # seeds averaged within a fold first: the fold is the unit
+                scored = mine.assign(_v=pd.to_numeric(mine[col], errors="coerce")).dropna(subset=["_v"])
+                values = [float(v) for v in scored.groupby("fold")["_v"].mean()]
+            else:
+                values = [float(v) for v in mine[col]]
             s = mean_ci(values, CONFIDENCE)
             row[f"{col}.mean"], row[f"{col}.ci95"] = _or_none(s.mean), _or_none(s.half_width)
         cost = by_cost.get(method)
@@ -106,19 +154,36 @@ def headline_rows(chosen: pd.DataFrame, runs: pd.DataFrame, costs: pd.DataFrame,
             row[f"{c}.ratio_dual"] = _or_none(value / den if math.isfinite(value) and math.isfinite(den) and den > 0
                                               else math.nan)
         for c in ("cost.trial_id", "cost.device", "cost.threads", "cost.batch", "cost.imgsz", "cost.host"):
-            row[c] = None if cost is None else _plain(cost[c])
+            row[c] = None if cost is None or c not in cost else _plain(cost[c])
         rows.append(row)
     return rows
 
 
 def headline_table(rows: list[dict[str, Any]]) -> pa.Table:
     """headline.parquet's schema: identity and counts typed, every statistic and cost float64."""
-    text = ("method", "configs", "split", "split_by", "data", "cost.trial_id", "cost.device", "cost.host")
-    ints = ("n_seeds", "n_configs", "split_seed")
+    text = ("method", "configs", "split", "split_by", "data", "cost.trial_id", "cost.device", "cost.host",
+            "interval_unit")
+    ints = ("n_folds", "n_seeds", "n_runs", "n_configs", "split_seed")
+    flags = ("split_leaks_patients",)
     keys = list(dict.fromkeys(k for r in rows for k in r)) or ["method", "n_seeds"]
-    fields = [pa.field(k, pa.string() if k in text else pa.int64() if k in ints else pa.float64()) for k in keys]
+    fields = [pa.field(k, pa.string() if k in text else pa.int64() if k in ints else pa.bool_() if k in flags
+                       else pa.float64()) for k in keys]
     schema = pa.schema(fields)
     return pa.table({f.name: pa.array([r.get(f.name) for r in rows], type=f.type) for f in schema}, schema=schema)
+
+
+def read_costs(study_dir: Path, best: pd.DataFrame) -> pd.DataFrame | None:
+    """costs.parquet of an earlier run when it measured exactly ``best``'s configurations (a resumed
+    study), else None."""
+    path = study_dir / COSTS_FILE
+    if not path.is_file():
+        return None
+    costs = pd.read_parquet(path)
+    if "cost.trial_id" not in costs:
+        return None
+    measured = dict(zip(costs["method"].astype(str), costs["cost.trial_id"].astype(str), strict=True))
+    wanted = dict(zip(best["method"].astype(str), best["trial_id"].astype(str), strict=True))
+    return costs if measured == wanted else None
 
 
 def write_costs(study_dir: Path, costs: pd.DataFrame) -> Path:
@@ -129,11 +194,11 @@ def write_costs(study_dir: Path, costs: pd.DataFrame) -> Path:
 
 
 def write_heldout(study_dir: Path, chosen: pd.DataFrame, runs: pd.DataFrame, costs: pd.DataFrame, split_by: str,
-                  split_seed: int, data: str) -> Path:
+                  split_seed: int, data: str, leaks: bool = False) -> Path:
     """Write test_runs.parquet and headline.parquet; returns headline.parquet's path."""
     if len(runs):
         write_atomic(pa.Table.from_pandas(runs, preserve_index=False), study_dir / RUNS_FILE)
-    rows = headline_rows(chosen, runs, costs, split_by, split_seed, data)
+    rows = headline_rows(chosen, runs, costs, split_by, split_seed, data, leaks)
     path = study_dir / HEADLINE_FILE
     write_atomic(headline_table(rows), path)
     return path
@@ -147,14 +212,21 @@ def print_headline(path: Path) -> None:
         return
     first = df.iloc[0]
     where = "held-out patients" if first["split_by"] == "patient" else "the dataset's own test folder"
+    folds = first.get("interval_unit") == "fold"
+    unit = (f"mean ± 95% CI over {int(first['n_folds'])} patient folds (seeds averaged within each fold)" if folds
+            else "mean ± 95% CI over each method's re-runs: the interval covers seeds only, on one split")
     print(f"\nheld-out headline: {SPLIT} split ({where}, split by {first['split_by']}, seed {first['split_seed']}); "
-          "mean ± 95% CI over each method's re-runs; costs measured alone (×dual)")
+          f"{unit}; costs measured alone (×dual)")
+    if bool(first.get("split_leaks_patients", False)):
+        print("warning: the test split shares patients with the training or validation split: these scores measure "
+              "memory as much as generalisation (use --split patient)")
     for _, r in df.iterrows():
         scores = ", ".join(f"{m} {_ci(r, m)}" for m in TEST_SHOWN)
         costs = ", ".join(f"{label.split(' (')[0]} {_num(r[c])} ({_num(r[f'{c}.ratio_dual'])}×)"
                           for c, label in COSTS.items() if c in ("cost.train_step_ms", "cost.latency_ms_b1",
                                                                  "cost.peak_mem_mb"))
-        print(f"  {r['method']:<16} n={int(r['n_seeds'])}: {scores}; {costs}")
+        counts = f"{int(r['n_folds'])} folds, " if folds else ""
+        print(f"  {r['method']:<16} {counts}{int(r['n_seeds'])} seeds, {int(r['n_runs'])} runs: {scores}; {costs}")
     print(f"headline: {path}")
 
 

@@ -20,7 +20,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--list-spaces", action="store_true", help="print the search spaces and exit")
     p.add_argument("--methods", default=None, metavar="M1,M2",
                    help="only these methods of a multi-method space, e.g. shared/gradnorm,dual (default all)")
-    p.add_argument("--samples", type=int, default=6, help="number of trials (default 6)")
+    p.add_argument("--samples", type=int, default=6,
+                   help="number of trials (default 6; with --folds: per fold); 0: no search, each method's default "
+                        "configuration is re-run and scored")
     p.add_argument("--epochs", type=int, default=5, help="epochs per trial (default 5)")
     p.add_argument("--max-concurrent", type=int, default=2)
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
@@ -33,6 +35,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="synthetic", help="'synthetic' (default) or a data.yaml")
     p.add_argument("--split", choices=["folders", "patient"], default="folders",
                    help="the dataset's own folders, or a seeded split by patient (recommended for real data)")
+    p.add_argument("--folds", type=int, default=0, metavar="K",
+                   help="with --split patient: K outer patient folds, each a complete study scored on its own "
+                        "patients; writes folds.parquet, headline.parquet and verdict.parquet "
+                        "(implies --test --repeat-best 1)")
     p.add_argument("--imgsz", type=int, default=None, help="image size, multiple of 32 (default 128)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any base config key")
     p.add_argument("--name", default=None, help="study name (default SPACE-TIME)")
@@ -40,7 +46,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="connect to a running Ray cluster instead of starting one")
     p.add_argument("--resume", action="store_true", help="continue the study --name")
     p.add_argument("--overwrite", action="store_true", help="replace an existing study --name")
-    p.add_argument("--repeat-best", type=int, default=0, metavar="K", help="re-run the K best configs ...")
+    p.add_argument("--repeat-best", type=int, default=None, metavar="K",
+                   help="re-run the K best configs ... (default 0; 1 with --folds)")
     p.add_argument("--seeds", type=int, default=3, metavar="N", help="... with N seeds each")
     p.add_argument("--test", action="store_true",
                    help="after --repeat-best: score every re-run once on the test split (held-out patients with "
@@ -64,10 +71,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from study.runner import StudySettings, run_study
 
+    if args.folds:
+        args.test = True
+        args.repeat_best = 1 if args.repeat_best is None else args.repeat_best
+    args.repeat_best = 0 if args.repeat_best is None else args.repeat_best
     config = {"train.epochs": args.epochs, "train.seed": args.seed, "data.split": args.split,
               "data.source": args.data if args.data == "synthetic" else str(Path(args.data).expanduser().resolve())}
     if args.imgsz is not None:
         config["data.imgsz"] = args.imgsz
+    if args.folds:
+        config.update({"data.folds": args.folds, "data.fold": 0})
     config.update(parse_set(args.set))
     resolve_weights(config)
     from search_spaces import registry
@@ -85,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, seed=args.seed,
         objective=args.objective, scheduler=args.scheduler, name=args.name, storage=args.storage,
         address=args.address, resume=args.resume, overwrite=args.overwrite, repeat_best=args.repeat_best,
-        seeds=args.seeds, test=args.test, costs=args.costs, dashboard_host=args.dashboard_host,
+        seeds=args.seeds, test=args.test, costs=args.costs, folds=args.folds, dashboard_host=args.dashboard_host,
         dashboard_port=args.dashboard_port,
         methods=args.methods.split(",") if args.methods else None,
         config=config, argv=list(sys.argv[1:] if argv is None else argv),

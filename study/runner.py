@@ -29,13 +29,14 @@ from study.analysis.headline import HEADLINE_FILE
 from study.best import EPOCH_SCORE, best_trials
 from study.cli import UsageError
 from study.cluster import AUTH_HINT, check_nodes, describe
+from study.evaluate import repeats_dir
 from study.keep_best import KeepBestCheckpoints
 from study.manifest import write_manifest
 from study.recorder import ResultsRecorder
 from study.results import read_trials, row_config
 from study.schedulers import PerMethodASHA
 from study.searchers import PerMethodSearch, storage_url
-from trainables.config import TrialConfig
+from trainables.config import TrialConfig, fit_balancer
 from trainables.data.loader import load_data
 from trainables.tune import train_trial
 
@@ -48,6 +49,7 @@ MIN_FREE_BYTES = 512 * 2**20
 # 0.4-1.3 s with; the results are bit-identical (every run re-seeds per epoch), and the peak-memory
 # window starts from a trimmed heap (trainables/metrics/efficiency.py) so reuse does not inflate it.
 REUSE_WORKERS = True
+DEFAULT_CONFIG = "default:"  # --samples 0: a method's default configuration stands for its chosen trial
 
 
 @dataclass
@@ -72,6 +74,7 @@ class StudySettings:
     costs: bool = False  # measure each method's chosen configuration alone (implied by test)
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8265
+    folds: int = 0  # >= 2: K outer patient folds, each a complete study (study/folds.py)
     methods: list[str] | None = None  # method labels (shared/gradnorm, dual, ...); None: all of the space's
     config: dict[str, Any] = field(default_factory=dict)  # base config keys from the command line
     argv: list[str] = field(default_factory=list)
@@ -83,7 +86,8 @@ def run_study(s: StudySettings) -> Path:
     objectives = _check(s)
     study_dir = _prepare_folder(s)
     base = spaces.base_config(s.space, s.config, _methods(s))
-    print(f"study {study_dir.name}: space {s.space}, {s.samples} trials x {s.epochs} epochs, objective "
+    search = f"{s.samples} trials" if s.samples else "no search (each method's default configuration)"
+    print(f"study {study_dir.name}: space {s.space}, {search} x {s.epochs} epochs, objective "
           f"{', '.join(f'{m} ({mode})' for m, mode in objectives)}", flush=True)
 
     t0 = time.perf_counter()
@@ -99,28 +103,66 @@ def run_study(s: StudySettings) -> Path:
     if s.address:  # every node must import the project and see the study folder: checked before any trial
         for line in describe(check_nodes(study_dir)):
             print(line, flush=True)
-    trainable = tune.with_resources(
-        tune.with_parameters(train_trial, data=data), {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial}
-    )
-    recorder = ResultsRecorder(study_dir, s.space)
     started = time.time()
-    if s.resume and Tuner.can_restore(str(study_dir)):
-        tuner = Tuner.restore(str(study_dir), trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        tuner = Tuner(
-            trainable,
-            tune_config=_tune_config(s, base, objectives, study_dir),
-            run_config=_run_config(s, study_dir.name, recorder),
-        )
-    grid = tuner.fit()
-    write_manifest(study_dir, s, base, data.fingerprint, started)
+    if s.folds:
+        from study.folds import run_folds
 
-    if s.repeat_best > 0:
-        _repeat_best(s, study_dir, trainable, objectives)
-    if s.test or s.costs:
-        _heldout(s, study_dir, data, objectives)
-    _summary(study_dir, objectives, wall_s=time.time() - started, errors=grid.num_errors)
+        run_folds(s, study_dir, base, data, objectives)
+        return study_dir
+    errors = run_phases(s, study_dir, base, data, objectives)
+    write_manifest(study_dir, s, base, data.fingerprint, started)
+    _summary(study_dir, objectives, wall_s=time.time() - started, errors=errors)
     return study_dir
+
+
+def run_phases(s: StudySettings, study_dir: Path, base: dict[str, Any], data: Any,
+               objectives: list[tuple[str, str]]) -> int:
+    """One complete study in ``study_dir``: the search (none with ``--samples 0``), the re-runs of each
+    method's chosen configurations, the isolated costs and the held-out scores. Every phase resumes
+    from what an earlier run of the same study left. Returns the number of trials Tune saw error."""
+    trainable = tune.with_resources(  # trials never see the test split: it is not in what they are handed
+        tune.with_parameters(train_trial, data=without_test(data)), {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial}
+    )
+    errors = 0
+    if s.samples:
+        recorder = ResultsRecorder(study_dir, s.space)
+        if s.resume and Tuner.can_restore(str(study_dir)):
+            tuner = Tuner.restore(str(study_dir), trainable, resume_unfinished=True, resume_errored=True)
+        else:
+            tuner = Tuner(trainable, tune_config=_tune_config(s, base, objectives, study_dir),
+                          run_config=_run_config(s, study_dir, recorder))
+        errors = tuner.fit().num_errors
+    chosen = _chosen(s, study_dir, base, objectives)
+    if s.repeat_best > 0:
+        _repeat_best(s, study_dir, trainable, chosen)
+    if s.test or s.costs:
+        _heldout(s, study_dir, data, chosen)
+    return errors
+
+
+def without_test(data: Any) -> Any:
+    """``data`` with an empty test split: what trials are handed (their epochs are chosen on val only)."""
+    import dataclasses
+
+    import numpy as np
+
+    return dataclasses.replace(data, splits={**data.splits, "test": np.zeros(0, np.int64)})
+
+
+def _chosen(s: StudySettings, study_dir: Path, base: dict[str, Any], objectives: list[tuple[str, str]]):
+    """Each method's chosen configurations: its K best searched trials (study/best.py), or with
+    ``--samples 0`` its default configuration (``trial_id`` ``default:<method>``)."""
+    import pandas as pd
+
+    if s.samples:
+        metric, mode = objectives[0]
+        return best_trials(read_trials(study_dir), f"best.{metric}", mode, k=max(s.repeat_best, 1), per_method=True)
+    rows = []
+    for m in _methods(s):
+        flat = TrialConfig.from_partial(fit_balancer({**base, **m})).to_flat()
+        name = spaces.method_name(m["arch"], m["balancer.name"])
+        rows.append({"trial_id": f"{DEFAULT_CONFIG}{name}", "method": name, **flat})
+    return pd.DataFrame(rows)
 
 
 # -- the pieces ------------------------------------------------------------------------------------
@@ -132,10 +174,17 @@ def _check(s: StudySettings) -> list[tuple[str, str]]:
         raise UsageError("--scheduler asha needs one objective: ASHA stops trials by ranking one metric, and a "
                          "multi-objective study has no single ranking; use --scheduler fifo or --objective single")
     methods = len(_methods(s))
+    if s.samples < 0:
+        raise UsageError(f"--samples {s.samples} must be >= 0 (0: no search, each method's default configuration)")
+    if s.samples == 0 and s.repeat_best < 1:
+        raise UsageError("--samples 0 skips the search: add --repeat-best 1 --seeds N (or --folds K) to train each "
+                         "method's default configuration")
+    if s.folds and (s.folds < 2 or s.config.get("data.split") != "patient"):
+        raise UsageError(f"--folds {s.folds}: folds are whole patients: give --folds K >= 2 with --split patient")
     if s.samples % methods:
         raise UsageError(f"--samples {s.samples}: space {s.space} runs one search per method, so the total must be "
                          f"a multiple of its {methods} methods (e.g. {methods * max(1, round(s.samples / methods))})")
-    for name, value, low in (("--samples", s.samples, 1), ("--epochs", s.epochs, 1),
+    for name, value, low in (("--epochs", s.epochs, 1),
                              ("--max-concurrent", s.max_concurrent, 1), ("--seeds", s.seeds, 1)):
         if value < low:
             raise UsageError(f"{name} {value} must be at least {low}")
@@ -190,6 +239,7 @@ def _prepare_folder(s: StudySettings) -> Path:
             raise UsageError(f"{study_dir} already holds a study; use --resume to continue it, "
                              "--overwrite to replace it, or another --name")
         shutil.rmtree(study_dir)
+        shutil.rmtree(repeats_dir(study_dir), ignore_errors=True)  # its re-runs belong to the study replaced
     elif s.resume:
         raise UsageError(f"--resume: there is no study at {study_dir} to resume")
     study_dir.mkdir(parents=True, exist_ok=True)
@@ -210,8 +260,8 @@ def _start_ray(s: StudySettings) -> None:
     try:
         if s.address:
             context = ray.init(address=s.address, log_to_driver=False)
-        else:
-            context = ray.init(include_dashboard=True, dashboard_host=s.dashboard_host,
+        else:  # "local": a new instance of our own, never the cluster a stale ray_current_cluster file names
+            context = ray.init(address="local", include_dashboard=True, dashboard_host=s.dashboard_host,
                                dashboard_port=s.dashboard_port, log_to_driver=False)
     except Exception as err:  # an unreachable --address, a port in use, ...
         raise UsageError(f"cannot start or reach Ray{' at ' + s.address if s.address else ''}: "
@@ -242,6 +292,7 @@ def _tune_config(s: StudySettings, base: dict[str, Any], objectives: list[tuple[
     searcher = PerMethodSearch(s.space, base, objectives, s.samples, seed=s.seed,
                                storage=storage_url(study_dir / OPTUNA_DB), methods=_methods(s))
     limited = ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent)
+    print(searcher.plan(), flush=True)
     if s.scheduler == "asha":  # one ASHA per method: a trial is ranked only against its own method's
         metric, mode = objectives[0]
         names = [spaces.method_name(m["arch"], m["balancer.name"]) for m in _methods(s)]
@@ -252,10 +303,10 @@ def _tune_config(s: StudySettings, base: dict[str, Any], objectives: list[tuple[
     return TuneConfig(search_alg=limited, scheduler=scheduler, num_samples=s.samples, reuse_actors=REUSE_WORKERS)
 
 
-def _run_config(s: StudySettings, name: str, recorder: ResultsRecorder) -> RunConfig:
+def _run_config(s: StudySettings, experiment_dir: Path, recorder: ResultsRecorder) -> RunConfig:
     return RunConfig(
-        name=name,
-        storage_path=str(Path(s.storage).expanduser().resolve()),
+        name=experiment_dir.name,
+        storage_path=str(experiment_dir.parent),
         callbacks=[recorder, KeepBestCheckpoints()],
         # only a dead worker raises out of a trial (train_trial records every deterministic failure),
         # so retrying from the last checkpoint is never a blind retry of the same error
@@ -269,19 +320,27 @@ def _run_config(s: StudySettings, name: str, recorder: ResultsRecorder) -> RunCo
     )
 
 
-def _repeat_best(s: StudySettings, study_dir: Path, trainable: Any, objectives: list[tuple[str, str]]) -> None:
-    """Re-run the K best configurations of each method with N seeds each (``meta.repeat_of`` names the original)."""
-    metric, mode = objectives[0]
-    ok = best_trials(read_trials(study_dir), f"best.{metric}", mode, k=s.repeat_best, per_method=True)
+def _repeat_best(s: StudySettings, study_dir: Path, trainable: Any, chosen: Any) -> None:
+    """Re-run each method's chosen configurations with N seeds each (``meta.repeat_of`` names the original).
+
+    A second Tune experiment beside the study (``NAME-repeats``); a resumed study restores it, so the
+    re-runs it finished stay and none is started twice."""
+    folder = repeats_dir(study_dir)
+    recorder = ResultsRecorder(study_dir, s.space)
+    if Tuner.can_restore(str(folder)):
+        print(f"repeat-best: resuming {folder.name}", flush=True)
+        Tuner.restore(str(folder), trainable, resume_unfinished=True, resume_errored=True).fit()
+        return
     points = []
-    for _, row in ok.iterrows():
+    for _, row in chosen.iterrows():
         config = row_config(row)
         for seed in range(s.seeds):
             points.append({**config, "train.seed": s.seed + 1000 + seed, "meta.repeat_of": row["trial_id"]})
     if not points:
         print("repeat-best: no finished trial to repeat", file=sys.stderr)
         return
-    print(f"repeat-best: {len(ok)} configs ({s.repeat_best} per method) x {s.seeds} seeds", flush=True)
+    per = "per method" if s.samples else "per method: its default"
+    print(f"repeat-best: {len(chosen)} configs ({max(s.repeat_best, 1)} {per}) x {s.seeds} seeds", flush=True)
     tuner = Tuner(
         trainable,
         # Tune wants every key a point sets declared in the param space; a point leaves the keys of other
@@ -290,33 +349,36 @@ def _repeat_best(s: StudySettings, study_dir: Path, trainable: Any, objectives: 
         tune_config=TuneConfig(search_alg=BasicVariantGenerator(points_to_evaluate=points,
                                                                 max_concurrent=s.max_concurrent),
                                num_samples=len(points), reuse_actors=REUSE_WORKERS),
-        run_config=_run_config(s, f"{study_dir.name}-repeats", ResultsRecorder(study_dir, s.space)),
+        run_config=_run_config(s, folder, recorder),
     )
     tuner.fit()
 
 
-def _heldout(s: StudySettings, study_dir: Path, data: Any, objectives: list[tuple[str, str]]) -> None:
+def _heldout(s: StudySettings, study_dir: Path, data: Any, chosen: Any) -> None:
     """Costs measured alone (study/costs.py) and, with ``--test``, the re-runs scored on the test split
-    (study/heldout.py): ``costs.parquet``, ``test_runs.parquet`` and ``headline.parquet``."""
+    (study/heldout.py): ``costs.parquet``, ``test_runs.parquet`` and ``headline.parquet``. A resumed study
+    keeps the costs and scores it has (idempotent)."""
     from study import heldout
     from study.costs import measure_isolated
+    from trainables.data.splits import split_overlap
 
-    metric, mode = objectives[0]
-    chosen = heldout.chosen_configs(study_dir, f"best.{metric}", mode, max(s.repeat_best, 1))
     if chosen.empty:
         print("costs/test: no finished trial to measure or score", file=sys.stderr)
         return
     best = chosen.groupby("method", sort=False).head(1)  # each method's chosen configuration
-    print(f"costs: {len(best)} configurations, each alone on an otherwise idle worker", flush=True)
-    costs = measure_isolated(best, data, gpu=s.gpus_per_trial > 0)
+    costs = heldout.read_costs(study_dir, best)
+    if costs is None:
+        print(f"costs: {len(best)} configurations, each alone on an otherwise idle worker", flush=True)
+        costs = measure_isolated(best, without_test(data), gpu=s.gpus_per_trial > 0)
+        print(f"costs: {heldout.write_costs(study_dir, costs)}")
     data_cfg = TrialConfig.from_partial(s.config).data
-    split_by, source = data_cfg.split, data_cfg.source
-    print(f"costs: {heldout.write_costs(study_dir, costs)}")
     if not s.test:
         return
-    runs = heldout.score_reruns(study_dir, chosen, split_seed=s.seed)
-    path = heldout.write_heldout(study_dir, chosen, runs, costs, split_by, s.seed, source)
-    heldout.print_headline(path)
+    runs = heldout.score_reruns(study_dir, chosen, split_seed=s.seed, scored=heldout.read_runs(study_dir))
+    leaks = split_overlap(data.groups, {k: v for k, v in data.splits.items() if len(v)}).leaks
+    path = heldout.write_heldout(study_dir, chosen, runs, costs, data_cfg.split, s.seed, data_cfg.source, leaks)
+    if not s.folds:
+        heldout.print_headline(path)
 
 
 def _summary(study_dir: Path, objectives: list[tuple[str, str]], wall_s: float, errors: int) -> None:

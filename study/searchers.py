@@ -12,7 +12,10 @@ So each method gets
   suggestions do not depend on which other methods share the study;
 - the same number of trials: suggestions go round-robin over the methods (``--samples`` is a
   multiple of the number of methods);
-- its own objective value: the trial's **best epoch** (study/best.py), not its last.
+- its own objective value: the trial's **best epoch** (study/best.py), not its last, for a score; a
+  cost (``time.train_s``) as trials.parquet summarises it, the whole trial's (``_told``);
+- a trial the scheduler (ASHA) stopped early is told PRUNED, with its intermediate values;
+- a quarter of a method's trials (1 to 10) as TPE's random start-up, the rest TPE (``startup_trials``).
 
 A single-method space is the same searcher with one method.
 """
@@ -32,9 +35,19 @@ from ray.tune.search import Searcher
 
 from search_spaces import registry
 from study.best import EPOCH_SCORE, best_epoch
+from trainables.metrics import names
 
 log = logging.getLogger(__name__)
-MAX_STARTUP_TRIALS = 10  # TPE's random start-up trials, per method (fewer when a method has fewer trials)
+RUNNING = "running"  # an epoch report's status before the last epoch (trainables/metrics/names.py: status)
+MAX_STARTUP_TRIALS = 10  # Optuna's default number of random start-up trials for TPE
+STARTUP_SHARE = 4  # a method's budget of n trials starts with ceil(n / 4) random ones (1..10): the rest are TPE's
+
+
+def startup_trials(per_method: int) -> int:
+    """Random start-up trials of a method with ``per_method`` trials: a quarter, at least 1, at most 10.
+
+    ``min(10, n)`` made every trial random at the budgets a laptop runs (n <= 10), so TPE never ran."""
+    return max(1, min(MAX_STARTUP_TRIALS, math.ceil(per_method / STARTUP_SHARE)))
 
 
 def method_seed(seed: int, method: str) -> int:
@@ -76,6 +89,8 @@ class PerMethodSearch(Searcher):
         self.defines = [functools.partial(registry.define_with_base, space=space, base=base, method=m)
                         for m in self.methods]
         per_method = samples // len(self.methods)
+        self.startup = startup_trials(per_method)
+        self.per_method = per_method
         db = optuna.storages.RDBStorage(storage) if storage else optuna.storages.InMemoryStorage()
         directions = ["minimize" if mode == "min" else "maximize" for _, mode in objectives]
         self.studies = [
@@ -83,7 +98,7 @@ class PerMethodSearch(Searcher):
                 storage=db, study_name=name, load_if_exists=True, directions=directions,
                 sampler=optuna.samplers.TPESampler(
                     seed=method_seed(seed, name), multivariate=True, group=True, constant_liar=True,
-                    n_startup_trials=min(MAX_STARTUP_TRIALS, per_method)),
+                    n_startup_trials=self.startup),
             )
             for name in self.names
         ]
@@ -114,7 +129,8 @@ class PerMethodSearch(Searcher):
             return
         epoch = int(result["epoch"])
         # a resumed trial may repeat an epoch: the newer result replaces it
-        self.epochs[trial_id][epoch] = {"epoch": epoch, EPOCH_SCORE: result[EPOCH_SCORE], "values": values}
+        self.epochs[trial_id][epoch] = {"epoch": epoch, EPOCH_SCORE: result[EPOCH_SCORE], "values": values,
+                                        "status": result.get("status")}
         if len(values) == 1:  # Optuna keeps intermediate values for single-objective studies only
             _, trial = self.live[trial_id]
             trial.report(values[0], step=epoch)
@@ -123,13 +139,19 @@ class PerMethodSearch(Searcher):
         if trial_id not in self.live or trial_id in self.done:
             return
         k, trial = self.live[trial_id]
-        best = best_epoch(e for _, e in sorted(self.epochs.get(trial_id, {}).items()))
+        history = [e for _, e in sorted(self.epochs.get(trial_id, {}).items())]
+        best = best_epoch(history)
         try:
             if best is None:  # diverged, failed or stopped before a validated epoch: nothing to learn from
                 self.studies[k].tell(trial, state=TrialState.FAIL)
+            elif not error and history[-1].get("status") == RUNNING:
+                # stopped by the scheduler (ASHA) before its last epoch: pruned, as Optuna's own pruning records
+                # it (its intermediate values stay; Optuna takes the last one as its value), never COMPLETE
+                trial.set_user_attr("best_epoch", int(best["epoch"]))
+                self.studies[k].tell(trial, state=TrialState.PRUNED)
             else:
                 trial.set_user_attr("best_epoch", int(best["epoch"]))
-                values = best["values"]
+                values = self._told(best, history[-1])
                 self.studies[k].tell(trial, values if len(values) > 1 else values[0])
         except (RuntimeError, ValueError) as err:  # e.g. already told before a --resume
             log.warning("optuna: trial %s of %s: %s", trial.number, self.names[k], err)
@@ -146,7 +168,20 @@ class PerMethodSearch(Searcher):
         self._skip_finished()
         self._fail_orphans()
 
+    def plan(self) -> str:
+        """How each method's trials are drawn: random start-up trials, then TPE."""
+        tpe = self.per_method - min(self.startup, self.per_method)
+        return (f"search: {self.per_method} trials per method, each method's own TPE: "
+                f"{min(self.startup, self.per_method)} random start-up, {tpe} TPE")
+
     # -- helpers ----------------------------------------------------------------------------------
+    def _told(self, best: dict[str, Any], last: dict[str, Any]) -> list[float]:
+        """Each objective as trials.parquet's column for it holds it (``names.trial_column``): a score at the
+        trial's best epoch (``best.val.objective``), a cost summarised by its last epoch (``time.train_s``:
+        the whole trial's training seconds). One definition for the searcher, the Parquet row and the report."""
+        return [best["values"][i] if names.summary(m) == names.BEST_LAST else last["values"][i]
+                for i, (m, _) in enumerate(self.objectives)]
+
     def _values(self, result: dict[str, Any]) -> list[float] | None:
         """The objectives' values in ``result``; None unless all (and the epoch score) are finite."""
         keys = [m for m, _ in self.objectives] + [EPOCH_SCORE]

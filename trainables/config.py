@@ -125,7 +125,11 @@ class DataConfig:
     batch: int = 16
     split: Literal["folders", "patient"] = "folders"
     val_fraction: float = 0.2  # patient split only
-    test_fraction: float = 0.2  # patient split only
+    test_fraction: float = 0.2  # patient split only (without folds)
+    # patient split only: K >= 2 outer patient folds (trainables/data/folds.py), ``fold`` the one held out as the
+    # test split; val_fraction then sizes the inner validation split of the other folds' patients. 0: no folds
+    folds: int = 0
+    fold: int = 0
     group_regex: str = r"^([^-]+)-"  # first capture group is the patient id
     missing_view: Literal["skip", "error"] = "skip"
     # 512 / 128: a 5-epoch trial of the default study takes 160 steps (with 256, 80 steps left the detector
@@ -212,8 +216,9 @@ class TrialConfig:
         hyperparameters of other registered balancers (checkpoints and Tune configs written before
         each balancer owned its keys carried every balancer's; a row of a mixed-method trials.parquet
         carries the union of its methods' columns, NaN where a method has no such key), and the
-        retired ``train.fail`` at its inert value."""
-        flat = _drop_retired(_drop_foreign(flat))
+        retired ``train.fail`` at its inert value. Keys added since (``_INTRODUCED``) may be missing:
+        they read as the value that reproduces what the stored config meant."""
+        flat = _fill_introduced(_drop_retired(_drop_foreign(flat)))
         name = flat.get("balancer.name")
         expected = set(cls.flat_keys(name if name is not None else "equal"))
         missing = sorted(expected - set(flat))
@@ -308,6 +313,15 @@ def _drop_foreign(flat: dict[str, Any]) -> dict[str, Any]:
     own = {h.key for h in balancer_hparams(name)} if isinstance(name, str) else set()
     known = {f"balancer.{k}" for k in owners()}
     return {k: v for k, v in flat.items() if not (_is_balancer_key(k) and k in known and k not in own)}
+
+
+# Keys added after configs were stored (checkpoints, Tune states, Parquet rows), with the value that reproduces
+# what such a config meant: a stored config without them reads as that value.
+_INTRODUCED: dict[str, Any] = {"data.folds": 0, "data.fold": 0}
+
+
+def _fill_introduced(flat: dict[str, Any]) -> dict[str, Any]:
+    return {**{k: v for k, v in _INTRODUCED.items() if k not in flat}, **flat}
 
 
 # Keys a stored config may still carry, with the only value under which dropping them changes nothing.
@@ -409,6 +423,10 @@ def validate(cfg: TrialConfig) -> None:
         and cfg.data.val_fraction + cfg.data.test_fraction < 1,
         "data.val_fraction + data.test_fraction must leave some training data",
     )
+    folds, fold = cfg.data.folds, cfg.data.fold
+    need(folds == 0 or folds >= 2, f"data.folds={folds} must be 0 (no folds) or at least 2")
+    need(folds == 0 or cfg.data.split == "patient", f"data.folds={folds} splits by patient: set data.split=patient")
+    need(0 <= fold < max(folds, 1), f"data.fold={fold} must be in [0, {max(folds, 1) - 1}] (data.folds={folds})")
 
 
 def _get(cfg: TrialConfig, key: str) -> Any:

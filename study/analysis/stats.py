@@ -128,3 +128,38 @@ def delta_m(method: Mapping[str, float], baseline: Mapping[str, float],
     if not terms or any(not math.isfinite(d) for d in terms):
         return math.nan
     return float(np.mean(terms))
+
+
+@dataclass(frozen=True)
+class Paired:
+    """A paired comparison of a with b over n pairs: the estimate and its two-sided interval [low, high].
+
+    ``kind`` "difference": mean of a − b, ``half_width`` its t half-width. "ratio": geometric mean of
+    a / b, its interval exp(mean log(a/b) ± half_width), ``half_width`` on the log scale."""
+
+    kind: str
+    estimate: float
+    half_width: float
+    low: float
+    high: float
+    n: int
+
+
+def paired_difference(a: Iterable[float], b: Iterable[float], confidence: float = 0.95) -> Paired:
+    """Mean of a_i − b_i ± t_{n-1} · s_d / √n over the pairs where both are finite (NaN interval when n < 2)."""
+    d = [x - y for x, y in zip(a, b, strict=True) if _finite(x) and _finite(y)]
+    s = mean_ci(d, confidence)
+    return Paired("difference", s.mean, s.half_width, s.low, s.high, s.n)
+
+
+def paired_ratio(a: Iterable[float], b: Iterable[float], confidence: float = 0.95) -> Paired:
+    """Geometric mean of a_i / b_i with the t interval of mean log(a_i / b_i), back-transformed; pairs where
+    both are finite and positive."""
+    logs = [math.log(x / y) for x, y in zip(a, b, strict=True) if _finite(x) and _finite(y) and x > 0 and y > 0]
+    s = mean_ci(logs, confidence)
+    return Paired("ratio", math.exp(s.mean) if s.n else math.nan, s.half_width, math.exp(s.low) if s.n > 1 else
+                  math.nan, math.exp(s.high) if s.n > 1 else math.nan, s.n)
+
+
+def _finite(v: float | None) -> bool:
+    return v is not None and math.isfinite(v)

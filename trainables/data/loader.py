@@ -19,6 +19,7 @@ from trainables.data import cache
 from trainables.data.augment import augment_batch
 from trainables.data.decode import PAD_VALUE, decode_index
 from trainables.data.errors import DataError
+from trainables.data.folds import fold_split
 from trainables.data.labels import COORD_TOLERANCE, Problem
 from trainables.data.mosaic import mosaic_batch
 from trainables.data.splits import group_keys, group_split, leak_warning
@@ -94,11 +95,25 @@ def apply_groups(data: DecodedData, cfg: DataConfig, seed: int) -> DecodedData:
                                  "or use data.split=folders", GROUPS)])
     everything = np.unique(np.concatenate(list(data.splits.values())))  # (n,) each image once
     try:
-        parts = group_split(groups[everything], cfg.val_fraction, cfg.test_fraction, seed)
+        if cfg.folds:
+            parts = _fold_parts(data, groups, everything, cfg, seed)
+        else:
+            parts = group_split(groups[everything], cfg.val_fraction, cfg.test_fraction, seed)
     except ValueError as err:
         raise DataError([Problem("data.split=patient", 0, str(err),
                                  "use data.split=folders or smaller val/test fractions", GROUPS)]) from None
     return dataclasses.replace(data, splits={name: everything[idx] for name, idx in parts.items()})
+
+
+def _fold_parts(data: DecodedData, groups: np.ndarray, everything: np.ndarray, cfg: DataConfig,
+                seed: int) -> dict[str, np.ndarray]:
+    """Outer fold ``cfg.fold`` of ``cfg.folds`` over ``everything`` (trainables/data/folds.py): positions into it."""
+    position = np.full(len(groups), -1, np.int64)
+    position[everything] = np.arange(len(everything))
+    boxes = data.boxes[position[data.boxes[:, 0].astype(np.int64)] >= 0].copy()
+    boxes[:, 0] = position[boxes[:, 0].astype(np.int64)]
+    return fold_split(groups[everything], data.views[everything], boxes, cfg.folds, cfg.fold,
+                      cfg.val_fraction, seed)
 
 
 def load_data(cfg: DataConfig, seed: int, progress: bool = False) -> DecodedData:

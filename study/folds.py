@@ -1,0 +1,118 @@
+"""``study.run --split patient --folds K``: K complete studies, one per outer patient fold, and the verdict.
+
+The data.yaml's frames are pooled over its folders and whole patients are dealt into K outer folds,
+stratified by the views and detection classes they carry (trainables/data/folds.py). Fold k is a
+study of its own in ``STORAGE/NAME/fold-k/`` (its Tune experiment, optuna.db, trials.parquet, its
+re-runs in ``fold-k-repeats/``): the search and the epoch choice see the development patients only
+(an inner patient split validates), each method's chosen configuration is re-run with ``--seeds N``
+and scored once on fold k's patients. The trials' configs carry ``data.folds`` and ``data.fold``,
+so every checkpoint reloads its own split (``study.evaluate`` scores it on the right patients).
+
+At the study's root, after the folds:
+  folds.parquet      one row per patient: patient, fold (the fold whose test split holds it), frames
+  test_runs.parquet  every fold's scored re-runs, with a ``fold`` column
+  costs.parquet      every fold's isolated costs, with a ``fold`` column
+  headline.parquet   per method: mean over folds of the mean over seeds, 95% CI over folds (unit: fold)
+  verdict.parquet    every pair of methods, paired by fold (study/verdict.py)
+A resumed study skips what its folds finished (each phase resumes) and rewrites the root files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from study import heldout
+from study.analysis.headline import HEADLINE_FILE, RUNS_FILE
+from study.cli import UsageError
+from study.manifest import write_manifest
+from study.results import write_atomic
+from study.verdict import print_verdict, write_verdict
+from trainables.config import TrialConfig
+from trainables.data.folds import VIEW, missing_labels, patient_labels, stratified_folds
+from trainables.data.loader import apply_groups
+from trainables.data.types import DecodedData
+
+FOLDS_FILE = "folds.parquet"
+FOLD_DIR = "fold-{}"
+
+
+def fold_dirs(study_dir: Path, k: int) -> list[Path]:
+    return [study_dir / FOLD_DIR.format(i) for i in range(k)]
+
+
+def check_folds(data: DecodedData, k: int, seed: int) -> pd.DataFrame:
+    """folds.parquet's table; a UsageError when a fold would miss a view, a warning when one misses a class."""
+    patients, labels, frames = patient_labels(data.groups, data.views, data.boxes)
+    try:
+        fold = stratified_folds(labels, frames, k, seed)
+    except ValueError as err:
+        raise UsageError(f"--folds {k}: {err}") from None
+    for label, where in missing_labels(labels, fold, k).items():
+        kind, _, index = label.partition(":")
+        name = (data.view_names if kind == VIEW else data.names)[int(index)]
+        carriers = sum(label in lab for lab in labels)
+        message = (f"{kind} {name!r} is carried by {carriers} patients and is absent from the test patients of "
+                   f"fold(s) {where}")
+        if kind == VIEW:
+            raise UsageError(f"--folds {k}: {message}; every fold must hold every view: use fewer folds")
+        print(f"warning: --folds {k}: {message}: those folds cannot score it", file=sys.stderr)
+    return pd.DataFrame({"patient": [str(p) for p in patients], "fold": fold.astype("int64"),
+                         "frames": frames.astype("int64")})
+
+
+def run_folds(s: Any, study_dir: Path, base: dict[str, Any], data: DecodedData,
+              objectives: list[tuple[str, str]]) -> None:
+    """Each fold's complete study (study/runner.py: ``run_phases``), then the root's files and the verdict."""
+    from study.runner import run_phases
+
+    started = time.time()
+    table = check_folds(data, s.folds, s.seed)
+    write_atomic(pa.Table.from_pandas(table, preserve_index=False), study_dir / FOLDS_FILE)
+    cfg = TrialConfig.from_flat(base).data
+    for k, fold_dir in enumerate(fold_dirs(study_dir, s.folds)):
+        fold_base = {**base, "data.fold": k}
+        fold_data = apply_groups(data, dataclasses.replace(cfg, fold=k), s.seed)
+        sizes = ", ".join(f"{name} {len(idx)} frames / {len(set(fold_data.groups[idx]))} patients"
+                          for name, idx in fold_data.splits.items())
+        print(f"\nfold {k + 1}/{s.folds}: {sizes}", flush=True)
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        settings = dataclasses.replace(s, config={**s.config, "data.fold": k})
+        run_phases(settings, fold_dir, fold_base, fold_data, objectives)
+        write_manifest(fold_dir, settings, fold_base, data.fingerprint, started)
+    write_manifest(study_dir, s, base, data.fingerprint, started)
+    if s.test:
+        summarise(study_dir, s.folds, cfg.source, s.seed)
+
+
+def summarise(study_dir: Path, k: int, source: str, split_seed: int) -> None:
+    """The root's test_runs / costs / headline / verdict from the folds' own files."""
+    runs, costs, chosen = [], [], []
+    for fold, fold_dir in enumerate(fold_dirs(study_dir, k)):
+        if (fold_dir / RUNS_FILE).is_file():
+            runs.append(pd.read_parquet(fold_dir / RUNS_FILE).assign(fold=fold))
+        if (fold_dir / heldout.COSTS_FILE).is_file():
+            costs.append(pd.read_parquet(fold_dir / heldout.COSTS_FILE).assign(fold=fold))
+        if (fold_dir / HEADLINE_FILE).is_file():
+            head = pd.read_parquet(fold_dir / HEADLINE_FILE)
+            chosen += [{"method": r["method"], "trial_id": t, "fold": fold} for _, r in head.iterrows()
+                       for t in str(r["configs"]).split(",") if t]
+    all_runs = pd.concat(runs, ignore_index=True) if runs else pd.DataFrame()
+    all_costs = pd.concat(costs, ignore_index=True) if costs else pd.DataFrame()
+    if all_runs.empty:
+        print("folds: no re-run was scored; no headline or verdict", file=sys.stderr)
+        return
+    write_atomic(pa.Table.from_pandas(all_runs, preserve_index=False), study_dir / RUNS_FILE)
+    if len(all_costs):
+        heldout.write_costs(study_dir, all_costs)
+    rows = heldout.headline_rows(pd.DataFrame(chosen), all_runs, all_costs, "patient", split_seed, source)
+    path = study_dir / HEADLINE_FILE
+    write_atomic(heldout.headline_table(rows), path)
+    heldout.print_headline(path)
+    print_verdict(write_verdict(study_dir, all_runs, all_costs))

@@ -1,0 +1,160 @@
+"""The verdict: every pair of methods compared on the same folds and seeds, with a paired 95% interval.
+
+For two methods a and b and a held-out metric, the pairs are the outer folds both were scored on:
+in each fold, each method's score is the mean over its re-runs there (its seeds), and the fold's
+difference is a − b; the verdict is the mean difference over the folds with the two-sided Student-t
+interval of that mean (df = folds − 1; study/analysis/stats.py: ``paired_difference``). The unit is
+the fold — a set of patients never seen — so the interval counts how much the answer moves with
+*which* patients are held out, the larger source of variance than the seed. Without folds (one
+split) the pairs are the seeds both methods were re-run with (``unit`` = "seed"): an interval over
+training randomness on one set of test patients only.
+
+Costs (measured alone, study/costs.py) are compared as ratios: the geometric mean of a / b over the
+pairs, with the interval of the mean log ratio, back-transformed.
+
+``conclusion``: "method_a better" / "method_b better" when the interval excludes no difference (0 for a
+difference, 1 for a ratio), by the metric's direction; "no difference at 95%" when it does not;
+"too few pairs" when there is one pair (no interval).
+
+verdict.parquet: method_a, method_b, metric, kind ("difference" | "ratio"), diff_mean (mean
+difference, or geometric-mean ratio), diff_ci95 (the interval's half-width; for a ratio on the log
+scale), ci_low, ci_high, n_pairs, unit ("fold" | "seed"), conclusion.
+"""
+
+from __future__ import annotations
+
+import math
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from study.analysis.data import order_methods
+from study.analysis.stats import Paired, paired_difference, paired_ratio
+from study.best import is_multi_task
+from study.costs import COSTS, HIGHER_IS_BETTER
+from study.results import write_atomic
+from trainables.metrics.names import REGISTRY, TEST_SHOWN
+
+VERDICT_FILE = "verdict.parquet"
+CONFIDENCE = 0.95
+METRICS = TEST_SHOWN  # map50, map, view_accuracy, view_macro_f1 (trainables/metrics/names.py)
+COST_RATIOS = tuple(c for c in COSTS if c not in HIGHER_IS_BETTER)  # throughput is 1 / step time: said once
+BETTER, SAME, FEW = "{} better", "no difference at 95%", "too few pairs"
+COLUMNS = {"method_a": pa.string(), "method_b": pa.string(), "metric": pa.string(), "kind": pa.string(),
+           "diff_mean": pa.float64(), "diff_ci95": pa.float64(), "ci_low": pa.float64(), "ci_high": pa.float64(),
+           "n_pairs": pa.int64(), "unit": pa.string(), "conclusion": pa.string()}
+
+
+def method_pairs(methods: list[str]) -> list[tuple[str, str]]:
+    """Every unordered pair, in the report's order of methods, pairs of two multi-task methods first."""
+    ordered = order_methods(methods)
+    pairs = list(combinations(ordered, 2))
+    return sorted(pairs, key=lambda p: not (is_multi_task(p[0]) and is_multi_task(p[1])))
+
+
+def unit_means(runs: pd.DataFrame, column: str, unit: str) -> dict[str, dict[Any, float]]:
+    """method -> unit (fold or seed) -> the mean of ``column`` over that method's runs in it (finite only)."""
+    out: dict[str, dict[Any, float]] = {}
+    if column not in runs:
+        return out
+    key = "fold" if unit == "fold" else "train.seed"
+    values = runs.assign(_v=pd.to_numeric(runs[column], errors="coerce"))
+    values = values[values["_v"].map(math.isfinite)]
+    for (method, u), group in values.groupby(["method", key], sort=True):
+        out.setdefault(str(method), {})[u] = float(group["_v"].mean())
+    return out
+
+
+def conclusion(p: Paired, higher_is_better: bool) -> str:
+    if p.n < 2 or not math.isfinite(p.half_width):
+        return FEW
+    null = 1.0 if p.kind == "ratio" else 0.0
+    if p.low > null:
+        return BETTER.format("method_a" if higher_is_better else "method_b")
+    if p.high < null:
+        return BETTER.format("method_b" if higher_is_better else "method_a")
+    return SAME
+
+
+def verdict_rows(runs: pd.DataFrame, costs: pd.DataFrame) -> list[dict[str, Any]]:
+    """One row per pair of methods and metric (held-out scores, then cost ratios).
+
+    runs: test_runs.parquet (``method``, ``train.seed``, ``test.<metric>``, and ``fold`` with folds);
+    costs: costs.parquet (``method``, ``cost.*``, and ``fold`` with folds)."""
+    unit = "fold" if "fold" in runs and runs["fold"].nunique() > 1 else "seed"
+    if unit == "fold" and "fold" not in costs:
+        costs = costs.assign(fold=0)
+    rows = []
+    for a, b in method_pairs(list(dict.fromkeys(runs["method"]))):
+        for metric in METRICS:
+            per = unit_means(runs, f"test.{metric}", unit)
+            higher = REGISTRY[f"val.{metric}"].direction != "min"
+            rows.append(_row(a, b, metric, per, paired_difference, higher, unit))
+        cost_unit = "fold" if unit == "fold" else "seed"
+        for c in COST_RATIOS:  # one measurement per method (and fold): pairs are folds, or the one split
+            per = unit_means(costs.assign(**{"train.seed": 0}), c, cost_unit) if len(costs) else {}
+            rows.append(_row(a, b, c, per, paired_ratio, c in HIGHER_IS_BETTER, unit))
+    return rows
+
+
+def _row(a: str, b: str, metric: str, per: dict[str, dict[Any, float]], compare: Any, higher: bool,
+         unit: str) -> dict[str, Any]:
+    shared = sorted(set(per.get(a, {})) & set(per.get(b, {})))
+    p: Paired = compare([per[a][u] for u in shared], [per[b][u] for u in shared], CONFIDENCE)
+    return {"method_a": a, "method_b": b, "metric": metric, "kind": p.kind, "diff_mean": _num(p.estimate),
+            "diff_ci95": _num(p.half_width), "ci_low": _num(p.low), "ci_high": _num(p.high), "n_pairs": p.n,
+            "unit": unit, "conclusion": conclusion(p, higher)}
+
+
+def write_verdict(study_dir: Path, runs: pd.DataFrame, costs: pd.DataFrame) -> Path:
+    rows = verdict_rows(runs, costs)
+    table = pa.table({k: pa.array([r[k] for r in rows], type=t) for k, t in COLUMNS.items()},
+                     schema=pa.schema(list(COLUMNS.items())))
+    path = Path(study_dir) / VERDICT_FILE
+    write_atomic(table, path)
+    return path
+
+
+def verdict_lines(table: pd.DataFrame) -> list[str]:
+    """One line per pair of methods: each score's paired difference and the main cost ratio."""
+    lines = []
+    for (a, b), group in table.groupby(["method_a", "method_b"], sort=False):
+        parts = []
+        for _, r in group.iterrows():
+            if r["metric"] not in (*METRICS, "cost.train_step_ms"):
+                continue
+            if r["kind"] == "ratio":
+                interval = f" [{r['ci_low']:.2f}, {r['ci_high']:.2f}]" if math.isfinite(r["ci_low"]) else ""
+                parts.append(f"step time ×{r['diff_mean']:.2f}{interval} ({_short(r['conclusion'], a, b)})")
+            elif math.isfinite(r["diff_mean"]):
+                half = f" ± {r['diff_ci95']:.3f}" if math.isfinite(r["diff_ci95"]) else ""
+                parts.append(f"{r['metric']} {r['diff_mean']:+.3f}{half} ({_short(r['conclusion'], a, b)})")
+        n, unit = int(group["n_pairs"].max()), group["unit"].iloc[0]
+        lines.append(f"  {a} vs {b} ({n} {unit}s): " + ("; ".join(parts) or "no common scores"))
+    return lines
+
+
+def _short(text: str, a: str, b: str) -> str:
+    return text.replace("method_a", a).replace("method_b", b).replace("no difference at 95%", "no difference")
+
+
+def print_verdict(path: Path) -> None:
+    table = pd.read_parquet(path)
+    if table.empty:
+        print("verdict: fewer than two methods were scored")
+        return
+    unit = table["unit"].iloc[0]
+    what = ("paired by outer fold (patients never seen; seeds averaged within a fold first)" if unit == "fold"
+            else "paired by seed on ONE split: the interval covers training randomness only, not which patients "
+                 "were held out (use --folds K)")
+    print(f"\nverdict: method a − method b on the held-out split, mean and 95% CI, {what}")
+    for line in verdict_lines(table):
+        print(line)
+    print(f"verdict: {path}")
+
+
+def _num(v: float) -> float | None:
+    return float(v) if v is not None and math.isfinite(v) else None
