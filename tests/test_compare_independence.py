@@ -45,7 +45,7 @@ def of_method(configs: list[dict[str, Any]], method: dict[str, Any]) -> list[dic
 
 def test_a_methods_suggestions_do_not_depend_on_the_other_methods():
     """Same seed: GradNorm's configurations alone, with one other method, and with all ten are identical."""
-    per_method = 12  # past TPE's 10 start-up trials, so the model-based suggestions are compared too
+    per_method = 12  # past TPE's start-up trials (3 of 12), so the model-based suggestions are compared too
     everyone = registry.methods("compare")
     runs = {}
     for label, methods in (("alone", [GRADNORM]), ("pair", [GRADNORM, everyone[7]]), ("all", everyone)):
@@ -87,6 +87,46 @@ def test_a_trial_without_a_validated_epoch_is_a_failed_optuna_trial():
     searcher.on_trial_result("t", {"epoch": 1, "val.objective": math.nan, "status": "diverged"})
     searcher.on_trial_complete("t", {"epoch": 1, "val.objective": math.nan})
     assert searcher.studies[0].trials[0].state == optuna.trial.TrialState.FAIL
+
+
+def test_a_trial_the_scheduler_stopped_is_pruned_with_its_intermediate_values():
+    """ASHA stops a trial after epoch 1 of 2: Optuna records PRUNED (as its own pruning would), not COMPLETE."""
+    searcher = PerMethodSearch("gradnorm", BASE, OBJECTIVE, 2, seed=0)
+    searcher.suggest("stopped")
+    searcher.on_trial_result("stopped", {"epoch": 1, "val.objective": 0.3, "status": "running"})
+    searcher.on_trial_complete("stopped", {"epoch": 1, "val.objective": 0.3, "status": "running"})
+    searcher.suggest("full")
+    for epoch, status in ((1, "running"), (2, "finished")):
+        searcher.on_trial_result("full", {"epoch": epoch, "val.objective": 0.2 * epoch, "status": status})
+    searcher.on_trial_complete("full", {"epoch": 2, "val.objective": 0.4, "status": "finished"})
+    stopped, full = searcher.studies[0].trials
+    assert stopped.state == optuna.trial.TrialState.PRUNED and stopped.intermediate_values == {1: 0.3}
+    assert full.state == optuna.trial.TrialState.COMPLETE and full.value == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize(("per_method", "startup"), [(1, 1), (4, 1), (8, 2), (20, 5), (40, 10), (100, 10)])
+def test_tpe_runs_after_a_quarter_of_random_start_up_trials(per_method, startup):
+    searcher = PerMethodSearch("gradnorm", BASE, OBJECTIVE, per_method, seed=0)
+    assert searcher.studies[0].sampler._n_startup_trials == startup
+    assert searcher.plan().endswith(f"{startup} random start-up, {per_method - startup} TPE")
+
+
+def test_a_cost_objective_is_the_whole_trials_as_in_trials_parquet():
+    """Multi-objective: the score at the best epoch, the training seconds of the whole trial (the column
+    ``time.train_s`` of trials.parquet, its last epoch's) — one definition for Optuna and the Parquet row."""
+    from study.results import trial_row
+
+    objectives = [("val.objective", "max"), ("time.train_s", "min")]
+    searcher = PerMethodSearch("gradnorm", BASE, objectives, 1, seed=0)
+    config = searcher.suggest("t")
+    epochs = [{"epoch": 1, "val.objective": 0.5, "time.train_s": 10.0, "status": "running"},
+              {"epoch": 2, "val.objective": 0.4, "time.train_s": 20.0, "status": "finished"}]
+    for e in epochs:
+        searcher.on_trial_result("t", e)
+    searcher.on_trial_complete("t", epochs[-1])
+    (trial,) = searcher.studies[0].trials
+    row = trial_row("t", "gradnorm", config, epochs, "finished")
+    assert trial.values == [row["best.val.objective"], row["time.train_s"]] == [0.5, 20.0]
 
 
 def test_save_and_restore_continue_the_same_searches(tmp_path):

@@ -1,5 +1,6 @@
 """The README's main command in its own process, with its own Ray cluster: it finishes, and the Ray
-dashboard it starts listens on 127.0.0.1 only."""
+dashboard it starts listens on 127.0.0.1 only — even when a dead cluster's address is what Ray's
+``ray_current_cluster`` file names (a crashed ``ray start`` or a killed earlier run leaves one)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +33,11 @@ def listening_addresses(port: int) -> set[str]:
 def test_main_command_runs_and_binds_the_dashboard_to_localhost(tmp_path):
     cmd = [sys.executable, "-m", "study.run", "--space", "gradnorm", "--samples", "1", "--epochs", "1",
            "--storage", str(tmp_path), "--name", "main", *TINY]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": ""}
+    # Ray's temp folder (short: Ray's socket paths live under it), naming a cluster no one serves any more
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
+    (ray_tmp / "ray").mkdir()
+    (ray_tmp / "ray" / "ray_current_cluster").write_text("127.0.0.1:9")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_ADDRESS": "", "RAY_TMPDIR": str(ray_tmp)}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen: set[str] = set()
     port = None

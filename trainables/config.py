@@ -89,9 +89,10 @@ class OptimConfig:
     # which is tuned for 300-epoch runs. SGD stays a choice (optim.name=sgd, lr ~0.01).
     name: Literal["sgd", "adamw"] = "adamw"
     lr: float = 0.001  # the (shared / detector) network
-    # the view head's rate (shared, cls_only), the whole classifier network's in dual: a linear head over a
-    # 4x4 grid of features moves its logits far faster per step than the trunk, and at a detector's rate it
-    # overshoots (view loss above ln 3) and balancers starve it
+    # the rate of what only the view task trains: the shared model's view head, dual's whole classifier network,
+    # cls_only's whole network (trainables/learner.py: one rule). A linear head over a 4x4 grid of features moves
+    # its logits far faster per step than the trunk, and at a detector's rate it overshoots (view loss above
+    # ln 3) and balancers starve it
     cls_lr: float = 0.001
     momentum: float = 0.937  # SGD momentum, or AdamW's beta1
     weight_decay: float = 0.01  # decoupled (AdamW); for SGD use ~5e-4. Never applied to norms or biases

@@ -153,7 +153,7 @@ def fit(
             recalibrate_batchnorm(eval_model, _calibration_images(data, cfg, device, epoch))
         metrics = {"epoch": epoch + 1, "step": step, "status": "running", "reason": "",
                    "resumed_from_epoch": start_epoch}
-        metrics["lr"] = cfg.optim.lr * factor  # the trunk's and detector's rate at the epoch's last step
+        metrics["lr"] = learner.base_lr("main") * factor  # the trunk's (and detector's) rate at the last step
         metrics["lr_cls"] = cfg.optim.cls_lr * factor if "view" in learner.tasks else math.nan
         for key in names.keys("loss", "weight"):
             metrics[key] = sums[key] / max(count, 1) if key in sums else math.nan

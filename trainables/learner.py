@@ -41,7 +41,8 @@ class Learner:
         # before the EMA copies the model and the optimizers see it: both must start from these weights
         self.transfer = load_initial_weights(model, cfg.model.weights) if cfg.model.weights else None
         self.model = model.to(device)
-        # the view head learns at optim.cls_lr in every architecture (dual: the whole classifier network)
+        # one rule: parameters only the view task trains learn at optim.cls_lr, the others at optim.lr: the view
+        # head of the shared model, dual's whole classifier network, cls_only's whole network
         head = getattr(self.model, "view_head", None)
         own_lr = {head: cfg.optim.cls_lr} if head is not None else {}
         self.optimizers = {
@@ -54,7 +55,9 @@ class Learner:
         self.view_class_weights = view_class_weights
 
     def base_lr(self, network: str) -> float:
-        return self.cfg.optim.cls_lr if network == "cls" else self.cfg.optim.lr
+        """A network's base rate: ``cls_lr`` when only the view task trains it (dual's "cls", cls_only's model)."""
+        view_only = network == "cls" or self.cfg.arch == "cls_only"
+        return self.cfg.optim.cls_lr if view_only else self.cfg.optim.lr
 
     @property
     def eval_model(self) -> nn.Module:

@@ -113,25 +113,21 @@ def load_study(path: str | Path) -> Study:
     path = Path(path).expanduser()
     if not path.is_dir():
         raise UsageError(f"{path}: no such folder; give the study folder STORAGE/NAME that study.run wrote")
-    trials_path = path / "trials.parquet"
-    if not trials_path.is_file():
-        raise UsageError(f"{path}: no trials.parquet here; give the study folder STORAGE/NAME "
-                         "(the one `python -m study.run` printed)")
-    notes = []
-    try:
-        trials = pd.read_parquet(trials_path)
-    except Exception as err:  # a truncated or foreign file
-        raise UsageError(f"{trials_path}: not a readable Parquet file ({type(err).__name__}); "
-                         "re-run or --resume the study to rewrite it") from None
-    epochs_path = path / "epochs.parquet"
-    epochs = pd.DataFrame(columns=["trial_id", "epoch"])
-    if epochs_path.is_file():
-        try:
-            epochs = pd.read_parquet(epochs_path)
-        except Exception as err:
-            notes.append(f"epochs.parquet is unreadable ({type(err).__name__}): no per-epoch figures.")
+    folds = sorted(path.glob("fold-*/trials.parquet"), key=lambda p: int(p.parent.name.partition("-")[2] or 0))
+    if (path / "folds.parquet").is_file() and folds:  # a --folds study: each fold's own files, pooled
+        notes = [f"A study of {len(folds)} patient folds: the trials and epochs below pool every fold's own "
+                 "search and re-runs (column fold); the headline and the verdict are held-out, fold by fold."]
+        trials = pd.concat([_read_table(p, required=True).assign(fold=k) for k, p in enumerate(folds)],
+                           ignore_index=True)
+        parts = [_read_table(p.parent / "epochs.parquet", notes=notes) for p in folds]
+        epochs = pd.concat([e for e in parts if e is not None], ignore_index=True) if any(
+            e is not None for e in parts) else pd.DataFrame(columns=["trial_id", "epoch"])
     else:
-        notes.append("epochs.parquet is missing: no learning curves, weight or cosine trajectories.")
+        notes = []
+        trials = _read_table(path / "trials.parquet", required=True)
+        epochs = _read_table(path / "epochs.parquet", notes=notes)
+        if epochs is None:
+            epochs = pd.DataFrame(columns=["trial_id", "epoch"])
     manifest: dict[str, Any] = {}
     if (path / "manifest.json").is_file():
         try:
@@ -139,6 +135,26 @@ def load_study(path: str | Path) -> Study:
         except (OSError, ValueError):
             notes.append("manifest.json is unreadable: versions and command line not shown.")
     return Study(path=path, trials=prepare_trials(trials), epochs=epochs, manifest=manifest, notes=notes)
+
+
+def _read_table(path: Path, required: bool = False, notes: list[str] | None = None) -> pd.DataFrame | None:
+    """trials.parquet (``required``: a UsageError when missing or unreadable) or epochs.parquet (a note)."""
+    if not path.is_file():
+        if required:
+            raise UsageError(f"{path.parent}: no {path.name} here; give the study folder STORAGE/NAME "
+                             "(the one `python -m study.run` printed)")
+        if notes is not None:
+            notes.append(f"{path.name} is missing: no learning curves, weight or cosine trajectories.")
+        return None
+    try:
+        return pd.read_parquet(path)
+    except Exception as err:  # a truncated or foreign file
+        if required:
+            raise UsageError(f"{path}: not a readable Parquet file ({type(err).__name__}); "
+                             "re-run or --resume the study to rewrite it") from None
+        if notes is not None:
+            notes.append(f"{path.name} is unreadable ({type(err).__name__}): no per-epoch figures.")
+        return None
 
 
 @functools.cache

@@ -146,11 +146,24 @@ class Heldout:
     def where(self) -> str:
         """Which split the numbers come from, in words."""
         split, seed, data = self._first("split") or "test", self._first("split_seed"), self._first("data") or "?"
+        if self.folds:
+            return (f"patients never seen: {data} split by patient into {self._first('n_folds')} outer folds (seed "
+                    f"{seed}), each fold's patients scored by the models trained and selected without them")
         if self.split_by == "patient":
             return (f"the {split} split of {data}: held-out patients (a seeded split by patient, seed {seed}: each "
                     "patient, as data.group_regex reads it from the file names, is in one split only)")
         return (f"the {split} split of {data} as its own folders define it (split by folders, seed {seed}; "
                 "patients may appear in more than one split)")
+
+    @property
+    def folds(self) -> bool:
+        """The interval's unit is the outer fold (``--folds``), not the seed on one split."""
+        return self._first("interval_unit") == "fold"
+
+    @property
+    def leaks(self) -> bool:
+        """The test split shares patients with the training or validation split (a folder split that leaks)."""
+        return bool(self._first("split_leaks_patients") or False)
 
     def methods(self) -> list[str]:
         return [str(m) for m in self.table["method"]]

@@ -29,6 +29,7 @@ from study.analysis.summary import (
     takeaways,
 )
 from study.costs import COSTS
+from study.verdict import VERDICT_FILE
 
 
 @dataclass
@@ -79,6 +80,7 @@ def build_report(study: Study) -> Report:
     best = best_trials_table(study)
     failed = failed_table(study)
     sections = [
+        *_verdict_section(study),
         Section("summary", "Summary", _summary_text(study, held),
                 blocks(bullet_list(takeaways(study, head, held), "takeaways"), notes_box(notes),
                        "<h3>Best multi-task trials</h3>" + html_table(best) if len(best) else "")),
@@ -139,21 +141,66 @@ def _headline_section(held: Heldout | None, head: Headline, figs: dict[str, go.F
                        "Numbers from the <b>validation split</b> (the split trials were selected on, hence "
                        "optimistic; no held-out headline: run the study with <code>--repeat-best K --seeds N "
                        "--test</code>). " + VALIDATION_TEXT, blocks(*validation))
+    interval = ("mean over the outer folds of each fold's mean over seeds, ± 95% CI (Student t) over the folds: "
+                "the interval counts which patients were held out" if held.folds else
+                "mean ± 95% CI (Student t) over those re-runs: <b>the interval covers seeds only, on one split</b> "
+                "(which patients are held out moves the scores more; <code>--folds K</code> counts it)")
     text = (f"Numbers from <b>{html.escape(held.where())}</b>, read from <code>headline.parquet</code>. Each "
-            "method's chosen configurations (its K best searched trials by best-epoch validation objective) were "
-            "re-trained with new seeds, and each re-run's best-epoch checkpoint was scored once on this split: "
-            "mean ± 95% CI (Student t) over those re-runs. Costs: the method's best configuration timed alone on an "
-            "otherwise idle worker after the search (ratio to dual in brackets); trials' own wall seconds are in "
-            "trials.parquet. Below it, the validation numbers the search selected on.")
+            "method's chosen configurations (its K best searched trials by best-epoch validation objective, or its "
+            "default configuration without a search) were re-trained with new seeds, and each re-run's best-epoch "
+            f"checkpoint was scored once on the held-out patients: {interval}. Costs: the method's chosen "
+            "configuration timed alone on an otherwise idle worker (ratio to dual in brackets); trials' own wall "
+            "seconds are in trials.parquet. Below it, the validation numbers the search selected on.")
+    leak = ("<p class='notes'><b>Warning: the test split shares patients with the training or validation split</b> "
+            "(the dataset's own folders): these scores measure memory as much as generalisation; use "
+            "<code>--split patient</code>.</p>" if held.leaks else "")
     return Section("headline", "Headline comparison (held-out)", text,
-                   blocks(html_table(_heldout_table(held)), figs["headline"],
+                   blocks(leak, html_table(_heldout_table(held)), figs["headline"],
                           "<h3>Validation split (selection; optimistic)</h3>", *validation))
+
+
+def _verdict_section(study: Study) -> list[Section]:
+    """The verdict (verdict.parquet, study/verdict.py) first: one row per pair of methods, one cell per metric."""
+    path = study.path / VERDICT_FILE
+    if not path.is_file():
+        return []
+    table = pd.read_parquet(path)
+    if table.empty:
+        return []
+    rows = []
+    for (a, b), group in table.groupby(["method_a", "method_b"], sort=False):
+        row = {"method a": a, "method b": b, "pairs": int(group["n_pairs"].max())}
+        for _, r in group.iterrows():
+            if r["kind"] == "ratio":
+                cell = fmt(cell_float(r["diff_mean"]), 3) + "×"
+                low, high = cell_float(r["ci_low"]), cell_float(r["ci_high"])
+                cell += f" [{fmt(low, 3)}, {fmt(high, 3)}]" if math.isfinite(low) else ""
+                label = COSTS.get(r["metric"], r["metric"])
+            else:
+                cell = fmt_ci(cell_float(r["diff_mean"]), cell_float(r["diff_ci95"]))
+                label = f"Δ test {TEST_METRICS.get(r['metric'], r['metric'])}"
+            verdict = str(r["conclusion"]).replace("method_a", a).replace("method_b", b)
+            row[label] = f"{cell} — {verdict}"
+        rows.append(row)
+    unit = table["unit"].iloc[0]
+    how = ("Pairs are the outer patient folds: in each fold both methods were trained and selected without that "
+           "fold's patients and scored on them; seeds are averaged within a fold first, so the interval counts "
+           "which patients were held out." if unit == "fold" else
+           "Pairs are the seeds of <b>one split</b>: the interval covers training randomness only, not which "
+           "patients were held out; run the study with <code>--folds K</code> for a verdict on patients.")
+    text = ("Every pair of methods compared on the same held-out patients: the mean difference a − b of each "
+            "test score with its two-sided 95% Student-t interval, and each cost as the geometric mean of the "
+            f"ratio a / b with its interval. {how} A method is called better only when the interval excludes no "
+            "difference; read verdict.parquet for the numbers.")
+    return [Section("verdict", "Verdict (paired, held-out)", text, [html_table(pd.DataFrame(rows))])]
 
 
 def _heldout_table(held: Heldout) -> pd.DataFrame:
     rows = []
     for _, r in held.table.iterrows():
-        row = {"method": r["method"], "re-runs": int(r["n_seeds"]), "configs": int(r.get("n_configs", 0) or 0)}
+        runs = r.get("n_runs", r["n_seeds"])  # headline.parquet from before n_runs counted re-runs as n_seeds
+        row = {"method": r["method"], **({"folds": int(r["n_folds"])} if held.folds else {}),
+               "re-runs": int(runs), "configs": int(r.get("n_configs", 0) or 0)}
         for m, label in TEST_METRICS.items():
             mean, half = r.get(f"test.{m}.mean"), r.get(f"test.{m}.ci95")
             row[f"test {label}"] = fmt_ci(cell_float(mean), cell_float(half))

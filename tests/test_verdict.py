@@ -1,0 +1,89 @@
+"""The verdict (study/verdict.py): paired differences by fold, checked against hand-computed intervals."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from study.analysis.stats import paired_difference, paired_ratio
+from study.costs import COSTS
+from study.verdict import COST_RATIOS, METRICS, method_pairs, verdict_lines, verdict_rows, write_verdict
+
+T2 = 4.302652729911275  # t quantile 0.975 with 2 degrees of freedom
+
+
+def test_paired_difference_by_hand():
+    p = paired_difference([0.5, 0.6, 0.7], [0.4, 0.45, 0.5])  # d = 0.10, 0.15, 0.20: mean 0.15, s = 0.05
+    assert p.estimate == pytest.approx(0.15) and p.n == 3
+    assert p.half_width == pytest.approx(T2 * 0.05 / math.sqrt(3))
+    assert (p.low, p.high) == pytest.approx((0.15 - T2 * 0.05 / math.sqrt(3), 0.15 + T2 * 0.05 / math.sqrt(3)))
+    # a pair with a missing score is left out; one pair has no interval
+    one = paired_difference([0.5, math.nan], [0.4, 0.3])
+    assert one.n == 1 and one.estimate == pytest.approx(0.1) and math.isnan(one.half_width)
+
+
+def test_paired_ratio_is_the_geometric_mean_with_a_log_interval():
+    p = paired_ratio([2.0, 8.0, 4.0], [1.0, 2.0, 4.0])  # ratios 2, 4, 1: geometric mean 2
+    logs = [math.log(2), math.log(4), 0.0]
+    s = pd.Series(logs).std(ddof=1)
+    assert p.estimate == pytest.approx(2.0)
+    assert p.half_width == pytest.approx(T2 * s / math.sqrt(3))
+    assert p.low == pytest.approx(math.exp(math.log(2) - p.half_width))
+    assert p.high == pytest.approx(math.exp(math.log(2) + p.half_width))
+
+
+def fold_runs() -> pd.DataFrame:
+    """3 folds x 2 seeds of two methods; the fold means of map50 are 0.5/0.6/0.7 against 0.4/0.45/0.5."""
+    rows = []
+    for fold, (a, b) in enumerate([(0.5, 0.4), (0.6, 0.45), (0.7, 0.5)]):
+        for seed, jitter in ((1000, -0.01), (1001, 0.01)):  # the seeds average out within each fold
+            rows.append({"method": "dual", "fold": fold, "train.seed": seed, "test.map50": b + jitter,
+                         "test.map": 0.2, "test.view_accuracy": 0.7 + 0.1 * (fold == 1) + jitter,
+                         "test.view_macro_f1": 0.5})
+            rows.append({"method": "shared/gradnorm", "fold": fold, "train.seed": seed, "test.map50": a + jitter,
+                         "test.map": 0.2, "test.view_accuracy": 0.7 + jitter, "test.view_macro_f1": 0.5})
+    return pd.DataFrame(rows)
+
+
+def fold_costs() -> pd.DataFrame:
+    rows = []
+    for fold in range(3):
+        rows.append({"method": "shared/gradnorm", "fold": fold, **{c: 2.0 + fold for c in COSTS}})
+        rows.append({"method": "dual", "fold": fold, **{c: 4.0 + 2 * fold for c in COSTS}})
+    return pd.DataFrame(rows)
+
+
+def test_verdict_pairs_by_fold_with_the_hand_computed_interval(tmp_path):
+    rows = {r["metric"]: r for r in verdict_rows(fold_runs(), fold_costs())}
+    assert set(rows) == {*METRICS, *COST_RATIOS}
+    m = rows["map50"]
+    assert (m["method_a"], m["method_b"], m["unit"], m["n_pairs"]) == ("shared/gradnorm", "dual", "fold", 3)
+    assert m["diff_mean"] == pytest.approx(0.15) and m["diff_ci95"] == pytest.approx(T2 * 0.05 / math.sqrt(3))
+    assert m["conclusion"] == "method_a better"
+    view = rows["view_accuracy"]  # differences 0, -0.1, 0: the interval covers 0
+    assert view["diff_mean"] == pytest.approx(-0.1 / 3) and view["conclusion"] == "no difference at 95%"
+    assert rows["map"]["diff_mean"] == pytest.approx(0.0) and rows["map"]["conclusion"] == "no difference at 95%"
+    step = rows["cost.train_step_ms"]  # shared costs half of dual's in every fold: cheaper, so better
+    assert step["kind"] == "ratio" and step["diff_mean"] == pytest.approx(0.5) and step["ci_high"] == pytest.approx(0.5)
+    assert step["conclusion"] == "method_a better"
+    path = write_verdict(tmp_path, fold_runs(), fold_costs())
+    table = pd.read_parquet(path)
+    assert list(table.columns[:4]) == ["method_a", "method_b", "metric", "kind"] and len(table) == len(rows)
+    line = verdict_lines(table)[0]
+    assert line.startswith("  shared/gradnorm vs dual (3 folds): map50 +0.150 ± 0.124 (shared/gradnorm better)")
+
+
+def test_without_folds_the_pairs_are_seeds_and_one_cost_measurement_has_no_interval():
+    runs = fold_runs().drop(columns="fold")
+    runs = runs[runs["test.map50"].index < 4]  # fold 0's rows: one split, seeds 1000 and 1001
+    rows = {r["metric"]: r for r in verdict_rows(runs, fold_costs().drop(columns="fold").iloc[:2])}
+    assert rows["map50"]["unit"] == "seed" and rows["map50"]["n_pairs"] == 2
+    assert rows["cost.train_step_ms"]["n_pairs"] == 1 and rows["cost.train_step_ms"]["conclusion"] == "too few pairs"
+
+
+def test_pairs_of_multi_task_methods_come_first():
+    pairs = method_pairs(["det_only", "dual", "cls_only", "shared/gradnorm", "shared/equal"])
+    multi = [p for p in pairs if "det_only" not in p and "cls_only" not in p]
+    assert pairs[:len(multi)] == multi and len(pairs) == 10 and len(multi) == 3
