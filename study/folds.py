@@ -116,3 +116,5 @@ def summarise(study_dir: Path, k: int, source: str, split_seed: int) -> None:
     write_atomic(heldout.headline_table(rows), path)
     heldout.print_headline(path)
     print_verdict(write_verdict(study_dir, all_runs, all_costs))
+    print(f"results: {study_dir / FOLDS_FILE}\n         {study_dir / RUNS_FILE}\n         each fold's study in "
+          f"{study_dir / FOLD_DIR.format('K')}/\nreport:  python -m study.analyze {study_dir}")

@@ -300,7 +300,14 @@ def _tune_config(s: StudySettings, base: dict[str, Any], objectives: list[tuple[
                                   grace_period=1, reduction_factor=2)
     else:
         scheduler = FIFOScheduler()
-    return TuneConfig(search_alg=limited, scheduler=scheduler, num_samples=s.samples, reuse_actors=REUSE_WORKERS)
+    return TuneConfig(search_alg=limited, scheduler=scheduler, num_samples=s.samples, reuse_actors=REUSE_WORKERS,
+                      trial_dirname_creator=trial_folder)
+
+
+def trial_folder(trial: Any) -> str:
+    """A trial's folder name: ``trial_<id>`` (Tune's default spells out the whole config, 150+ characters;
+    the config is in trials.parquet)."""
+    return f"trial_{trial.trial_id}"
 
 
 def _run_config(s: StudySettings, experiment_dir: Path, recorder: ResultsRecorder) -> RunConfig:
@@ -348,7 +355,8 @@ def _repeat_best(s: StudySettings, study_dir: Path, trainable: Any, chosen: Any)
         param_space=dict.fromkeys(k for p in points for k in p),
         tune_config=TuneConfig(search_alg=BasicVariantGenerator(points_to_evaluate=points,
                                                                 max_concurrent=s.max_concurrent),
-                               num_samples=len(points), reuse_actors=REUSE_WORKERS),
+                               num_samples=len(points), reuse_actors=REUSE_WORKERS,
+                               trial_dirname_creator=trial_folder),
         run_config=_run_config(s, folder, recorder),
     )
     tuner.fit()
@@ -360,6 +368,7 @@ def _heldout(s: StudySettings, study_dir: Path, data: Any, chosen: Any) -> None:
     keeps the costs and scores it has (idempotent)."""
     from study import heldout
     from study.costs import measure_isolated
+    from study.verdict import print_verdict, write_verdict
     from trainables.data.splits import split_overlap
 
     if chosen.empty:
@@ -377,8 +386,10 @@ def _heldout(s: StudySettings, study_dir: Path, data: Any, chosen: Any) -> None:
     runs = heldout.score_reruns(study_dir, chosen, split_seed=s.seed, scored=heldout.read_runs(study_dir))
     leaks = split_overlap(data.groups, {k: v for k, v in data.splits.items() if len(v)}).leaks
     path = heldout.write_heldout(study_dir, chosen, runs, costs, data_cfg.split, s.seed, data_cfg.source, leaks)
-    if not s.folds:
+    if not s.folds:  # a folds study prints (and pairs) its folds together (study/folds.py)
         heldout.print_headline(path)
+        if len(runs):
+            print_verdict(write_verdict(study_dir, runs, costs))
 
 
 def _summary(study_dir: Path, objectives: list[tuple[str, str]], wall_s: float, errors: int) -> None:
@@ -397,7 +408,9 @@ def _summary(study_dir: Path, objectives: list[tuple[str, str]], wall_s: float, 
         held = " (held-out scores: the headline above)" if (study_dir / HEADLINE_FILE).is_file() else ""
         print(f"\nbest trials: by {column} at each trial's best epoch{'' if one_method else ', each method its best'}; "
               f"validation split, the one they were selected on{held}")
-        print(top[shown].to_string(index=False) if len(top) else "  (no finished trial with a score)")
+        searched = trials["repeat_of"].fillna("").astype(str).eq("").any() if "repeat_of" in trials else True
+        print(top[shown].to_string(index=False) if len(top) else "  (no finished trial with a score)" if searched
+              else "  (no search: --samples 0 re-ran each method's default configuration)")
     compute = float(trials.get("time.total_s", pd.Series(dtype=float)).fillna(0).sum())
     counts = trials["status"].value_counts().to_dict()
     print(f"\n{len(trials)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())}); wall {wall_s:.0f}s, "

@@ -152,3 +152,18 @@ def test_dual_clips_each_network_alone():
     for calm, spiked in zip(*steps, strict=True):  # steps are ~1e-3 x a unit-norm gradient: compare them tightly
         torch.testing.assert_close(calm, spiked, rtol=1e-4, atol=1e-9)
     assert max(float(d.abs().max()) for d in steps[1]) > 1e-5  # the detector did take a real step
+
+
+@pytest.mark.parametrize("arch", ["shared", "dual", "det_only", "cls_only"])
+def test_what_only_the_view_task_trains_learns_at_cls_lr(arch):
+    """One rule for every architecture: a parameter only the view loss reaches (the model's ``cls`` part: the
+    shared model's view head, dual's classifier network, cls_only's whole network) learns at optim.cls_lr,
+    every other at optim.lr."""
+    from trainables.learner import Learner
+
+    learner = Learner(tiny(arch=arch, **{"optim.lr": 0.002, "optim.cls_lr": 0.005}), 4, 3, torch.device("cpu"))
+    rate = {id(p): g["base_lr"] for opt in learner.optimizers.values() for g in opt.param_groups for p in g["params"]}
+    view_only = {id(p) for p in learner.model.task_parameters()["cls"]}
+    assert len(rate) == sum(1 for _ in learner.model.parameters())
+    assert all(r == (0.005 if pid in view_only else 0.002) for pid, r in rate.items())
+    assert bool(view_only) == (arch != "det_only") and (arch != "cls_only" or len(view_only) == len(rate))

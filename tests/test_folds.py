@@ -85,6 +85,14 @@ def test_a_folds_study_scores_every_patient_once_and_resumes_without_new_runs(ra
     verdict = pd.read_parquet(study / "verdict.parquet")
     assert set(verdict.loc[verdict["metric"] == "map50", "n_pairs"]) == {2}
 
+    # files a team can share: the umask decides their mode (not mkstemp's 0600); short trial folder names
+    from study.atomic import current_umask
+
+    for name in ("folds.parquet", "headline.parquet", "verdict.parquet", "fold-0/trials.parquet"):
+        assert (study / name).stat().st_mode & 0o777 == 0o666 & ~current_umask(), name
+    trial_dirs = [d for d in (study / "fold-0-repeats").iterdir() if d.is_dir()]
+    assert trial_dirs and all(d.name.startswith("trial_") and len(d.name) <= 40 for d in trial_dirs)
+
     before = {name: pd.read_parquet(study / name) for name in ("test_runs.parquet", "headline.parquet")}
     trials_before = [len(pd.read_parquet(study / f"fold-{k}" / "trials.parquet")) for k in (0, 1)]
     assert run_main([*argv, "--resume"]) == 0

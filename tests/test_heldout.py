@@ -77,6 +77,24 @@ def test_headline_in_one_command_on_the_synthetic_default(ray_cluster, tmp_path,
 
     page = build_report(load_study(study)).html
     assert "Headline comparison (held-out)" in page and "split by folders" in page and "headline.parquet" in page
+    assert "the interval covers seeds only, on one split" in page and "Verdict (paired, held-out)" in page
+    assert set(head["interval_unit"]) == {"seed"} and (head["n_runs"] == 2).all() and (head["n_folds"] == 1).all()
+    assert "interval covers training randomness only" in out  # the verdict's pairs are seeds here
+
+    # --resume of the finished study: the repeat phase restores its experiment (no new re-run, no new seed)
+    # and the held-out phase keeps what it scored
+    before = {name: pd.read_parquet(study / name) for name in ("test_runs.parquet", "headline.parquet")}
+    assert run_main([*argv, "--resume"]) == 0
+    assert "repeat-best: resuming h-repeats" in capsys.readouterr().out
+    assert len(pd.read_parquet(study / "trials.parquet")) == len(trials)
+    for name, frame in before.items():
+        pd.testing.assert_frame_equal(pd.read_parquet(study / name), frame)
+    # --overwrite replaces the study and its re-runs' experiment with it
+    assert (tmp_path / "h-repeats").is_dir()
+    from study.runner import StudySettings, _prepare_folder
+
+    _prepare_folder(StudySettings(name="h", storage=str(tmp_path), overwrite=True))
+    assert not (tmp_path / "h-repeats").exists() and not any((tmp_path / "h").iterdir())
 
 
 def test_test_without_repeat_best_is_one_line_and_exit_2(tmp_path, capsys):
@@ -84,6 +102,21 @@ def test_test_without_repeat_best_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--test scores the --repeat-best re-runs" in err
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+def test_a_rerun_whose_best_checkpoint_is_gone_is_not_scored(tmp_path):
+    """Held-out scoring never scores another epoch than the best one it records (trial_checkpoint strict)."""
+    import torch
+
+    from study.evaluate import trial_checkpoint
+
+    for epoch in (1, 2):  # a trial folder holding epochs 1 and 2; its best, epoch 3, was deleted
+        folder = tmp_path / "s" / "train_trial_abc_1" / f"checkpoint_{epoch - 1:06d}"
+        folder.mkdir(parents=True)
+        torch.save({"epoch": epoch}, folder / "checkpoint.pt")
+    assert trial_checkpoint(tmp_path / "s", "abc", 3, strict=True) is None
+    assert trial_checkpoint(tmp_path / "s", "abc", 1, strict=True).parent.name == "checkpoint_000000"
+    assert trial_checkpoint(tmp_path / "s", "missing", 1, strict=True) is None
 
 
 def test_headline_rows_by_hand():
@@ -96,9 +129,11 @@ def test_headline_rows_by_hand():
     costs = pd.DataFrame({"method": ["shared/gradnorm", "dual", "det_only"], "cost.trial_id": ["g", "d", "b"],
                           **{c: [1.0, 4.0, 2.0] for c in COSTS}, "cost.device": "cpu", "cost.threads": 2.0,
                           "cost.batch": 16.0, "cost.imgsz": 64.0, "cost.host": "h"})
-    rows = {r["method"]: r for r in headline_rows(chosen, runs, costs, "patient", 7, "data.yaml")}
+    runs["train.seed"] = [1000, 1001, 1002, 1000, 1001, 1000]
+    rows = {r["method"]: r for r in headline_rows(chosen, runs, costs, "patient", 7, "data.yaml", leaks=True)}
     g = rows["shared/gradnorm"]
-    assert g["n_seeds"] == 3 and g["test.map50.mean"] == pytest.approx(0.5)
+    assert g["n_seeds"] == 3 and g["n_runs"] == 3 and g["test.map50.mean"] == pytest.approx(0.5)
+    assert g["interval_unit"] == "seed" and g["split_leaks_patients"] is True
     assert g["test.map50.ci95"] == pytest.approx(4.302652729911275 * 0.1 / math.sqrt(3))  # t(0.975, df=2)
     assert g["test.view_accuracy.ci95"] == pytest.approx(0.0)
     assert rows["dual"]["test.map50.ci95"] == pytest.approx(12.706204736174696 * math.sqrt(0.02) / math.sqrt(2))
@@ -114,6 +149,7 @@ def test_report_reads_headline_parquet_and_states_the_split(tmp_path):
     assert "validation split" in before.html and "Headline comparison (held-out)" not in before.html
     chosen = pd.DataFrame({"trial_id": ["g2", "d1"], "method": ["shared/gradnorm", "dual"]})
     runs = pd.DataFrame({"method": ["shared/gradnorm"] * 2 + ["dual"] * 2, "test.map50": [0.41, 0.43, 0.2, 0.3],
+                         "train.seed": [1000, 1001] * 2,
                          "test.map": [0.2] * 4, "test.view_accuracy": [0.7] * 4, "test.view_macro_f1": [0.6] * 4})
     costs = pd.DataFrame({"method": ["shared/gradnorm", "dual"], "cost.trial_id": ["g2", "d1"],
                           **{c: [2.0, 4.0] for c in COSTS}, "cost.device": "cpu", "cost.threads": 2.0,
@@ -146,5 +182,9 @@ def test_shared_dataset_patient_split(ray_cluster, shared_dataset, tmp_path):
     assert run_main(argv) == 0
     head = pd.read_parquet(tmp_path / "p" / "headline.parquet")
     assert list(head["method"]) == ["shared/gradnorm"] and list(head["split_by"]) == ["patient"]
-    assert int(head.loc[0, "n_seeds"]) == 2 and head.loc[0, "test.map50.mean"] >= 0
+    assert int(head.loc[0, "n_seeds"]) == 2 and int(head.loc[0, "n_runs"]) == 2
+    assert not head.loc[0, "split_leaks_patients"]  # by patient: no test patient trained on
+    runs = pd.read_parquet(tmp_path / "p" / "test_runs.parquet")
+    assert head.loc[0, "test.map50.mean"] == pytest.approx(runs["test.map50"].mean())
+    assert 0 < head.loc[0, "test.view_accuracy.mean"] <= 1
     assert head.loc[0, "cost.train_step_ms"] > 0 and pd.isna(head.loc[0, "cost.train_step_ms.ratio_dual"])
