@@ -83,8 +83,9 @@ def repeats_dir(study_dir: Path) -> Path:
 
 def trial_checkpoint(study_dir: Path, trial_id: str, epoch: int | None = None, strict: bool = False) -> Path | None:
     """A checkpoint of ``trial_id``: the one holding ``epoch`` when given (when that one is gone: None with
-    ``strict``, else a warning and the newest), else the newest. Tune names a trial's folder
-    ``<trainable>_<trial_id>_...`` under the study folder (or under ``NAME-repeats`` for --repeat-best seeds)."""
+    ``strict``, else a warning and the newest), else the newest. A trial's folder is ``trial_<trial_id>``
+    (studies from before: Tune's ``<trainable>_<trial_id>_...``) under the study folder (or under ``NAME-repeats``
+    for --repeat-best seeds)."""
     roots = [study_dir, repeats_dir(study_dir)]
     folders = [d for root in roots if root.is_dir() for d in root.iterdir()
                if d.is_dir() and f"_{trial_id}_" in f"{d.name}_"]

@@ -94,7 +94,7 @@ def test_trials_run_on_both_nodes_and_every_result_lands(two_nodes, tmp_path):
     assert dict(zip(epochs["trial_id"], epochs["node_id"], strict=True)) == dict(
         zip(trials["trial_id"], trials["node_id"], strict=True))
     for trial_id in trials["trial_id"]:  # each node wrote its checkpoint into the shared study folder
-        assert list((tmp_path / "c").glob(f"train_trial_{trial_id}_*/checkpoint_*/checkpoint.pt")), trial_id
+        assert list((tmp_path / "c").glob(f"trial_{trial_id}/checkpoint_*/checkpoint.pt")), trial_id
 
     # every process of the cluster (nodes, agents, workers) listens on loopback only
     listening = _listening_addresses({two_nodes.pid, *descendants(two_nodes.pid)})

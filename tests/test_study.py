@@ -136,7 +136,7 @@ def test_each_trial_keeps_its_best_epochs_checkpoint_and_optuna_gets_that_epoch(
     study = optuna.load_study(study_name="shared/gradnorm", storage=f"sqlite:///{tmp_path / 'k' / 'optuna.db'}")
     told = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
     for _, row in trials.iterrows():
-        folder = next(d for d in (tmp_path / "k").iterdir() if f"_{row['trial_id']}_" in d.name)
+        folder = tmp_path / "k" / f"trial_{row['trial_id']}"  # short names (study/runner.py: trial_folder)
         kept = sorted(folder.glob("checkpoint_*/checkpoint.pt"))
         epochs = {int(torch.load(p, map_location="cpu", weights_only=True, mmap=True)["epoch"]) for p in kept}
         assert epochs == {int(row["best_epoch"]), 3} and len(kept) == len(epochs)

@@ -168,20 +168,19 @@ def _verdict_section(study: Study) -> list[Section]:
     if table.empty:
         return []
     rows = []
-    for (a, b), group in table.groupby(["method_a", "method_b"], sort=False):
-        row = {"method a": a, "method b": b, "pairs": int(group["n_pairs"].max())}
-        for _, r in group.iterrows():
-            if r["kind"] == "ratio":
-                cell = fmt(cell_float(r["diff_mean"]), 3) + "×"
-                low, high = cell_float(r["ci_low"]), cell_float(r["ci_high"])
-                cell += f" [{fmt(low, 3)}, {fmt(high, 3)}]" if math.isfinite(low) else ""
-                label = COSTS.get(r["metric"], r["metric"])
-            else:
-                cell = fmt_ci(cell_float(r["diff_mean"]), cell_float(r["diff_ci95"]))
-                label = f"Δ test {TEST_METRICS.get(r['metric'], r['metric'])}"
-            verdict = str(r["conclusion"]).replace("method_a", a).replace("method_b", b)
-            row[label] = f"{cell} — {verdict}"
-        rows.append(row)
+    for _, r in table.iterrows():  # one row per pair and metric: a long table reads down, not sideways
+        if r["kind"] == "ratio":
+            low, high = cell_float(r["ci_low"]), cell_float(r["ci_high"])
+            estimate = fmt(cell_float(r["diff_mean"]), 3) + "×" + (
+                f" [{fmt(low, 3)}, {fmt(high, 3)}]" if math.isfinite(low) else "")
+            label = f"{COSTS.get(r['metric'], r['metric'])}, ratio a / b"
+        else:
+            estimate = fmt_ci(cell_float(r["diff_mean"]), cell_float(r["diff_ci95"]))
+            label = f"test {TEST_METRICS.get(r['metric'], r['metric'])}, a − b"
+        rows.append({"method a": r["method_a"], "method b": r["method_b"], "metric": label, "estimate (95% CI)":
+                     estimate, "pairs": int(r["n_pairs"]),
+                     "verdict": str(r["conclusion"]).replace("method_a", r["method_a"]).replace("method_b",
+                                                                                                r["method_b"])})
     unit = table["unit"].iloc[0]
     how = ("Pairs are the outer patient folds: in each fold both methods were trained and selected without that "
            "fold's patients and scored on them; seeds are averaged within a fold first, so the interval counts "

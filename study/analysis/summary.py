@@ -42,10 +42,12 @@ def heldout_takeaway(held: Heldout) -> str | None:
             mean, half = cell_float(r.get(f"test.{m}.mean")), cell_float(r.get(f"test.{m}.ci95"))
             if math.isfinite(mean):
                 scores.append(f"{label} {fmt_ci(mean, half, 3)}")
-        n = cell_float(r.get("n_seeds"))
+        # n: the interval's unit, folds (--folds) or re-runs (n_runs; n_seeds in files from before n_runs)
+        n = cell_float(r.get("n_folds") if held.folds else r.get("n_runs", r.get("n_seeds")))
         if scores:
             runs = int(n) if math.isfinite(n) else 0
-            parts.append(f"{r['method']} {', '.join(scores)} (n={runs} re-run{'s' if runs != 1 else ''})")
+            unit = "fold" if held.folds else "re-run"
+            parts.append(f"{r['method']} {', '.join(scores)} (n={runs} {unit}{'s' if runs != 1 else ''})")
     if not parts:
         return None
     return f"Held-out, on {held.where()}: " + "; ".join(parts) + "."
@@ -113,7 +115,7 @@ def _overlap(a: MethodResult, b: MethodResult) -> str:
     return " (the 95% CIs overlap: not a clear difference)"
 
 
-TEXT_COLUMNS = {"trial", "method", "status", "hyperparameters", "reason"}
+TEXT_COLUMNS = {"trial", "method", "status", "hyperparameters", "reason", "method a", "method b", "metric", "verdict"}
 
 
 def html_table(df: pd.DataFrame, cls: str = "") -> str:
