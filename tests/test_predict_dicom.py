@@ -217,3 +217,14 @@ def test_frames_writes_every_frame_named_for_the_patient_split(echo_folder, tmp_
     assert code == 2 and "--patient" in err and err.count("\n") == 1
     code, _, err = cli(data_main, ["frames", folder / "bad.dcm", "--out", tmp_path / "b"], capsys)
     assert code == 2 and "not a DICOM file" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(("photometric", "expect"), [("MONOCHROME2", [0, 128, 255]), ("MONOCHROME1", [255, 127, 0])])
+def test_grey_frames_of_more_than_8_bits_become_8_bit_rgb(photometric, expect):
+    """12 stored bits: 0, 2048, 4095 -> 0, 2048 * 255 / 4095 + 0.5 = 128.0, 255; MONOCHROME1's 0 is white."""
+    from study.dicom import to_rgb_image
+
+    ds = Dataset()
+    ds.BitsStored = 12
+    image = to_rgb_image(np.array([[0, 2048, 4095]], np.uint16), ds, photometric)
+    assert image.mode == "RGB" and np.asarray(image)[0].tolist() == [[v] * 3 for v in expect]

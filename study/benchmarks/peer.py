@@ -26,6 +26,7 @@ import argparse
 import hashlib
 import math
 import os
+import shutil
 import statistics
 import sys
 import time
@@ -68,6 +69,7 @@ def export_copy(data: DecodedData, root: Path) -> tuple[Path, Path]:
     det, cls = root / "det", root / "cls"
     if (root / "done").is_file():
         return det / "data.yaml", cls
+    shutil.rmtree(root, ignore_errors=True)  # what an interrupted export left
     size = data.imgsz
     for split, folder in (("train", "train"), ("val", "val")):
         (det / folder / "images").mkdir(parents=True, exist_ok=True)
@@ -80,7 +82,11 @@ def export_copy(data: DecodedData, root: Path) -> tuple[Path, Path]:
             name = f"{pos:06d}.png"
             image = Image.fromarray(np.ascontiguousarray(data.images[i].transpose(1, 2, 0)))  # (S, S, 3) RGB
             image.save(det / folder / "images" / name)
-            (cls / folder / data.view_names[int(data.views[i])] / name).hardlink_to(det / folder / "images" / name)
+            link = cls / folder / data.view_names[int(data.views[i])] / name
+            try:
+                link.hardlink_to(det / folder / "images" / name)  # one copy of the pixels on disk
+            except OSError:  # a file system without hard links
+                shutil.copyfile(det / folder / "images" / name, link)
             rows = boxes[boxes[:, 0] == pos]
             xyxy = rows[:, 2:6] / size
             lines = [f"{int(c)} {(x1 + x2) / 2:.6f} {(y1 + y2) / 2:.6f} {x2 - x1:.6f} {y2 - y1:.6f}"
