@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     offline_ultralytics(home / "ultralytics")  # before training ours: a missing extra fails in a second
     torch.set_num_threads(args.threads)
     source = args.data if args.data == "synthetic" else str(Path(args.data).expanduser().resolve())
-    base, data = recipe.prepare(source, args.train_splits, args.epochs, args.imgsz, args.batch, "n",
+    base, data = recipe.prepare(source, args.train_splits, args.epochs, args.imgsz, args.batch, "n", args.arms,
                                 parse_set(args.set))
     copy_root = home / "data" / copy_key(data)
     det_yaml, cls_folder = export_copy(data, copy_root)

@@ -62,13 +62,13 @@ def arm_config(arm: str, base: dict[str, Any]) -> TrialConfig:
 
 
 def prepare(data_source: str, train_splits: list[str], epochs: int, imgsz: int, batch: int, size: str,
-            overrides: dict[str, Any]) -> tuple[dict[str, Any], DecodedData]:
+            arms: list[str], overrides: dict[str, Any]) -> tuple[dict[str, Any], DecodedData]:
     """The arms' shared config keys and the data they all train and validate on (loaded once); the
     peer benchmark (study/benchmarks/peer.py) trains on exactly these frames and this split."""
     base = {"data.source": data_source, "train.epochs": epochs, "data.imgsz": imgsz, "data.batch": batch,
             "model.size": size, **overrides}
     resolve_weights(base)
-    first = arm_config(ARMS[-1], base)
+    first = arm_config(arms[0], base)
     data = load_data(first.data, seed=first.train.seed, progress=True)
     if train_splits != ["train"]:
         data = merge_train(data, train_splits)
@@ -81,7 +81,7 @@ def prepare(data_source: str, train_splits: list[str], epochs: int, imgsz: int, 
 
 def run(data_source: str, train_splits: list[str], epochs: int, imgsz: int, batch: int, size: str,
         arms: list[str], overrides: dict[str, Any], out: Path | None) -> list[dict[str, Any]]:
-    base, data = prepare(data_source, train_splits, epochs, imgsz, batch, size, overrides)
+    base, data = prepare(data_source, train_splits, epochs, imgsz, batch, size, arms, overrides)
     return train_arms(data, base, arms, epochs, out)
 
 
