@@ -91,6 +91,9 @@ def test_peer_on_synthetic_frames_offline(tmp_path, capsys, monkeypatch, no_netw
     cache = Path(os.environ["MTL_STUDY_CACHE"]) / "peer"
     assert list((cache / "data").glob("*/det/data.yaml")) and (cache / "runs" / "yolov8n" / "weights").is_dir()
     assert list((cache / "ultralytics").rglob("settings.json"))  # its settings in the tool's cache
+    from PIL import Image
+
+    assert Image.open.__module__ == "PIL.Image"  # its import patched Pillow for the whole process: undone
 
 
 @pytest.mark.slow

@@ -118,6 +118,12 @@ def offline_ultralytics(home: Path) -> Any:
     SETTINGS.update({k: v for k, v in wanted.items() if k in SETTINGS})  # keys differ across its releases
     # check_det_dataset asks for Arial.ttf (labels in plots) and downloads it when absent: plots are off
     data_utils.check_font = lambda *args, **kwargs: None
+    # its import replaces PIL.Image.open for every caller in the process (on an unidentified file it tries
+    # to install a HEIF plugin): give Pillow its own back; the copy is PNG
+    from PIL import Image as PILImage
+    from ultralytics.utils import patches
+
+    PILImage.open = patches._image_open
     return ultralytics
 
 
