@@ -198,7 +198,8 @@ def fit(
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: DecodedData, split: str, cfg: TrialConfig, device: torch.device) -> dict:
-    """Validation metrics of ``model`` on one split: ``val.*`` keys (detection and/or view)."""
+    """Validation metrics of ``model`` on one split: ``val.*`` keys (detection and/or view; with a view
+    head also the view per clip, ``val.view_clip_accuracy`` and ``val.n_clips``, from the file names)."""
     model.eval()
     preds, gts, view_true, view_prob, order = [], [], [], [], []
     for images, targets, views, indices in iterate_batches(
