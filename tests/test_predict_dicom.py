@@ -96,7 +96,7 @@ def checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture
 def echo_folder(tmp_path) -> tuple[Path, dict[str, tuple[Dataset, np.ndarray]]]:
     """rgb.dcm (5 frames, FrameTime 50 ms: 20 fps), loop (4 frames, JPEG YBR_FULL_422, no suffix, CineRate
-    15), a text file named bad.dcm and a DICOM without pixel data (a report)."""
+    15), a text file named bad.dcm, a DICOM without pixel data (a report) and a DICOMDIR."""
     folder = tmp_path / "echo"
     folder.mkdir()
     rgb, jpg = colour_frames(5), colour_frames(4)[:, :, ::-1]  # mirrored: the two clips differ
@@ -110,6 +110,13 @@ def echo_folder(tmp_path) -> tuple[Path, dict[str, tuple[Dataset, np.ndarray]]]:
     report.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     report.SOPClassUID, report.SOPInstanceUID = report.file_meta.MediaStorageSOPClassUID, generate_uid()
     report.save_as(folder / "report.dcm", enforce_file_format=True)
+    index = Dataset()  # a DICOMDIR, as a PACS export's index: no suffix, found by its DICM magic
+    index.file_meta = FileMetaDataset()
+    index.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.1.3.10"
+    index.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    index.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    index.DirectoryRecordSequence = []
+    index.save_as(folder / "DICOMDIR", enforce_file_format=True)
     return folder, written
 
 
@@ -147,6 +154,7 @@ def test_a_folder_of_dicoms_goes_through_predict(checkpoint, echo_folder, tmp_pa
     assert code == 0, err
     assert "warning:" in err and "bad.dcm" in err and "not a DICOM file" in err and "left out" in err
     assert "note:" in err and "report.dcm" in err and "without pixel data" in err
+    assert "DICOMDIR: a DICOMDIR (an index of other files)" in err
     assert "predict: 9 frames from 2 files" in err and "wrote 0 annotated images and 2 videos" in stdout
     table = pq.read_table(out / "predictions.parquet")
     assert table.schema.equals(SCHEMA)
@@ -175,12 +183,14 @@ def test_a_folder_of_dicoms_goes_through_predict(checkpoint, echo_folder, tmp_pa
     no_identifying_field_in(out)
 
 
-@pytest.mark.parametrize("case", ["text", "dicomdir-like", "no-decoder"])
+@pytest.mark.parametrize("case", ["text", "report", "dicomdir", "no-decoder"])
 def test_a_single_bad_dicom_is_one_line_and_exit_2(checkpoint, echo_folder, tmp_path, capsys, case):
     folder, _ = echo_folder
     source, expect = folder / "bad.dcm", "not a DICOM file"
-    if case == "dicomdir-like":
+    if case == "report":
         source, expect = folder / "report.dcm", "without pixel data"
+    elif case == "dicomdir":
+        source, expect = folder / "DICOMDIR", "give the folder of the files it lists"
     elif case == "no-decoder":  # JPEG-LS needs the [dicom] extra here (no pylibjpeg in the test environment)
         pytest.importorskip("pydicom.pixels.decoders.base")
         from pydicom.pixels.decoders.base import get_decoder
