@@ -1,4 +1,5 @@
-"""Check a dataset before studying it: ``python -m study.data check DATA.yaml [--split-by patient]``.
+"""Check a dataset before studying it: ``python -m study.data check DATA.yaml [--split-by patient]``;
+frames to label: ``python -m study.data frames SOURCE --out DIR`` (study/frames.py).
 
 Validates every label and image (decoding them into the cache, so the study later starts at
 once), then prints images, boxes per class, views per class, negatives and groups per split, the
@@ -13,10 +14,11 @@ import dataclasses
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
-from study.cli import ArgumentParser
+from study.cli import ArgumentParser, run_cli
 from trainables.config import ConfigError, DataConfig, TrialConfig
 from trainables.data.errors import DataError
 from trainables.data.loader import LoadReport, apply_groups, load_dataset
@@ -42,11 +44,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     check.add_argument("--val-fraction", type=float, default=DataConfig().val_fraction)
     check.add_argument("--test-fraction", type=float, default=DataConfig().test_fraction)
     check.add_argument("--seed", type=int, default=0, help="seed of the patient split")
+    frames = sub.add_parser("frames", help="write the frames of DICOMs / videos as <patient>-<clip>-<frame>.jpg")
+    frames.add_argument("source", help="a DICOM, a video, or a folder of them")
+    frames.add_argument("--out", required=True, metavar="DIR", help="folder for the frames")
+    frames.add_argument("--every", type=int, default=1, metavar="K", help="every K-th frame (default 1: all)")
+    frames.add_argument("--patient", default=None, metavar="P",
+                        help="the patient part of the names (default for a DICOM: a short hash of its "
+                             "StudyInstanceUID; a video needs it)")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.command == "frames":
+        from study.frames import extract
+
+        out = Path(args.out).expanduser()
+        written, clips = extract(Path(args.source).expanduser(), out, args.every, args.patient)
+        print(f"wrote {written} frame{'s' * (written != 1)} of {clips} clip{'s' * (clips != 1)} to {out}")
+        return 0
     try:
         source = args.data if args.data == "synthetic" else os.path.abspath(args.data)
         cfg = TrialConfig.from_partial({
@@ -111,4 +127,4 @@ def summary(data: DecodedData, cfg: DataConfig, report: LoadReport, own: Decoded
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

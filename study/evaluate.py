@@ -171,7 +171,8 @@ def print_table(result: dict[str, Any]) -> None:
     width = max(len(k) for k in keys)
     for k in keys:
         v = metrics[k]
-        print(f"  {k:<{width}}  {'—' if not math.isfinite(v) else f'{v:.4f}'}")
+        shown = "—" if not math.isfinite(v) else f"{v:.0f}" if k.endswith(".n_clips") else f"{v:.4f}"
+        print(f"  {k:<{width}}  {shown}")
 
 
 def main(argv: list[str] | None = None) -> int:

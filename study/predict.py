@@ -1,20 +1,26 @@
-"""``python -m study.predict CHECKPOINT SOURCE --out DIR``: apply a trained model to images and videos.
+"""``python -m study.predict CHECKPOINT SOURCE --out DIR``: apply a trained model to images, videos and DICOMs.
 
-SOURCE is an image, a video (echo clips: read with PyAV, frame by frame) or a folder of them. Each
-frame is letterboxed to the checkpoint's image size exactly as in training, run through the model in
-batches, and the detections (class-aware NMS at the checkpoint's IoU threshold and max_det, boxes
-scoring above ``--conf``) are mapped back to the frame's original pixels. Written to DIR:
+SOURCE is an image, a video (echo clips: read with PyAV, frame by frame), a DICOM (single frame or a
+cine loop; study/dicom.py) or a folder of them. Each frame is letterboxed to the checkpoint's image
+size exactly as in training, run through the model in batches, and the detections (class-aware NMS at
+the checkpoint's IoU threshold and max_det, boxes scoring above ``--conf``) are mapped back to the
+frame's original pixels. Written to DIR:
 
-  ``<stem>.jpg`` / ``<stem>.mp4``  annotated copies (boxes with class and confidence, the view and its
-                                   probability; a video keeps its frame rate)
-  ``predictions.parquet``          one row per box: source, frame, x1, y1, x2, y2 (original pixels),
-                                   class, class_id, confidence, view, view_prob. A frame without a box
-                                   still has one row (box columns null) carrying its view. Columns a
-                                   single-task model has no head for (det_only: view; cls_only: boxes)
-                                   are null.
+  ``<stem>.jpg`` / ``<stem>.mp4``  annotated copies (boxes with class and confidence, the frame's view and
+                                   its probability; a clip -- a video or a cine loop -- keeps its frame
+                                   rate, a DICOM's from its header, and shows the clip's view too)
+  ``predictions.parquet``          one row per box: source, frame, study_uid, series_uid, sop_uid (a
+                                   DICOM's UIDs, null otherwise), x1, y1, x2, y2 (original pixels), class,
+                                   class_id, confidence, view, view_prob. A frame without a box still has
+                                   one row (box columns null) carrying its view. Columns a single-task
+                                   model has no head for (det_only: view; cls_only: boxes) are null.
+  ``clips.parquet``                one row per clip: source, frames, view, view_prob -- the view whose
+                                   probability averaged over the clip's frames is highest, and that mean.
 
-In a folder, a file that cannot be read is left out with a warning line; a single SOURCE that cannot
-be read is an error. Images are used as stored (no EXIF rotation), as in training.
+In a folder, a file that cannot be read is left out with a warning line (a DICOMDIR or a DICOM without
+pixels with a note); a single SOURCE that cannot be read is an error. Images are used as stored (no
+EXIF rotation), as in training. No identifying DICOM field (patient name, ID, birth date, ...) is
+written anywhere; text burned into the pixels is copied as it is.
 """
 
 from __future__ import annotations
@@ -31,15 +37,19 @@ import torch
 
 from study.checkpoint import load_checkpoint, restore_model
 from study.cli import CHECKPOINT_HELP, ArgumentParser, UsageError, run_cli
+from study.dicom import NotAnImage
 from study.predict_io import (
-    IMAGE_EXTS,
+    CLIP_SCHEMA,
+    DEFAULT_RATE,
+    SCHEMA,
     Frame,
     Progress,
     VideoWriter,
     annotate,
+    clip_info,
+    is_clip,
     list_sources,
     read_frames,
-    video_info,
     write_jpeg,
     write_predictions,
 )
@@ -77,7 +87,8 @@ def predict_batch(model: Any, frames: list[Frame], imgsz: int, conf: float, iou:
     probs = logits.float().softmax(1).cpu() if logits is not None else None  # (B, V)
     out = []
     for b, (frame, (_, geometry)) in enumerate(zip(frames, letterboxed, strict=True)):
-        item: dict[str, Any] = {"boxes": None, "scores": None, "labels": None, "view": None, "view_prob": None}
+        item: dict[str, Any] = {"boxes": None, "scores": None, "labels": None, "view": None, "view_prob": None,
+                                "probs": None}
         if dets[b] is not None:
             boxes, scores, labels = (t.cpu().numpy() for t in dets[b])
             new_w, new_h, left, top = geometry
@@ -89,7 +100,7 @@ def predict_batch(model: Any, frames: list[Frame], imgsz: int, conf: float, iou:
                         scores=scores.astype(np.float64), labels=labels.astype(np.int64))
         if probs is not None:
             p, v = probs[b].max(0)
-            item.update(view=int(v), view_prob=float(p))
+            item.update(view=int(v), view_prob=float(p), probs=probs[b].numpy())  # probs: (V,)
         out.append(item)
     return out
 
@@ -103,6 +114,8 @@ def add_rows(columns: dict[str, list], frame: Frame, item: dict[str, Any], names
         box = item["boxes"][i].tolist() if n else [None] * 4
         columns["source"].append(str(frame.source))
         columns["frame"].append(frame.index)
+        for key, uid in zip(("study_uid", "series_uid", "sop_uid"), _uids(frame), strict=True):
+            columns[key].append(uid)
         for key, v in zip(("x1", "y1", "x2", "y2"), box, strict=True):
             columns[key].append(v)
         columns["class_id"].append(int(item["labels"][i]) if n else None)
@@ -112,54 +125,102 @@ def add_rows(columns: dict[str, list], frame: Frame, item: dict[str, Any], names
         columns["view_prob"].append(item["view_prob"])
 
 
-def drawn(frame: Frame, item: dict[str, Any], names: list[str], view_names: list[str]) -> Any:
-    """The frame annotated with its boxes (``class confidence``) and its view (``view probability``)."""
+def _uids(frame: Frame) -> tuple[str | None, str | None, str | None]:
+    d = frame.dicom
+    return (d.study_uid, d.series_uid, d.sop_uid) if d is not None else (None, None, None)
+
+
+def drawn(frame: Frame, item: dict[str, Any], names: list[str], view_names: list[str],
+          clip_view: str | None = None) -> Any:
+    """The frame annotated with its boxes (``class confidence``), its view (``view probability``) and,
+    for a clip, the clip's view (``clip: view probability``)."""
     n = 0 if item["labels"] is None else len(item["labels"])
     text = [f"{names[int(item['labels'][i])]} {item['scores'][i]:.2f}" for i in range(n)]
     view = f"{view_names[item['view']]} {item['view_prob']:.2f}" if item["view"] is not None else None
     return annotate(frame.image, item["boxes"] if n else np.zeros((0, 4)),
-                    text, item["labels"] if n else np.zeros(0, np.int64), view)
+                    text, item["labels"] if n else np.zeros(0, np.int64), view, clip_view)
+
+
+def clip_view(items: list[dict[str, Any]]) -> tuple[int | None, float | None]:
+    """A clip's view: the index whose probability averaged over its frames is highest, and that mean
+    (None, None without a view head)."""
+    probs = [item["probs"] for item in items if item["probs"] is not None]
+    if not probs:
+        return None, None
+    mean = np.mean(np.stack(probs), axis=0)  # (V,)
+    return int(mean.argmax()), float(mean.max())
 
 
 class Sink:
-    """Writes annotated frames: an image to ``<stem>.jpg``, a video's frames into one ``<stem>.mp4``."""
+    """Writes annotated frames: an image to ``<stem>.jpg``, a clip's frames into one ``<stem>.mp4``.
 
-    def __init__(self, out: Path, files: list[Path]) -> None:
-        ext = {f: ".jpg" if f.suffix.lower() in IMAGE_EXTS else ".mp4" for f in files}
-        names = [f.stem + ext[f] for f in files]  # a.png and a.jpg would both give a.jpg: keep their full names
-        self.targets = {f: out / (n if names.count(n) == 1 else f.name + ext[f])
-                        for f, n in zip(files, names, strict=True)}
+    A clip's view is known only after its last frame, so a clip's predictions are held until it ends,
+    then its frames are decoded a second time and written with the clip's view on each (holding the
+    decoded frames instead would take gigabytes for a long cine loop). ``clips`` collects the
+    clips.parquet columns."""
+
+    def __init__(self, out: Path, files: list[Path], names: list[str], view_names: list[str]) -> None:
+        ext = {f: ".mp4" if is_clip(f) else ".jpg" for f in files}
+        stems = [f.stem + ext[f] for f in files]  # a.png and a.jpg would both give a.jpg: keep their full names
+        self.targets = {f: out / (n if stems.count(n) == 1 else f.name + ext[f])
+                        for f, n in zip(files, stems, strict=True)}
         clash = [f for f, t in self.targets.items() if t.resolve() in {g.resolve() for g in files}]
         if clash:
             raise UsageError(f"--out {out}: writing there would overwrite the input {clash[0]}; choose another folder")
-        self.video: VideoWriter | None = None
-        self.video_source: Path | None = None
+        self.names, self.view_names = names, view_names
+        self.clip_source: Path | None = None
+        self.clip_items: list[dict[str, Any]] = []
+        self.clips: dict[str, list] = {k: [] for k in CLIP_SCHEMA.names}
         self.images = self.videos = 0
 
-    def put(self, frame: Frame, image: Any) -> None:
+    def put(self, frame: Frame, item: dict[str, Any]) -> None:
         if not frame.is_video:
-            write_jpeg(image, self.targets[frame.source])
+            write_jpeg(drawn(frame, item, self.names, self.view_names), self.targets[frame.source])
             self.images += 1
             return
-        if frame.source != self.video_source:
+        if frame.source != self.clip_source:
             self.close()
-            self.video, self.video_source = VideoWriter(self.targets[frame.source], video_info(frame.source)[1]), \
-                frame.source
-            self.videos += 1
-        assert self.video is not None
-        self.video.write(image)
+            self.clip_source = frame.source
+        self.clip_items.append(item)
 
     def close(self, keep: bool = True) -> None:
-        if self.video is not None:
-            self.video.close(keep)
-        self.video, self.video_source = None, None
+        """End the current clip: written with its view when ``keep``, dropped otherwise."""
+        source, items = self.clip_source, self.clip_items
+        self.clip_source, self.clip_items = None, []
+        if source is None or not keep:
+            return
+        view, prob = clip_view(items)
+        self.clips["source"].append(str(source))
+        self.clips["frames"].append(len(items))
+        self.clips["view"].append(self.view_names[view] if view is not None else None)
+        self.clips["view_prob"].append(prob)
+        label = f"clip: {self.view_names[view]} {prob:.2f}" if view is not None else None
+        rate = clip_info(source)[1]
+        if rate is None:
+            print(f"note: {source} states no frame rate; its annotated video plays at {DEFAULT_RATE} fps",
+                  file=sys.stderr)
+        video = VideoWriter(self.targets[source], rate or DEFAULT_RATE)
+        try:
+            for frame, item in zip(read_frames(source, quiet=True), items, strict=False):  # the same frames, again
+                video.write(drawn(frame, item, self.names, self.view_names, label))
+        except BaseException:
+            video.close(keep=False)
+            raise
+        video.close()
+        self.videos += 1
 
 
-def all_frames(files: list[Path], strict: bool, skipped: list[Path]) -> Iterator[Frame]:
-    """Every frame of every file; in a folder (not ``strict``) an unreadable file is warned about and left out."""
+def all_frames(files: list[Path], strict: bool, skipped: list[Path], not_images: list[Path]) -> Iterator[Frame]:
+    """Every frame of every file; in a folder (not ``strict``) an unreadable file is warned about and left
+    out, a DICOM without an image (a DICOMDIR, a report) noted and left out."""
     for path in files:
         try:
             yield from read_frames(path)
+        except NotAnImage as err:
+            if strict:
+                raise
+            print(f"note: {err}; skipped", file=sys.stderr)
+            not_images.append(path)
         except UsageError as err:
             if strict:
                 raise
@@ -181,19 +242,18 @@ def main(argv: list[str] | None = None) -> int:
     names, view_names = list(state.get("names", [])), list(state.get("view_names", []))
     device = resolve_device(args.device)
     model.to(device)
-    sink = Sink(out, files)
-    columns: dict[str, list] = {k: [] for k in ("source", "frame", "x1", "y1", "x2", "y2", "class", "class_id",
-                                                "confidence", "view", "view_prob")}
-    total = sum(1 if f.suffix.lower() in IMAGE_EXTS else video_info(f)[0] for f in files)  # 0: unknown
-    bar, skipped, frames_done, boxes = Progress(total), [], 0, 0
-    stream = all_frames(files, strict=not source.is_dir(), skipped=skipped)
+    sink = Sink(out, files, names, view_names)
+    columns: dict[str, list] = {k: [] for k in SCHEMA.names}
+    total = sum(clip_info(f)[0] for f in files)  # 0 for a file that states no count: the bar shows no total
+    bar, skipped, not_images, frames_done, boxes = Progress(total), [], [], 0, 0
+    stream = all_frames(files, strict=not source.is_dir(), skipped=skipped, not_images=not_images)
     try:
         while batch := list(islice(stream, args.batch)):
             items = predict_batch(model, batch, cfg.data.imgsz, args.conf, cfg.train.iou_thres, cfg.train.max_det,
                                   device)
             for frame, item in zip(batch, items, strict=True):
                 add_rows(columns, frame, item, names, view_names)
-                sink.put(frame, drawn(frame, item, names, view_names))
+                sink.put(frame, item)
                 boxes += 0 if item["labels"] is None else len(item["labels"])
             frames_done += len(batch)
             bar.update(len(batch))
@@ -203,10 +263,14 @@ def main(argv: list[str] | None = None) -> int:
     sink.close()
     if frames_done == 0:
         raise UsageError(f"{source}: none of its {len(files)} files could be read")
-    bar.finish(len(files) - len(skipped))
+    bar.finish(len(files) - len(skipped) - len(not_images))
     write_predictions(columns, out / "predictions.parquet")
+    write_predictions(sink.clips, out / "clips.parquet", CLIP_SCHEMA)
     print(f"wrote {sink.images} annotated image{'s' * (sink.images != 1)} and {sink.videos} "
           f"video{'s' * (sink.videos != 1)} to {out}")
+    n_clips = len(sink.clips["source"])
+    print(f"wrote {out / 'clips.parquet'}: {n_clips} clip{'s' * (n_clips != 1)}, the view averaged over each "
+          "clip's frames")
     print(f"wrote {out / 'predictions.parquet'}: {len(columns['source'])} rows, {boxes} boxes on {frames_done} frames "
           f"(conf > {args.conf}, NMS IoU {cfg.train.iou_thres}, {cfg.arch} model at {cfg.data.imgsz} px)")
     if skipped:

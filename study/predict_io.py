@@ -1,7 +1,9 @@
-"""What ``study.predict`` reads and writes: images and videos (PyAV), annotated copies, the Parquet table.
+"""What ``study.predict`` reads and writes: images, videos (PyAV) and DICOMs (study/dicom.py), annotated
+copies, the Parquet tables.
 
-Frames come out of :func:`read_frames` as RGB PIL images in file order (a video's in decode
-order, numbered from 0). Annotated copies are written whole or not at all (``study.atomic``).
+Frames come out of :func:`read_frames` as RGB PIL images in file order (a video's or a cine loop's
+in decode order, numbered from 0); ``python -m study.data frames`` reads them the same way.
+Annotated copies are written whole or not at all (``study.atomic``).
 """
 
 from __future__ import annotations
@@ -22,37 +24,49 @@ from PIL import Image, ImageDraw, ImageFont
 
 from study.atomic import atomic_path
 from study.cli import UsageError
+from study.dicom import DicomHeader, is_dicom, read_dicom_frames, read_header
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+DEFAULT_RATE = Fraction(25)  # frames per second of a clip whose file states none
 SCHEMA = pa.schema([("source", pa.string()), ("frame", pa.int64()),
+                    ("study_uid", pa.string()), ("series_uid", pa.string()), ("sop_uid", pa.string()),
                     ("x1", pa.float64()), ("y1", pa.float64()), ("x2", pa.float64()), ("y2", pa.float64()),
                     ("class", pa.string()), ("class_id", pa.int64()), ("confidence", pa.float64()),
                     ("view", pa.string()), ("view_prob", pa.float64())])
+CLIP_SCHEMA = pa.schema([("source", pa.string()), ("frames", pa.int64()), ("view", pa.string()),
+                         ("view_prob", pa.float64())])
 COLOURS = [(255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 157, 151), (207, 210, 49), (132, 56, 255)]
 
 
 @dataclass
 class Frame:
     source: Path
-    index: int  # 0 for an image, the frame number in a video
+    index: int  # 0 for an image, the frame number in a video or cine loop
     image: Image.Image  # RGB, original size
-    is_video: bool
+    is_video: bool  # a clip: a video or a multi-frame DICOM (annotated as an MP4)
+    dicom: DicomHeader | None = None  # its UIDs and timing, for a DICOM
+
+
+def is_supported(path: Path) -> bool:
+    """An image or video by its suffix, or a DICOM by its suffix or magic."""
+    return path.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS or is_dicom(path)
 
 
 def list_sources(source: Path) -> list[Path]:
     """The image/video files SOURCE names: itself, or a folder's supported files (sorted, not recursive)."""
     if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS)
+        files = sorted(p for p in source.iterdir() if p.is_file() and is_supported(p))
         if not files:
-            raise UsageError(f"{source}: no images or videos in this folder (looked for "
-                             f"{', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))})")
+            raise UsageError(f"{source}: no images, videos or DICOMs in this folder (looked for "
+                             f"{', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))}, .dcm and the DICM header)")
         return files
     if not source.is_file():
         raise UsageError(f"{source}: no such file or folder")
-    if source.suffix.lower() not in IMAGE_EXTS | VIDEO_EXTS:
+    if not is_supported(source):
         raise UsageError(f"{source}: unsupported file type '{source.suffix}'; give an image "
-                         f"({', '.join(sorted(IMAGE_EXTS))}), a video ({', '.join(sorted(VIDEO_EXTS))}) or a folder")
+                         f"({', '.join(sorted(IMAGE_EXTS))}), a video ({', '.join(sorted(VIDEO_EXTS))}), a DICOM "
+                         "or a folder")
     return [source]
 
 
@@ -75,8 +89,38 @@ def video_info(path: Path) -> tuple[int, Fraction]:
         return 0, Fraction(25)
 
 
-def read_frames(path: Path) -> Iterator[Frame]:
-    """The frames of one image or video file; UsageError (one line) when it cannot be read."""
+def clip_info(path: Path) -> tuple[int, Fraction | None]:
+    """(frames the file states, 0 if unknown; frames per second it states, None if none) of a video or
+    a DICOM; (1, None) for an image. A file that cannot be read gives (0, None): :func:`read_frames`
+    reports it."""
+    if path.suffix.lower() in IMAGE_EXTS:
+        return 1, None
+    if path.suffix.lower() in VIDEO_EXTS:
+        return video_info(path)
+    try:
+        header = read_header(path)
+    except UsageError:
+        return 0, None
+    return header.frames, header.rate
+
+
+def is_clip(path: Path) -> bool:
+    """A video, or a DICOM of more than one frame (a cine loop): annotated as an MP4 and one clips.parquet row."""
+    return path.suffix.lower() in VIDEO_EXTS or (path.suffix.lower() not in IMAGE_EXTS and clip_info(path)[0] > 1)
+
+
+def read_frames(path: Path, quiet: bool = False) -> Iterator[Frame]:
+    """The frames of one image, video or DICOM file; UsageError (one line) when it cannot be read
+    (:class:`study.dicom.NotAnImage` for a DICOM that holds no image). ``quiet``: no warning when fewer
+    frames decode than the file states (for a second reading of a file already warned about)."""
+    if path.suffix.lower() not in IMAGE_EXTS | VIDEO_EXTS:  # is_supported: a DICOM
+        header = read_header(path)
+        n = 0
+        for n, image in enumerate(read_dicom_frames(path), start=1):
+            yield Frame(path, n - 1, image, header.frames > 1, header)
+        if n < header.frames and not quiet:
+            print(f"warning: {path}: its header states {header.frames} frames, {n} could be decoded", file=sys.stderr)
+        return
     if path.suffix.lower() in IMAGE_EXTS:
         try:
             with Image.open(path) as im:
@@ -94,7 +138,7 @@ def read_frames(path: Path) -> Iterator[Frame]:
             stated, n = container.streams.video[0].frames, 0
             for n, frame in enumerate(container.decode(video=0), start=1):
                 yield Frame(path, n - 1, frame.to_image(), True)
-            if stated and n < stated:  # FFmpeg ends a truncated file quietly, as if it were complete
+            if stated and n < stated and not quiet:  # FFmpeg ends a truncated file quietly, as if it were complete
                 print(f"warning: {path}: its header states {stated} frames, {n} could be decoded "
                       "(a truncated file?)", file=sys.stderr)
     except (av.FFmpegError, OSError) as err:
@@ -152,8 +196,9 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 
 def annotate(image: Image.Image, boxes: np.ndarray, labels: list[str], class_ids: np.ndarray,
-             view: str | None) -> Image.Image:
-    """A copy of ``image`` with (M, 4) original-pixel xyxy ``boxes`` drawn and labelled, and the view on top."""
+             view: str | None, clip_view: str | None = None) -> Image.Image:
+    """A copy of ``image`` with (M, 4) original-pixel xyxy ``boxes`` drawn and labelled, the frame's view
+    on top and, for a clip, the clip's view below it."""
     out = image.copy()
     draw = ImageDraw.Draw(out)
     line = max(1, round(min(out.size) / 250))
@@ -168,6 +213,10 @@ def annotate(image: Image.Image, boxes: np.ndarray, labels: list[str], class_ids
         draw.text((x1 + 2, ty - (ty1 - y1)), label, fill=(255, 255, 255), font=font)
     if view is not None:
         draw.text((4, 4), view, fill=(255, 255, 0), font=font, stroke_width=max(1, line), stroke_fill=(0, 0, 0))
+    if clip_view is not None:
+        _, top, _, bottom = draw.textbbox((4, 4), "Ay", font=font)
+        draw.text((4, 4 + (bottom - top) + 2 * line + 2), clip_view, fill=(0, 255, 255), font=font,
+                  stroke_width=max(1, line), stroke_fill=(0, 0, 0))
     return out
 
 
@@ -176,9 +225,10 @@ def write_jpeg(image: Image.Image, path: Path) -> None:
         image.save(tmp, format="JPEG", quality=92)
 
 
-def write_predictions(columns: dict[str, list], path: Path) -> None:
-    """One row per box (or per frame without a box) as ``SCHEMA``; written atomically."""
-    table = pa.Table.from_pydict({name: columns[name] for name in SCHEMA.names}, schema=SCHEMA)
+def write_predictions(columns: dict[str, list], path: Path, schema: pa.Schema = SCHEMA) -> None:
+    """The table's columns as ``schema`` (``SCHEMA``: one row per box, or per frame without a box;
+    ``CLIP_SCHEMA``: one row per clip); written atomically."""
+    table = pa.Table.from_pydict({name: columns[name] for name in schema.names}, schema=schema)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +103,20 @@ def test_bad_input_is_one_line_and_exit_2(trained, tmp_path, capsys, case):
         argv, expect = [path, "--best", tmp_path], "not both"
     code, _, err = cli(argv, capsys)
     assert code == 2 and expect in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_evaluate_on_the_shared_dataset_prints_the_view_per_clip_and_the_clips(shared_dataset, tmp_path, capsys):
+    """The shared dataset's names give each frame's clip (<patient>-<clip>-<frame>): the clip-level view
+    accuracy is printed beside the frame-level one, over every val clip the names give."""
+    path, _, _ = tiny_checkpoint(tmp_path, **{"data.source": str(shared_dataset), "optim.ema": False})
+    code, out, _ = cli([path, "--data", shared_dataset, "--split", "val", "--device", "cpu",
+                        "--json", tmp_path / "r.json"], capsys)
+    assert code == 0
+    lines = [line.split()[0] for line in out.splitlines()[2:]]
+    assert lines[lines.index("val.view_accuracy") + 1] == "val.view_clip_accuracy"
+    metrics = json.loads((tmp_path / "r.json").read_text())["metrics"]
+    # the clips counted from the folder's names, as a user would: the name without its last '-<frame>'
+    images = shared_dataset.parent / "valid" / "images"
+    clips = {p.stem.rsplit("-", 1)[0] for p in images.glob("*.jpg")}
+    assert metrics["val.n_clips"] == len(clips) and re.search(rf"val\.n_clips +{len(clips)}\n", out)
+    assert 0.0 <= metrics["val.view_clip_accuracy"] <= 1.0

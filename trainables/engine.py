@@ -24,12 +24,13 @@ from torch import Tensor, nn
 
 from trainables.batchnorm import recalibrate_batchnorm
 from trainables.config import TrialConfig
+from trainables.data.clips import clip_ids
 from trainables.data.loader import iterate_batches
 from trainables.data.types import DecodedData
 from trainables.interference import gradient_interference
 from trainables.learner import Learner
 from trainables.metrics import efficiency, names
-from trainables.metrics.classification import classification_metrics
+from trainables.metrics.classification import classification_metrics, clip_view_metrics
 from trainables.metrics.detection import detection_metrics
 from trainables.optim import lr_factor
 from trainables.postprocess import postprocess
@@ -197,10 +198,11 @@ def fit(
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: DecodedData, split: str, cfg: TrialConfig, device: torch.device) -> dict:
-    """Validation metrics of ``model`` on one split: ``val.*`` keys (detection and/or view)."""
+    """Validation metrics of ``model`` on one split: ``val.*`` keys (detection and/or view; with a view
+    head also the view per clip, ``val.view_clip_accuracy`` and ``val.n_clips``, from the file names)."""
     model.eval()
-    preds, gts, view_true, view_pred = [], [], [], []
-    for images, targets, views, _ in iterate_batches(
+    preds, gts, view_true, view_prob, order = [], [], [], [], []
+    for images, targets, views, indices in iterate_batches(
         data, split, max(cfg.data.batch, 32), shuffle=False, generator=None, device=device, augment=None
     ):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.amp and device.type == "cuda"):
@@ -218,7 +220,8 @@ def evaluate(model: nn.Module, data: DecodedData, split: str, cfg: TrialConfig, 
                 gts.append((rows[:, 2:6], rows[:, 1].long()))
         if cls_logits is not None:
             view_true.append(views.cpu())
-            view_pred.append(cls_logits.float().argmax(1).cpu())
+            view_prob.append(cls_logits.float().softmax(1).cpu())  # (B, V)
+            order.append(indices)
     out: dict[str, float] = {}
     prefix = "val."
     if preds:
@@ -229,10 +232,13 @@ def evaluate(model: nn.Module, data: DecodedData, split: str, cfg: TrialConfig, 
         for k in ("map", "map50", "map75", "precision", "recall", "f1"):
             out[prefix + k] = math.nan
     if view_true:
-        cls = classification_metrics(
-            torch.cat(view_true).numpy(), torch.cat(view_pred).numpy(), data.num_views, names=list(data.view_names)
-        )
+        truth, probs = torch.cat(view_true).numpy(), torch.cat(view_prob).numpy()  # (N,), (N, V)
+        cls = classification_metrics(truth, probs.argmax(1), data.num_views, names=list(data.view_names))
         out.update({prefix + "view_" + k: float(v) for k, v in cls.items() if isinstance(v, (int, float))})
+        # one view per clip where the file names give the clip (<patient>-<clip>-<frame>)
+        files = data.files[np.concatenate(order)] if len(data.files) else np.full(len(truth), "")
+        clip = clip_view_metrics(clip_ids(files), truth, probs)
+        out.update({prefix + "view_clip_accuracy": clip["clip_accuracy"], prefix + "n_clips": clip["n_clips"]})
     else:
         out[prefix + "view_accuracy"] = math.nan
     return out

@@ -61,8 +61,10 @@ def arm_config(arm: str, base: dict[str, Any]) -> TrialConfig:
     return TrialConfig.from_partial(fit_balancer({**base, "arch": arch, "balancer.name": balancer or "equal"}))
 
 
-def run(data_source: str, train_splits: list[str], epochs: int, imgsz: int, batch: int, size: str,
-        arms: list[str], overrides: dict[str, Any], out: Path | None) -> list[dict[str, Any]]:
+def prepare(data_source: str, train_splits: list[str], epochs: int, imgsz: int, batch: int, size: str,
+            arms: list[str], overrides: dict[str, Any]) -> tuple[dict[str, Any], DecodedData]:
+    """The arms' shared config keys and the data they all train and validate on (loaded once); the
+    peer benchmark (study/benchmarks/peer.py) trains on exactly these frames and this split."""
     base = {"data.source": data_source, "train.epochs": epochs, "data.imgsz": imgsz, "data.batch": batch,
             "model.size": size, **overrides}
     resolve_weights(base)
@@ -74,6 +76,19 @@ def run(data_source: str, train_splits: list[str], epochs: int, imgsz: int, batc
         "split by folders"
     print(f"data: {len(data.splits['train'])} train / {len(data.splits['val'])} val images at {data.imgsz} px ({how})",
           file=sys.stderr, flush=True)
+    return base, data
+
+
+def run(data_source: str, train_splits: list[str], epochs: int, imgsz: int, batch: int, size: str,
+        arms: list[str], overrides: dict[str, Any], out: Path | None) -> list[dict[str, Any]]:
+    base, data = prepare(data_source, train_splits, epochs, imgsz, batch, size, arms, overrides)
+    return train_arms(data, base, arms, epochs, out)
+
+
+def train_arms(data: DecodedData, base: dict[str, Any], arms: list[str], epochs: int,
+               out: Path | None) -> list[dict[str, Any]]:
+    """Each arm trained on ``data`` (``engine.fit``, no Ray), one row per arm: its best epoch's scores,
+    the peer-style picks and ``epoch_s`` (median seconds of an epoch's training)."""
     rows = []
     for arm in arms:
         cfg = arm_config(arm, base)
@@ -103,6 +118,8 @@ def run(data_source: str, train_splits: list[str], epochs: int, imgsz: int, batc
         row.update({key: round(float(best.get(key, math.nan)), 4) for key, _ in COLUMNS})
         row["view_acc_ci95"] = view_accuracy_interval(row["val.view_accuracy"], len(data.splits["val"]))
         row["peer_style"] = peer_style(history)
+        row["epoch_s"] = round(float(np.median([m.get("time.epoch_s", math.nan) for m in history])), 2) \
+            if history else math.nan
         rows.append(row)
         if out is not None and best_state:
             save_checkpoint(best_state, out / arm.replace("/", "-") / "best.pt")

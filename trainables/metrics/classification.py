@@ -76,3 +76,34 @@ def _np(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):  # torch.Tensor, without importing torch here
         x = x.detach().cpu().numpy()
     return np.asarray(x)
+
+
+def clip_view_metrics(clips: Any, y_true: Any, probs: Any) -> dict[str, float]:
+    """One view per clip: each clip's prediction is the argmax of its frames' mean probabilities, scored
+    against the clip's majority true label (a tie goes to the lowest class index).
+
+    Args:
+        clips: (N,) clip id of each frame (any hashable); None marks a frame whose clip is unknown,
+            left out of the score.
+        y_true: (N,) true class index of each frame.
+        probs: (N, C) class probabilities of each frame (rows summing to 1, e.g. a softmax).
+
+    Returns:
+        ``clip_accuracy``: correct clips / clips (NaN without a clip); ``n_clips``: clips scored.
+    """
+    t, p = _np(y_true).reshape(-1).astype(np.int64), _np(probs).astype(np.float64)
+    ids = np.asarray(clips, dtype=object).reshape(-1)
+    if p.ndim != 2 or not len(ids) == len(t) == len(p):
+        raise ValueError(f"clip_view_metrics: {len(ids)} clip ids, {len(t)} labels and probabilities of shape "
+                         f"{p.shape}; pass one of each per frame, probabilities as (N, C)")
+    known = np.array([c is not None for c in ids], dtype=bool)
+    if not known.any():
+        return {"clip_accuracy": math.nan, "n_clips": 0.0}
+    _, clip = np.unique(ids[known].astype(str), return_inverse=True)  # (N',) clip number of each frame
+    n, c = int(clip.max()) + 1, p.shape[1]
+    mean = np.zeros((n, c))
+    np.add.at(mean, clip, p[known])  # per-clip sums; the argmax of the sum is the argmax of the mean
+    votes = np.zeros((n, c), dtype=np.int64)
+    np.add.at(votes, (clip, t[known]), 1)
+    correct = mean.argmax(1) == votes.argmax(1)  # argmax takes the first (lowest) index on a tie
+    return {"clip_accuracy": float(correct.mean()), "n_clips": float(n)}

@@ -90,6 +90,10 @@ REGISTRY: dict[str, Metric] = _declare(
     Metric("val.f1_conf", "val", "F1 confidence threshold"),
     Metric("val.ap50_<class>", "val", "AP@0.5"),
     Metric("val.view_accuracy", "val", "view accuracy", headline=True, direction="max", test="shown"),
+    # one view per clip (the mean of its frames' probabilities) against the clip's majority label, where
+    # the file names give the clip (trainables/data/clips.py); NaN and 0 clips where they do not
+    Metric("val.view_clip_accuracy", "val", "view accuracy per clip", test="shown"),
+    Metric("val.n_clips", "val", "clips scored", test="pooled"),
     Metric("val.view_macro_f1", "val", "view macro F1", test="shown"),
     Metric("val.view_balanced_accuracy", "val", "view balanced accuracy", test="pooled"),
     Metric("val.view_recall_<view>", "val", "view recall"),

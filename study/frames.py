@@ -1,0 +1,75 @@
+"""``python -m study.data frames SOURCE --out DIR``: the frames of DICOMs and videos, named for labelling.
+
+Every frame (or every k-th, ``--every k``) of a DICOM cine loop, a single-frame DICOM or a video -- or
+of a folder of them -- is written as ``<patient>-<clip>-<frame>.jpg`` (trainables/data/clips.py), the
+naming the dataset reader, the patient split (the patient is the part before the first ``-``) and the
+clip-level view accuracy read. The frames are read by the same reader as ``study.predict``
+(``study.predict_io.read_frames``), so a labelled frame is the frame the model is later shown.
+
+The patient part is ``--patient`` or, for a DICOM, a short hash of its StudyInstanceUID -- never the
+PatientID or any other identifying field; the clip part is a short hash of a DICOM's SOPInstanceUID,
+or a video's file name. A video carries no patient: give ``--patient``. Text burned into the pixels
+is copied as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+from study.cli import UsageError
+from study.dicom import NotAnImage, is_dicom
+from study.predict_io import IMAGE_EXTS, Frame, list_sources, read_frames, write_jpeg
+from trainables.data.clips import frame_name
+
+HASH_CHARS = 10  # 40 bits: no two studies of one lab collide in practice
+
+
+def short_hash(uid: str) -> str:
+    return hashlib.sha1(uid.encode()).hexdigest()[:HASH_CHARS]
+
+
+def name_parts(frame: Frame, patient: str | None) -> tuple[str, str]:
+    """(patient, clip) of a frame's file name."""
+    d = frame.dicom
+    if d is None:
+        assert patient is not None  # checked for every video before any frame is written
+        return patient, frame.source.name
+    if patient is None and not d.study_uid:
+        raise UsageError(f"{frame.source}: the DICOM has no StudyInstanceUID to name its patient by; give --patient")
+    return patient or short_hash(d.study_uid), short_hash(d.sop_uid or str(frame.source.name))
+
+
+def extract(source: Path, out: Path, every: int = 1, patient: str | None = None) -> tuple[int, int]:
+    """Write the frames; (frames written, clips read). One warning per unreadable file in a folder."""
+    if every < 1:
+        raise UsageError(f"--every {every}: give a whole number of at least 1 (1 = every frame)")
+    files = [f for f in list_sources(source) if f.suffix.lower() not in IMAGE_EXTS]
+    if not files:
+        raise UsageError(f"{source}: no DICOM or video here (images are frames already: label them as they are)")
+    if patient is None:
+        videos = [f for f in files if not is_dicom(f)]
+        if videos:
+            raise UsageError(f"{videos[0]}: a video names no patient; give --patient P (the part of each frame's "
+                             "name the patient split groups by)")
+    strict, written, clips = not source.is_dir(), 0, 0
+    for path in files:
+        try:
+            for frame in read_frames(path):
+                if frame.index % every == 0:
+                    who, clip = name_parts(frame, patient)
+                    write_jpeg(frame.image, out / frame_name(who, clip, frame.index))
+                    written += 1
+            clips += 1
+        except NotAnImage as err:
+            if strict:
+                raise
+            print(f"note: {err}; skipped", file=sys.stderr)
+        except UsageError as err:
+            if strict:
+                raise
+            print(f"warning: {err}; left out", file=sys.stderr)
+    if clips == 0:
+        raise UsageError(f"{source}: none of its {len(files)} DICOMs or videos could be read")
+    return written, clips
