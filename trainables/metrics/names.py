@@ -92,7 +92,7 @@ REGISTRY: dict[str, Metric] = _declare(
     Metric("val.view_accuracy", "val", "view accuracy", headline=True, direction="max", test="shown"),
     # one view per clip (the mean of its frames' probabilities) against the clip's majority label, where
     # the file names give the clip (trainables/data/clips.py); NaN and 0 clips where they do not
-    Metric("val.view_clip_accuracy", "val", "view accuracy per clip", test="shown"),
+    Metric("val.view_clip_accuracy", "val", "view accuracy per clip", direction="max", test="shown"),
     Metric("val.n_clips", "val", "clips scored", test="pooled"),
     Metric("val.view_macro_f1", "val", "view macro F1", test="shown"),
     Metric("val.view_balanced_accuracy", "val", "view balanced accuracy", test="pooled"),
