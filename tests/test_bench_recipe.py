@@ -57,6 +57,13 @@ def test_recipe_command_prints_both_tables(tmp_path, capsys) -> None:
     assert rows[2]["eff.params_shared"] < rows[1]["eff.params_shared"] < rows[1]["eff.params_total"]
 
 
+def test_a_set_split_applies_to_the_shared_arms_only() -> None:
+    base = {"model.shared_stages": "2"}
+    assert recipe.arm_config("shared/gradnorm", base).model.shared_stages == 2
+    assert recipe.arm_config("shared@0/equal", base).model.shared_stages == 0  # the arm's own split wins
+    assert recipe.arm_config("dual", base).model.shared_stages == -1
+
+
 def test_a_bad_arm_is_one_line_before_any_training(capsys) -> None:
     from study.cli import run_cli
 

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from search_spaces.registry import parse_method
+from search_spaces.registry import SPLIT_KEY, parse_method
 from study.analysis.stats import wilson_interval
 from study.benchmarks.common import emit
 from study.checkpoint import save_checkpoint
@@ -61,7 +61,10 @@ def merge_train(data: DecodedData, splits: list[str]) -> DecodedData:
 def arm_config(arm: str, base: dict[str, Any]) -> TrialConfig:
     """An arm's config: ``arch``, ``shared/<balancer>`` or ``shared@K/<balancer>`` (K shared backbone units)."""
     method = parse_method(arm)
-    # a --set balancer key applies to the arms whose balancer has it (fit_balancer drops it for the others)
+    # a --set balancer key applies to the arms whose balancer has it (fit_balancer drops it for the others), a
+    # --set model.shared_stages to the shared arms (the others share nothing to split)
+    if method["arch"] != "shared":
+        base = {k: v for k, v in base.items() if k != SPLIT_KEY}
     return TrialConfig.from_partial(fit_balancer({**base, **method}))
 
 
