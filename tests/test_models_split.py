@@ -209,3 +209,16 @@ def test_shared_stages_needs_two_tasks() -> None:
         MultiTaskModel(4, 3, 0.33, 0.25, cls_level="p4", classify=False, shared_stages=2)
     with pytest.raises(ValueError, match=r"\[0, 4\]"):
         MultiTaskModel(4, 3, 0.33, 0.25, cls_level="p4", shared_stages=5)
+
+
+def test_a_trials_parquet_row_without_the_column_reads_as_fully_shared() -> None:
+    import pandas as pd
+
+    from study.results import row_config
+
+    old = TrialConfig().to_flat()
+    old.pop("model.shared_stages")
+    row = pd.DataFrame([old]).iloc[0]  # a row of a study written before the key existed
+    assert TrialConfig.from_flat(row_config(row)).model.shared_stages == -1
+    new = pd.DataFrame([shared("p4", 2).to_flat()]).iloc[0]  # numpy int64 from Parquet
+    assert TrialConfig.from_flat(row_config(new)).model.shared_stages == 2
