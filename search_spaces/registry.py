@@ -19,6 +19,8 @@ method's other hyperparameters take their defaults (``define_with_base``, ``base
 from __future__ import annotations
 
 import importlib
+import math
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
@@ -26,7 +28,7 @@ import optuna
 
 from trainables.config import ConfigError, TrialConfig, fit_balancer
 
-SPACES = ("gradnorm", "dual", "compare", "static")
+SPACES = ("gradnorm", "dual", "compare", "static", "branch")
 # The default single objective: 0.5 * val mAP@0.5:0.95 + 0.5 * val view accuracy (trainables/engine.py)
 SINGLE_OBJECTIVE = [("val.objective", "max")]
 # The default two objectives: quality against training cost
@@ -47,10 +49,66 @@ def methods(name: str) -> list[dict[str, Any]]:
     return [{"arch": space.FIXED["arch"], "balancer.name": space.FIXED["balancer.name"]}]
 
 
-def method_name(arch: str, balancer: str) -> str:
-    """A method's label: ``shared/<balancer>`` on the shared backbone, the architecture otherwise
-    (dual and the single-task baselines train without a balancer). The Optuna study's name too."""
-    return f"shared/{balancer}" if arch == "shared" else str(arch)
+SPLIT_KEY = "model.shared_stages"
+
+
+def method_name(arch: str, balancer: str, shared_stages: int = -1) -> str:
+    """A method's label: ``shared/<balancer>`` on the shared backbone, ``shared@K/<balancer>`` when it
+    shares an explicit K backbone units (``model.shared_stages`` = K >= 0; the default, -1, shares every
+    unit up to the view head's level), the architecture otherwise (dual and the single-task baselines
+    train without a balancer). The Optuna study's name too."""
+    if arch != "shared":
+        return str(arch)
+    return f"shared@{int(shared_stages)}/{balancer}" if int(shared_stages) >= 0 else f"shared/{balancer}"
+
+
+def method_label(config: Mapping[str, Any]) -> str:
+    """The label of a method dict, a flat config or a trials.parquet row (``arch``, ``balancer.name`` and,
+    when present and not empty, ``model.shared_stages``)."""
+    stages = config.get(SPLIT_KEY, -1)
+    stages = -1 if stages is None or (isinstance(stages, float) and math.isnan(stages)) else int(stages)
+    return method_name(str(config.get("arch")), str(config.get("balancer.name", "equal")), stages)
+
+
+def parse_method(text: str) -> dict[str, Any]:
+    """A method as a user types it -> its method dict: ``shared@2/gradnorm`` -> ``{"arch": "shared",
+    "balancer.name": "gradnorm", "model.shared_stages": 2}``; ``shared/equal``; ``dual`` (or ``dual/equal``).
+    Raises ConfigError (one line) for a malformed split."""
+    arch, _, balancer = text.partition("/")
+    arch, at, stages = arch.partition("@")
+    method: dict[str, Any] = {"arch": arch, "balancer.name": balancer or "equal"}
+    if at:
+        if arch != "shared" or not stages.isdigit():
+            raise ConfigError(f"method {text!r}: a split is written shared@K/<balancer> with K = 0, 1, ... shared "
+                              "backbone units")
+        method[SPLIT_KEY] = int(stages)
+    return method
+
+
+def select_methods(space: str, labels: list[str], config: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The methods ``--methods`` names, in its order (each once): the space's own (by label), or a shared
+    method of the space at a split, ``shared@K/<balancer>`` (its ``shared/<balancer>`` with
+    ``model.shared_stages`` = K). ``config``: the study's command-line keys, to check K against the
+    model (``model.cls_level``). Raises ConfigError (one line) for anything else."""
+    every = methods(space)
+    by_name = {method_label(m): m for m in every}
+    chosen = []
+    for label in dict.fromkeys(labels):
+        if label in by_name:
+            chosen.append(by_name[label])
+            continue
+        method = parse_method(label) if "@" in label else None
+        base = by_name.get(method_name(method["arch"], method["balancer.name"])) if method else None
+        if base is None:
+            raise ConfigError(f"--methods {label}: not a method of space {space!r} (it has {', '.join(by_name)}"
+                              f"; a shared one also at a split, shared@K/<balancer>)")
+        if SPLIT_KEY in base or getattr(load(space), "SEARCHES_SPLIT", False):
+            raise ConfigError(f"--methods {label}: space {space!r} sets model.shared_stages itself")
+        method = {**base, SPLIT_KEY: method[SPLIT_KEY]}
+        model = {k: v for k, v in (config or {}).items() if k.startswith("model.")}
+        TrialConfig.from_partial({**model, "arch": method["arch"], SPLIT_KEY: method[SPLIT_KEY]})
+        chosen.append(method)
+    return chosen
 
 
 def objectives(name: str, kind: str | None) -> list[tuple[str, str]]:
@@ -77,6 +135,8 @@ def define_with_base(trial: optuna.Trial, space: str, base: dict[str, Any],
         constants = module.define(trial, method) or {}
     else:
         constants = module.define(trial) or {}
+        if method is not None and SPLIT_KEY in method:  # a shared method at a split (``select_methods``)
+            constants = {**constants, SPLIT_KEY: method[SPLIT_KEY]}
     suggested = set(trial.params)
     # the method's balancer: the base's values of its keys, defaults for the rest, no other balancer's keys
     merged = fit_balancer({**base, **constants}) if base else {**base, **constants}

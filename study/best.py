@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from search_spaces.registry import method_name
+from search_spaces.registry import SPLIT_KEY, method_label
+from search_spaces.registry import parse_method as registry_parse_method
 from trainables.metrics.names import OBJECTIVE
 
 EPOCH_SCORE = OBJECTIVE  # what ranks a trial's epochs (maximised)
@@ -38,9 +39,9 @@ def best_epoch(history: Iterable[Mapping[str, Any]], score: str = EPOCH_SCORE) -
 
 
 def methods_of(trials: pd.DataFrame) -> pd.Series:
-    """Each trial's method label (``shared/gradnorm``, ``dual``, ``det_only``, ...)."""
-    return pd.Series([method_name(str(a), str(b)) for a, b in zip(trials["arch"], trials["balancer.name"],
-                                                                   strict=True)], index=trials.index, dtype=object)
+    """Each trial's method label (``shared/gradnorm``, ``shared@2/gradnorm``, ``dual``, ``det_only``, ...)."""
+    keys = [k for k in ("arch", "balancer.name", SPLIT_KEY) if k in trials]
+    return pd.Series([method_label(r) for r in trials[keys].to_dict("records")], index=trials.index, dtype=object)
 
 
 def best_trials(trials: pd.DataFrame, metric: str = f"best.{EPOCH_SCORE}", mode: str = "max", k: int = 1,
@@ -63,9 +64,9 @@ def best_trials(trials: pd.DataFrame, metric: str = f"best.{EPOCH_SCORE}", mode:
 
 
 def parse_method(text: str) -> str:
-    """A method label from ``arch/balancer`` or ``arch`` as a user types it (``dual/equal`` -> ``dual``)."""
-    arch, _, balancer = text.partition("/")
-    return method_name(arch, balancer or "equal")
+    """A method label from ``arch/balancer``, ``shared@K/balancer`` or ``arch`` as a user types it
+    (``dual/equal`` -> ``dual``)."""
+    return method_label(registry_parse_method(text))
 
 
 def is_multi_task(method: str) -> bool:

@@ -43,7 +43,7 @@ class Deployable(nn.Module):
         super().__init__()
         self.model = model
         self.has_detector = getattr(model, "detect", None) is not None
-        probe_views = getattr(model, "view_head", None) is not None or hasattr(model, "classifier")
+        probe_views = getattr(model, "view_head", None) is not None or getattr(model, "classifier", None) is not None
         self.has_classifier = probe_views
 
     def output_names(self) -> list[str]:

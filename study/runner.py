@@ -204,15 +204,9 @@ def _check(s: StudySettings) -> list[tuple[str, str]]:
 
 def _methods(s: StudySettings) -> list[dict[str, Any]]:
     """The space's methods, or those ``--methods`` names (a method's search does not depend on the others)."""
-    every = spaces.methods(s.space)
     if not s.methods:
-        return every
-    by_name = {spaces.method_name(m["arch"], m["balancer.name"]): m for m in every}
-    unknown = [m for m in s.methods if m not in by_name]
-    if unknown:
-        raise UsageError(f"--methods {','.join(unknown)}: not a method of space {s.space} "
-                         f"(it has {', '.join(by_name)})")
-    return [by_name[m] for m in dict.fromkeys(s.methods)]
+        return spaces.methods(s.space)
+    return spaces.select_methods(s.space, s.methods, s.config)  # also shared@K/<balancer>; ConfigError: one line
 
 
 def _prepare_folder(s: StudySettings) -> Path:
@@ -295,7 +289,7 @@ def _tune_config(s: StudySettings, base: dict[str, Any], objectives: list[tuple[
     print(searcher.plan(), flush=True)
     if s.scheduler == "asha":  # one ASHA per method: a trial is ranked only against its own method's
         metric, mode = objectives[0]
-        names = [spaces.method_name(m["arch"], m["balancer.name"]) for m in _methods(s)]
+        names = [spaces.method_label(m) for m in _methods(s)]
         scheduler = PerMethodASHA(names, time_attr="epoch", metric=metric, mode=mode, max_t=s.epochs,
                                   grace_period=1, reduction_factor=2)
     else:

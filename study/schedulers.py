@@ -13,12 +13,12 @@ from typing import Any
 
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-from search_spaces.registry import method_name
+from search_spaces.registry import method_label
 
 
 def trial_method(config: dict[str, Any]) -> str:
-    """The method label of a trial's flat config (``shared/gradnorm``, ``dual``, ...)."""
-    return method_name(str(config.get("arch")), str(config.get("balancer.name")))
+    """The method label of a trial's flat config (``shared/gradnorm``, ``shared@2/gradnorm``, ``dual``, ...)."""
+    return method_label(config)
 
 
 class PerMethodASHA(FIFOScheduler):

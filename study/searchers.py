@@ -85,7 +85,7 @@ class PerMethodSearch(Searcher):
         self.methods = [dict(m) for m in (methods or registry.methods(space))]
         if samples % len(self.methods):
             raise ValueError(f"samples {samples} is not a multiple of the {len(self.methods)} methods")
-        self.names = [registry.method_name(m["arch"], m["balancer.name"]) for m in self.methods]
+        self.names = [registry.method_label(m) for m in self.methods]
         self.defines = [functools.partial(registry.define_with_base, space=space, base=base, method=m)
                         for m in self.methods]
         per_method = samples // len(self.methods)

@@ -35,7 +35,7 @@ def test_peer_style_of_a_single_task_arm_leaves_the_other_task_empty() -> None:
 
 
 def test_recipe_command_prints_both_tables(tmp_path, capsys) -> None:
-    arms = ["det_only", "shared/gradnorm"]
+    arms = ["det_only", "shared/gradnorm", "shared@2/gradnorm"]
     argv = ["--epochs", "2", "--imgsz", "64", "--batch", "16", "--arms", *arms, "--threads", "1",
             "--out", str(tmp_path), "--set", "data.synthetic_train=64", "--set", "data.synthetic_val=32",
             "--set", "train.interference_batches=1", "--set", "train.bn_recalibration_batches=1"]
@@ -52,3 +52,21 @@ def test_recipe_command_prints_both_tables(tmp_path, capsys) -> None:
         assert r["peer_style"] == pytest.approx(recipe.peer_style(epochs), nan_ok=True)
     assert rows[0]["peer_style"]["view_epoch"] is None and rows[1]["peer_style"]["view_epoch"] in (1, 2)
     assert "each task's epoch picked by that task alone, as Ultralytics keeps best.pt" in out
+    # an arm at a split shares the stem and stage2 only; the default shares every unit up to P4
+    assert [r["eff.shared_units"] for r in rows[1:]] == [4, 2]
+    assert rows[2]["eff.params_shared"] < rows[1]["eff.params_shared"] < rows[1]["eff.params_total"]
+
+
+def test_a_set_split_applies_to_the_shared_arms_only() -> None:
+    base = {"model.shared_stages": "2"}
+    assert recipe.arm_config("shared/gradnorm", base).model.shared_stages == 2
+    assert recipe.arm_config("shared@0/equal", base).model.shared_stages == 0  # the arm's own split wins
+    assert recipe.arm_config("dual", base).model.shared_stages == -1
+
+
+def test_a_bad_arm_is_one_line_before_any_training(capsys) -> None:
+    from study.cli import run_cli
+
+    assert run_cli(recipe.main, ["--arms", "shared@9/gradnorm", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.shared_stages=9 must be in [0, 4]" in err[0]

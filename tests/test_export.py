@@ -93,3 +93,12 @@ def test_bad_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not a readable checkpoint" in err and err.count("\n") == 1
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_model_at_a_middle_split_exports_and_matches(tmp_path):
+    # the view branch's own stages after the split (model.shared_stages=2) are part of the exported graph
+    path, _, _ = tiny_checkpoint(tmp_path, **{"model.shared_stages": 2, "balancer.name": "gradnorm"})
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = run_cli(main, [str(path), "--onnx", str(tmp_path / "m.onnx")])
+    assert code == 0 and "check: ONNX matches PyTorch" in printed.getvalue()

@@ -133,8 +133,12 @@ def test_task_parameters_partition_all_parameters(arch: str) -> None:
     assert bool(groups["det"]) == (arch != "cls_only")
     assert bool(groups["cls"]) == (arch != "det_only")
     assert bool(groups["shared"]) == (arch == "shared")
-    if arch in ("shared", "det_only", "cls_only"):
+    if arch in ("det_only", "cls_only"):
         assert {id(p) for p in model.trunk_parameters()} == {id(p) for p in model.backbone.parameters()}
+    if arch == "shared":  # the shared units (by default up to the view head's level, P4): not stage5 + SPPF
+        assert {id(p) for p in model.trunk_parameters()} == {id(p) for p in groups["shared"]}
+        assert {id(p) for p in model.backbone.stage5.parameters()} <= {id(p) for p in groups["det"]}
+    if arch in ("shared", "det_only", "cls_only"):
         assert model.networks() == {"main": model}
 
 

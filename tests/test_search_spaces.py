@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from search_spaces import registry
-from trainables.config import TrialConfig
+from trainables.config import ConfigError, TrialConfig
 
 BASE = TrialConfig.from_partial({"train.epochs": 2}).to_flat()
 
@@ -142,3 +142,37 @@ def test_a_bad_base_balancer_key_is_one_line(space, config, message):
 
     with pytest.raises(ConfigError, match=message):
         registry.base_config(space, config)
+
+
+def test_branch_space_searches_every_split_with_gradnorm_where_something_is_shared():
+    configs = sample("branch", 30)
+    splits = {c.model.shared_stages for c in configs}
+    assert splits <= set(range(5)) and len(splits) >= 3  # the view head's P4: units 0..4
+    assert {c.balancer.name for c in configs} == {"gradnorm"} and {c.model.cls_level for c in configs} == {"p4"}
+    default_alpha = TrialConfig.from_partial({"balancer.name": "gradnorm"}).balancer.alpha
+    for c in configs:  # at 0 nothing is shared: GradNorm has nothing to act on, so its alpha is not searched
+        assert (c.balancer.alpha == default_alpha) == (c.model.shared_stages == 0)
+    assert len({c.optim.lr for c in configs}) == 30 and len({c.optim.cls_lr for c in configs}) == 30
+
+
+def test_a_split_method_label_round_trips_and_is_selected():
+    assert registry.method_name("shared", "gradnorm") == "shared/gradnorm"
+    assert registry.method_name("shared", "gradnorm", 2) == "shared@2/gradnorm"
+    assert registry.method_name("dual", "equal", 2) == "dual"
+    method = registry.parse_method("shared@2/gradnorm")
+    assert method == {"arch": "shared", "balancer.name": "gradnorm", "model.shared_stages": 2}
+    assert registry.method_label(method) == "shared@2/gradnorm"
+    assert registry.method_label({"arch": "shared", "balancer.name": "equal", "model.shared_stages": float("nan")}
+                                 ) == "shared/equal"  # a row of an older study: no split column
+    chosen = registry.select_methods("compare", ["shared@0/gradnorm", "dual", "shared/gradnorm"])
+    assert [registry.method_label(m) for m in chosen] == ["shared@0/gradnorm", "dual", "shared/gradnorm"]
+    trial = optuna.create_study().ask()
+    flat = registry.define_with_base(trial, "gradnorm", TrialConfig.from_partial({"balancer.name": "gradnorm"}
+                                                                                 ).to_flat(), chosen[0])
+    assert TrialConfig.from_flat({**trial.params, **flat}).model.shared_stages == 0  # a one-method space too
+    for labels, message in ((["shared@5/gradnorm"], r"must be in \[0, 4\]"), (["dual@1"], "shared@K/<balancer>"),
+                            (["shared@2/nope"], "not a method of space"),
+                            (["shared@1/gradnorm"], "sets model.shared_stages itself")):
+        space = "branch" if "itself" in message else "compare"
+        with pytest.raises(ConfigError, match=message):
+            registry.select_methods(space, labels)

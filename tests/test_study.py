@@ -99,7 +99,8 @@ def test_resume_after_the_driver_is_killed(ray_cluster, tmp_path):
 @pytest.mark.parametrize("argv", [["--space", "nope"], ["--scheduler", "asha", "--objective", "multi"],
                                   ["--samples", "0"], ["--set", "optim.lr=-1"],
                                   ["--space", "compare", "--samples", "7"],  # 10 methods: a multiple of 10
-                                  ["--space", "compare", "--methods", "dual,shared/nope"]])
+                                  ["--space", "compare", "--methods", "dual,shared/nope"],
+                                  ["--space", "compare", "--methods", "shared@9/gradnorm"]])  # p4: 0..4 units
 def test_bad_study_arguments_give_one_line(tmp_path, capsys, argv):
     from study.cli import run_cli
 

@@ -44,6 +44,11 @@ class ModelConfig:
     # dual only: the classifier's own network
     cls_backbone: Literal["yolo", "resnet18", "mobilenet_v3_small"] = "yolo"
     cls_width_multiple: float = 0.25  # width of the dual classifier's YOLO backbone
+    # shared only: how many backbone units (stem, stage2, stage3 = P3, stage4 = P4, stage5, SPPF = P5) both
+    # tasks share, 0..L with L the units up to cls_level (p3: 3, p4: 4, p5: 6); the view task has its own copy
+    # of the units after the split (trainables/models/multitask.py). -1: L, the fully shared model (so a
+    # default config, and a stored one written before this key, is today's shared model whatever cls_level)
+    shared_stages: int = -1
     # initial weights: an absolute path to a checkpoint of this tool, a plain state_dict or a torchvision
     # weights file, matched by name and shape (trainables/models/transfer.py); "" trains from scratch
     weights: str = ""
@@ -217,9 +222,9 @@ class TrialConfig:
         hyperparameters of other registered balancers (checkpoints and Tune configs written before
         each balancer owned its keys carried every balancer's; a row of a mixed-method trials.parquet
         carries the union of its methods' columns, NaN where a method has no such key), and the
-        retired ``train.fail`` at its inert value. Keys added since (``_INTRODUCED``) may be missing:
-        they read as the value that reproduces what the stored config meant."""
-        flat = _fill_introduced(_drop_retired(_drop_foreign(flat)))
+        retired ``train.fail`` at its inert value. Keys added since (``_ADDED``: ``model.shared_stages``,
+        ``data.folds``, ``data.fold``) may be missing: they take the value that means what the stored config meant."""
+        flat = _fill_added(_drop_retired(_drop_foreign(flat)))
         name = flat.get("balancer.name")
         expected = set(cls.flat_keys(name if name is not None else "equal"))
         missing = sorted(expected - set(flat))
@@ -316,13 +321,13 @@ def _drop_foreign(flat: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in flat.items() if not (_is_balancer_key(k) and k in known and k not in own)}
 
 
-# Keys added after configs were stored (checkpoints, Tune states, Parquet rows), with the value that reproduces
-# what such a config meant: a stored config without them reads as that value.
-_INTRODUCED: dict[str, Any] = {"data.folds": 0, "data.fold": 0}
+# Keys added after configs were first stored (checkpoints, Tune configs, trials.parquet rows), with the value that
+# means what such a config meant: a stored config without the key is read with it.
+_ADDED: dict[str, Any] = {"model.shared_stages": -1, "data.folds": 0, "data.fold": 0}
 
 
-def _fill_introduced(flat: dict[str, Any]) -> dict[str, Any]:
-    return {**{k: v for k, v in _INTRODUCED.items() if k not in flat}, **flat}
+def _fill_added(flat: dict[str, Any]) -> dict[str, Any]:
+    return {**{k: v for k, v in _ADDED.items() if k not in flat}, **flat}
 
 
 # Keys a stored config may still carry, with the only value under which dropping them changes nothing.
@@ -419,6 +424,11 @@ def validate(cfg: TrialConfig) -> None:
     need(1 <= cfg.model.cls_grid <= 8, f"model.cls_grid={cfg.model.cls_grid} must be in [1, 8]")
     need(0 <= cfg.model.cls_dropout < 1, f"model.cls_dropout={cfg.model.cls_dropout} must be in [0, 1)")
     need(cfg.model.width_multiple > 0 and cfg.model.depth_multiple > 0, "model multiples must be > 0")
+    units, stages = view_level_units(cfg.model.cls_level), cfg.model.shared_stages
+    need(-1 <= stages <= units, f"model.shared_stages={stages} must be in [0, {units}]: the backbone units up to "
+         f"the view head's level model.cls_level={cfg.model.cls_level!r} (-1 or leaving it out: all {units})")
+    need(cfg.arch == "shared" or stages == -1, f"model.shared_stages={stages} applies to arch='shared' only "
+         f"(arch={cfg.arch!r} shares nothing to split); leave it out")
     need(
         0 < cfg.data.val_fraction < 1 and 0 <= cfg.data.test_fraction < 1
         and cfg.data.val_fraction + cfg.data.test_fraction < 1,
@@ -433,6 +443,19 @@ def validate(cfg: TrialConfig) -> None:
 def _get(cfg: TrialConfig, key: str) -> Any:
     section, name = key.split(".", 1)
     return getattr(getattr(cfg, section), name)
+
+
+def view_level_units(cls_level: str) -> int:
+    """How many backbone units produce the view head's level (p3: 3, p4: 4, p5: 6): the most a shared
+    model can share (``model.shared_stages``)."""
+    from trainables.models.yolo import LEVEL_UNITS  # late: the model imports torch
+
+    return LEVEL_UNITS[("p3", "p4", "p5").index(cls_level)]
+
+
+def shared_units(model: ModelConfig) -> int:
+    """``model.shared_stages`` resolved: -1 (the default) is every unit up to the view head's level."""
+    return view_level_units(model.cls_level) if model.shared_stages < 0 else model.shared_stages
 
 
 def model_multiples(model: ModelConfig) -> tuple[float, float]:

@@ -164,7 +164,7 @@ def fit(
         metrics[names.OBJECTIVE] = objective(metrics, cfg.arch)
         eval_time = time.perf_counter() - t1
         if static_eff is None:
-            static_eff = _static_efficiency(eval_model, cfg, device)
+            static_eff = {**_static_efficiency(eval_model, cfg, device), "eff.balanced": float(learner.balanced)}
         metrics.update(static_eff)
         metrics["eff.peak_mem_mb"] = efficiency.peak_memory_mb(device)
         metrics["time.epoch_s"] = train_time
@@ -266,6 +266,7 @@ def _static_efficiency(model: nn.Module, cfg: TrialConfig, device: torch.device)
     """Figures that do not change during training: parameters, GFLOPs, inference latency."""
     counts = efficiency.parameter_counts(model.task_parameters())
     out = {f"eff.params_{k}": float(v) for k, v in counts.items()}
+    out["eff.shared_units"] = float(getattr(model, "shared_stages", 0))  # dual and single-task: none shared
     out["eff.gflops"] = efficiency.forward_gflops(model, cfg.data.imgsz, device)
     out["eff.latency_ms_b1"] = efficiency.inference_latency_ms(model, cfg.data.imgsz, 1, device)
     out["eff.latency_ms_b32"] = efficiency.inference_latency_ms(model, cfg.data.imgsz, 32, device, repeats=3)

@@ -41,16 +41,20 @@ class Learner:
         # before the EMA copies the model and the optimizers see it: both must start from these weights
         self.transfer = load_initial_weights(model, cfg.model.weights) if cfg.model.weights else None
         self.model = model.to(device)
-        # one rule: parameters only the view task trains learn at optim.cls_lr, the others at optim.lr: the view
-        # head of the shared model, dual's whole classifier network, cls_only's whole network
-        head = getattr(self.model, "view_head", None)
-        own_lr = {head: cfg.optim.cls_lr} if head is not None else {}
+        # one rule: what only the view task trains learns at optim.cls_lr, the rest at optim.lr: the view head, the
+        # view branch's own units after a split, dual's whole classifier network, cls_only's whole network
+        view_only = getattr(self.model, "view_modules", list)()
+        own_lr = dict.fromkeys(view_only, cfg.optim.cls_lr)
         self.optimizers = {
             name: build_optimizer(net, cfg.optim, self.base_lr(name), own_lr)
             for name, net in self.model.networks().items()
         }
         self.tasks = tasks_of(cfg.arch)
-        self.balancer: Balancer = build_balancer(cfg.balancer.name, len(self.tasks), **cfg.balancer.hparams)
+        # a balancer weighs the task losses on a shared layer; a two-task model that shares nothing
+        # (model.shared_stages=0) trains as dual does, each task's loss at weight 1 (``balanced`` records it)
+        self.balanced = bool(self.model.shared_parameters())
+        name, hparams = (cfg.balancer.name, cfg.balancer.hparams) if self.balanced else ("equal", {})
+        self.balancer: Balancer = build_balancer(name, len(self.tasks), **hparams)
         self.ema = ModelEMA(self.model, cfg.optim.ema_decay) if cfg.optim.ema else None
         self.view_class_weights = view_class_weights
 

@@ -18,6 +18,7 @@ import pandas as pd
 
 from study.analysis.columns import ACCURACY, COST, OBJECTIVE  # noqa: F401 (OBJECTIVE: read from here by the figures)
 from study.analysis.common import hover_texts
+from study.best import methods_of
 from study.cli import UsageError
 from trainables.config import TrialConfig
 
@@ -100,7 +101,7 @@ def prepare_trials(trials: pd.DataFrame) -> pd.DataFrame:
             df[col] = ""
     df["repeat_of"] = df["repeat_of"].fillna("").astype(str)
     df["error"] = df["error"].fillna("").astype(str)
-    df["method"] = [method_of(a, b) for a, b in zip(df["arch"], df["balancer.name"], strict=True)]
+    df["method"] = methods_of(df)  # shared@K/<balancer> where a trial set model.shared_stages
     df["is_repeat"] = df["repeat_of"] != ""
     for col in (*ACCURACY, *COST, "epochs_run", "best_epoch", "time.total_s"):
         if col not in df:

@@ -95,7 +95,7 @@ def balance_figure(study: Study, notes: list[str]) -> go.Figure | None:
     for m in study.methods():
         part = ep[ep["method"] == m]
         has = [c for c in ("weight.det", "weight.view", "grad.cosine") if c in part and part[c].notna().any()]
-        if has and m.startswith("shared/"):
+        if has and m.startswith("shared") and not m.startswith("shared@0/"):  # shared@0: nothing shared
             methods.append(m)
     skipped = [m for m in study.methods() if m not in methods]
     if skipped:

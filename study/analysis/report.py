@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 from study.analysis.columns import TEST_METRICS
 from study.analysis.common import cell_float, fmt, fmt_ci
 from study.analysis.data import OBJECTIVE, SINGLE_TASK, Study
+from study.analysis.figures_branch import branch_figure
 from study.analysis.figures_curves import balance_figure, learning_curves_figure
 from study.analysis.figures_headline import headline_figure, heldout_figure
 from study.analysis.figures_hparams import importance_figure, parallel_figure, slices_figure
@@ -68,6 +69,7 @@ def build_report(study: Study) -> Report:
     else:
         figs["headline"] = headline_figure(study, head)
     figs["pareto"] = pareto_figure(study, notes)
+    figs["branch"] = branch_figure(study, notes)
     figs["balance"] = balance_figure(study, notes)
     figs["curves"] = learning_curves_figure(study, notes)
     figs["parallel"] = parallel_figure(study, notes)
@@ -89,6 +91,12 @@ def build_report(study: Study) -> Report:
                 "Every finished trial (open points: stopped early by ASHA), coloured by method; ringed points "
                 "joined by the dotted staircase form the Pareto front (no other finished trial is both cheaper "
                 "and better). Hover a point for its hyperparameters.", blocks(figs["pareto"])),
+        *([Section("branch", "Where to branch",
+                   "Shared-backbone trials by how many backbone units the two tasks share (model.shared_stages: 0 "
+                   "trains two separate networks at dual's cost, the most is today's shared model): validation "
+                   "accuracy, cost, and the cosine between the tasks' gradients on the shared units (none at 0). "
+                   "Points are trials, the line their mean per split; step seconds are measured while trials ran "
+                   "side by side.", blocks(figs["branch"]))] if figs["branch"] is not None else []),
         Section("balance", "Task weights and gradient interference",
                 "How each balancer weighted detection and view per epoch, and the cosine between the two tasks' "
                 "gradients on the last shared layer (negative: the tasks pull the trunk apart).",

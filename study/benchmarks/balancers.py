@@ -1,7 +1,7 @@
 """Benchmark: one training step of every balancer, relative to ``equal``, on the shared model.
 
     python -m study.bench balancers [--imgsz 320] [--batch 16] [--size n] [--steps 5] [--warmup 2]
-                                    [--device cpu] [--threads 0] [--no-memory]
+                                    [--device cpu] [--threads 0] [--no-memory] [--set KEY=VALUE ...]
 
 A step is the engine's own ``Learner.step``: split forward, task losses, ``balancer.backward``,
 gradient clip, optimizer step, ``after_step``. All strategies are timed in one process, round-robin,
@@ -9,7 +9,9 @@ so drifts in machine load hit them alike; each has its own identically initialis
 the same random batch. Strategies with a warm-up (GradNorm's L(0), DWA's windows) get the shortest
 one, so every timed step does the strategy's full work. Peak memory: CUDA, the peak allocated during
 that strategy's steps; CPU, the peak RSS of a fresh process running only that strategy (one shared
-process could not attribute its peak), measured from after the imports.
+process could not attribute its peak), measured from after the imports. ``--set`` changes every
+strategy's config alike, e.g. ``--set model.shared_stages=2``: the strategies at that split (with
+nothing shared, 0, every strategy trains as ``equal`` does).
 """
 
 from __future__ import annotations
@@ -22,54 +24,61 @@ from typing import Any
 import torch
 
 from study.benchmarks.common import NUM_CLASSES, NUM_VIEWS, emit, make_batch, median, round_robin, shortest_warmups
+from study.cli import parse_set
 from trainables.balancing.registry import available
-from trainables.config import TrialConfig
+from trainables.config import TrialConfig, fit_balancer, shared_units
 from trainables.learner import Learner
 from trainables.metrics.efficiency import peak_memory_mb, reset_peak_memory
 
 
-def learner(name: str, imgsz: int, batch: int, size: str, device: torch.device) -> Learner:
+def learner(name: str, imgsz: int, batch: int, size: str, device: torch.device,
+            overrides: dict[str, Any] | None = None) -> Learner:
     torch.manual_seed(0)
-    cfg = TrialConfig.from_partial({
-        "arch": "shared", "model.size": size, "data.imgsz": imgsz, "data.batch": batch,
+    cfg = TrialConfig.from_partial(fit_balancer({
+        "arch": "shared", "model.size": size, "data.imgsz": imgsz, "data.batch": batch, **(overrides or {}),
         "balancer.name": name, **shortest_warmups(name),
-    })
+    }))
     return Learner(cfg, NUM_CLASSES, NUM_VIEWS, device)
 
 
 def run(imgsz: int = 320, batch: int = 16, size: str = "n", steps: int = 5, warmup: int = 2,
-        device: str = "cpu", memory: bool = True) -> list[dict[str, Any]]:
-    """One dict per strategy: median step seconds, ratio to ``equal``, peak memory."""
+        device: str = "cpu", memory: bool = True, overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One dict per strategy: median step seconds, ratio to ``equal``, peak memory. ``overrides``: flat
+    config keys every strategy's config takes (a balancer key: the strategies that declare it)."""
     dev = torch.device(device)
+    overrides = dict(overrides or {})
     names = ["equal", *[n for n in available() if n != "equal"]]
     images, targets, views = make_batch(imgsz, batch, dev)
-    arms = {name: learner(name, imgsz, batch, size, dev) for name in names}
+    arms = {name: learner(name, imgsz, batch, size, dev, overrides) for name in names}
+    split = shared_units(arms["equal"].cfg.model)
     times = round_robin({n: (lambda a=a: a.step(images, targets, views)) for n, a in arms.items()},
                         repeats=steps, warmup=warmup, device=dev)
     base = median(times["equal"])
     rows = []
     for name in names:
         row: dict[str, Any] = {"bench": "balancers", "name": name, "imgsz": imgsz, "batch": batch, "size": size,
-                               "threads": torch.get_num_threads(), "step_s": round(median(times[name]), 4),
+                               "threads": torch.get_num_threads(), "shared_stages": split,
+                               "balanced": arms[name].balanced, "step_s": round(median(times[name]), 4),
                                "ratio": round(median(times[name]) / base, 3)}
         if memory:
-            row["peak_mem_mb"] = _peak_alone(name, imgsz, batch, size, device)
+            row["peak_mem_mb"] = _peak_alone(name, imgsz, batch, size, device, overrides)
         rows.append(row)
     return rows
 
 
-def _peak_alone(name: str, imgsz: int, batch: int, size: str, device: str) -> float:
+def _peak_alone(name: str, imgsz: int, batch: int, size: str, device: str, overrides: dict[str, Any]) -> float:
     """Peak memory (MiB) of a fresh process that builds one strategy's learner and runs three steps."""
     cmd = [sys.executable, "-m", "study.benchmarks.balancers", "--peak-of", name, "--imgsz", str(imgsz),
-           "--batch", str(batch), "--size", size, "--device", device, "--threads", str(torch.get_num_threads())]
+           "--batch", str(batch), "--size", size, "--device", device, "--threads", str(torch.get_num_threads()),
+           *(arg for key, value in overrides.items() for arg in ("--set", f"{key}={value}"))]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return float(out.strip().splitlines()[-1])
 
 
-def _peak_of(name: str, imgsz: int, batch: int, size: str, device: str) -> float:
+def _peak_of(name: str, imgsz: int, batch: int, size: str, device: str, overrides: dict[str, Any]) -> float:
     dev = torch.device(device)
     reset_peak_memory(dev)  # after the imports: torch's baseline + model + batch + the step's own peak
-    arm = learner(name, imgsz, batch, size, dev)
+    arm = learner(name, imgsz, batch, size, dev, overrides)
     images, targets, views = make_batch(imgsz, batch, dev)
     for _ in range(3):  # past the one warm-up step: the strategy's full step
         arm.step(images, targets, views)
@@ -86,14 +95,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     p.add_argument("--no-memory", action="store_true", help="skip the per-strategy peak-memory processes")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config key for every strategy, e.g. --set model.shared_stages=2")
     p.add_argument("--peak-of", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    overrides = parse_set(args.set)
     if args.peak_of:
-        print(round(_peak_of(args.peak_of, args.imgsz, args.batch, args.size, args.device), 1))
+        print(round(_peak_of(args.peak_of, args.imgsz, args.batch, args.size, args.device, overrides), 1))
         return 0
-    emit(run(args.imgsz, args.batch, args.size, args.steps, args.warmup, args.device, memory=not args.no_memory))
+    emit(run(args.imgsz, args.batch, args.size, args.steps, args.warmup, args.device, memory=not args.no_memory,
+             overrides=overrides))
     return 0
 
 

@@ -1,7 +1,8 @@
 """Benchmark: does the training recipe learn? Every arm trained on the same data, one table side by side.
 
     python -m study.bench recipe [--data DATA.yaml] [--train-splits train test] [--epochs 30]
-        [--imgsz 320] [--batch 16] [--size n] [--arms det_only cls_only shared/equal shared/gradnorm dual]
+        [--imgsz 320] [--batch 16] [--size n] [--arms det_only cls_only shared/equal shared/gradnorm dual
+        shared@2/gradnorm ...]
         [--set KEY=VALUE ...] [--out DIR]
 
 Each arm is ``engine.fit`` (no Ray) on the data loaded once; the row is the arm's best epoch by
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from search_spaces.registry import SPLIT_KEY, parse_method
 from study.analysis.stats import wilson_interval
 from study.benchmarks.common import emit
 from study.checkpoint import save_checkpoint
@@ -41,6 +43,7 @@ from trainables.data.types import DecodedData
 from trainables.engine import fit
 
 ARMS = ("det_only", "cls_only", "shared/equal", "shared/gradnorm", "dual")
+COSTS = ("eff.shared_units", "eff.params_shared", "eff.params_total", "eff.gflops", "grad.cosine", "time.epoch_s")
 COLUMNS = (("val.map50", "mAP@.5"), ("val.map", "mAP@.5:.95"), ("val.view_accuracy", "view acc"),
            ("val.view_macro_f1", "view F1"), ("val.view_balanced_accuracy", "view bal.acc"))
 
@@ -56,9 +59,13 @@ def merge_train(data: DecodedData, splits: list[str]) -> DecodedData:
 
 
 def arm_config(arm: str, base: dict[str, Any]) -> TrialConfig:
-    arch, _, balancer = arm.partition("/")
-    # a --set balancer key applies to the arms whose balancer has it (fit_balancer drops it for the others)
-    return TrialConfig.from_partial(fit_balancer({**base, "arch": arch, "balancer.name": balancer or "equal"}))
+    """An arm's config: ``arch``, ``shared/<balancer>`` or ``shared@K/<balancer>`` (K shared backbone units)."""
+    method = parse_method(arm)
+    # a --set balancer key applies to the arms whose balancer has it (fit_balancer drops it for the others), a
+    # --set model.shared_stages to the shared arms (the others share nothing to split)
+    if method["arch"] != "shared":
+        base = {k: v for k, v in base.items() if k != SPLIT_KEY}
+    return TrialConfig.from_partial(fit_balancer({**base, **method}))
 
 
 def prepare(data_source: str, train_splits: list[str], epochs: int, imgsz: int, batch: int, size: str,
@@ -68,6 +75,8 @@ def prepare(data_source: str, train_splits: list[str], epochs: int, imgsz: int, 
     base = {"data.source": data_source, "train.epochs": epochs, "data.imgsz": imgsz, "data.batch": batch,
             "model.size": size, **overrides}
     resolve_weights(base)
+    for arm in arms:  # every arm's config, checked before any training: a bad arm is one line at once
+        arm_config(arm, base)
     first = arm_config(arms[0], base)
     data = load_data(first.data, seed=first.train.seed, progress=True)
     if train_splits != ["train"]:
@@ -117,6 +126,8 @@ def train_arms(data: DecodedData, base: dict[str, Any], arms: list[str], epochs:
                "total_s": round(seconds, 1)}
         row.update({key: round(float(best.get(key, math.nan)), 4) for key, _ in COLUMNS})
         row["view_acc_ci95"] = view_accuracy_interval(row["val.view_accuracy"], len(data.splits["val"]))
+        # what the arm costs and how its tasks' gradients meet on what they share (NaN: nothing shared)
+        row.update({key: float(best.get(key, math.nan)) for key in COSTS})
         row["peer_style"] = peer_style(history)
         row["epoch_s"] = round(float(np.median([m.get("time.epoch_s", math.nan) for m in history])), 2) \
             if history else math.nan
@@ -183,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--imgsz", type=int, default=128)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--size", default="n", choices=["n", "s"])
-    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    p.add_argument("--arms", nargs="+", default=list(ARMS), metavar="ARM",
+                   help=f"{' '.join(ARMS)}, or a shared arm at a split, shared@K/<balancer> (default: all of those)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", default=None, help="folder for each arm's epochs.parquet and best.pt")

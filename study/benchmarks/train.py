@@ -1,12 +1,16 @@
 """Benchmark: training throughput of shared vs dual vs single-task, side by side in one run.
 
     python -m study.bench train [--imgsz 320] [--batch 16] [--sizes n s] [--steps 5] [--frames 1050] [--profile]
+                                [--splits K ...] [--set KEY=VALUE ...]
 
 Every arm is a ``Learner`` (the engine's own training step: forward, task losses, balancer
 backward, clip, optimizer step) on the same random batch; arms are timed round-robin. Epoch
 seconds are ``ceil(frames / batch)`` median steps: the model's compute only (data loading and
 augmentation are measured by ``bench data``, validation is not included). The shared/dual time
-ratio is printed next to their forward-FLOP ratio: time should follow compute. ``--profile`` then
+ratio is printed next to their forward-FLOP ratio: time should follow compute. ``--splits`` adds a
+shared arm per split (``shared@K``: K backbone units shared, ``model.shared_stages``), each with its time
+and FLOP ratios to the fully shared arm: the step time across splits should follow forward FLOPs.
+``--set`` changes every arm's config (``model.shared_stages`` the shared arm's only). ``--profile`` then
 profiles one step of each arm per convolution (study/benchmarks/train_profile.py): which layers run
 below this machine's best measured convolution throughput, and how much of the step they take.
 """
@@ -19,8 +23,10 @@ from typing import Any
 
 import torch
 
+from search_spaces.registry import SPLIT_KEY
 from study.benchmarks import train_profile
 from study.benchmarks.common import NUM_CLASSES, NUM_VIEWS, emit, make_batch, median, round_robin
+from study.cli import parse_set
 from trainables.config import TrialConfig
 from trainables.engine import resolve_device
 from trainables.learner import Learner
@@ -29,15 +35,21 @@ from trainables.metrics.efficiency import forward_gflops
 ARCHS = ("shared", "dual", "det_only", "cls_only")
 
 
-def build_learners(imgsz: int, batch: int, sizes: tuple[str, ...], dev: torch.device) -> dict[str, Learner]:
-    """One Learner per ``arch/size``, in training mode, from the same seed."""
+def build_learners(imgsz: int, batch: int, sizes: tuple[str, ...], dev: torch.device, splits: tuple[int, ...] = (),
+                   overrides: dict[str, Any] | None = None) -> dict[str, Learner]:
+    """One Learner per ``arch/size`` (and ``shared@K/size`` per split K), in training mode, from the same seed."""
+    overrides = dict(overrides or {})
+    split = overrides.pop(SPLIT_KEY, None)  # the shared arm's only: the other architectures share nothing
     learners: dict[str, Learner] = {}
+    arms = [(arch, {SPLIT_KEY: split} if arch == "shared" and split is not None else {}) for arch in ARCHS]
+    arms += [(f"shared@{k}", {SPLIT_KEY: k}) for k in splits]
     for size in sizes:
-        for arch in ARCHS:
-            cfg = TrialConfig.from_partial({"arch": arch, "model.size": size, "data.imgsz": imgsz,
-                                            "data.batch": batch, "train.device": str(dev)})
+        for name, extra in arms:
+            cfg = TrialConfig.from_partial({**overrides, "arch": name.partition("@")[0], "model.size": size,
+                                            "data.imgsz": imgsz, "data.batch": batch, "train.device": str(dev),
+                                            **extra})
             torch.manual_seed(0)
-            learners[f"{arch}/{size}"] = Learner(cfg, NUM_CLASSES, NUM_VIEWS, dev)
+            learners[f"{name}/{size}"] = Learner(cfg, NUM_CLASSES, NUM_VIEWS, dev)
     for learner in learners.values():
         learner.model.train()
     return learners
@@ -60,10 +72,11 @@ def profile_rows(learners: dict[str, Learner], batch_: tuple, step_s: dict[str, 
 
 
 def run(imgsz: int = 320, batch: int = 16, sizes: tuple[str, ...] = ("n", "s"), steps: int = 5, warmup: int = 2,
-        frames: int = 1050, device: str = "auto", profile: bool = False) -> list[dict[str, Any]]:
+        frames: int = 1050, device: str = "auto", profile: bool = False, splits: tuple[int, ...] = (),
+        overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     dev = resolve_device(device)
     images, targets, views = make_batch(imgsz, batch, dev)
-    learners = build_learners(imgsz, batch, sizes, dev)
+    learners = build_learners(imgsz, batch, sizes, dev, splits, overrides)
     times = round_robin({name: (lambda lr=lr: lr.step(images, targets, views)) for name, lr in learners.items()},
                         repeats=steps, warmup=warmup, device=dev)
     rows = []
@@ -72,6 +85,7 @@ def run(imgsz: int = 320, batch: int = 16, sizes: tuple[str, ...] = ("n", "s"), 
         step_s = median(times[name])
         rows.append({
             "bench": "train", "arch": arch, "size": size, "imgsz": imgsz, "batch": batch, "device": str(dev),
+            "shared_stages": int(getattr(learner.model, "shared_stages", 0)),
             "threads": torch.get_num_threads(), "step_s": round(step_s, 4), "img_per_s": round(batch / step_s, 2),
             f"epoch_s_{frames}_frames": round(math.ceil(frames / batch) * step_s, 1),
             "gflops_forward": round(forward_gflops(learner.model, imgsz, dev), 3),
@@ -82,6 +96,11 @@ def run(imgsz: int = 320, batch: int = 16, sizes: tuple[str, ...] = ("n", "s"), 
         rows.append({"bench": "train", "ratio": f"shared/dual {size}",
                      "time_ratio": round(shared["step_s"] / dual["step_s"], 3),
                      "flop_ratio": round(shared["gflops_forward"] / dual["gflops_forward"], 3)})
+        for k in splits:  # time against FLOPs across splits: 1.0 = the step costs what its FLOPs say
+            at = by[(f"shared@{k}", size)]
+            time_ratio, flop_ratio = at["step_s"] / shared["step_s"], at["gflops_forward"] / shared["gflops_forward"]
+            rows.append({"bench": "train", "ratio": f"shared@{k}/shared {size}", "time_ratio": round(time_ratio, 3),
+                         "flop_ratio": round(flop_ratio, 3), "time_per_flop": round(time_ratio / flop_ratio, 3)})
     if profile and dev.type != "cpu":
         rows.append({"bench": "train-profile", "skipped": f"the per-convolution profile times the CPU only ({dev})"})
     elif profile:
@@ -99,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=1050)
     p.add_argument("--device", default="auto")
     p.add_argument("--profile", action="store_true", help="then a per-convolution profile of one step of each arm")
+    p.add_argument("--splits", nargs="+", type=int, default=[], metavar="K",
+                   help="also a shared arm sharing K backbone units (model.shared_stages) per K, e.g. 0 1 2 3 4")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config key for every arm (model.shared_stages: the shared arm's)")
     args = p.parse_args(argv)
     emit(run(args.imgsz, args.batch, tuple(args.sizes), args.steps, args.warmup, args.frames, args.device,
-             args.profile))
+             args.profile, tuple(args.splits), parse_set(args.set)))
     return 0

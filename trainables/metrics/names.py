@@ -110,6 +110,8 @@ REGISTRY: dict[str, Metric] = _declare(
     Metric("eff.params_shared", "eff", "parameters: shared"),
     Metric("eff.params_det", "eff", "parameters: detection"),
     Metric("eff.params_cls", "eff", "parameters: view"),
+    Metric("eff.shared_units", "eff", "shared backbone units"),  # model.shared_stages resolved (0: none)
+    Metric("eff.balanced", "eff", "balancer applied"),  # 1: the balancer weighed the losses on a shared layer
     Metric("eff.peak_mem_mb", "eff", "peak memory (MB)", headline=True, direction="min"),
     Metric("eff.latency_ms_b1", "eff", "latency, batch 1 (ms)", headline=True, direction="min"),
     Metric("eff.latency_ms_b32", "eff", "latency, batch 32 (ms)"),

@@ -113,6 +113,12 @@ class SPPF(nn.Module):
         return self.cv2(torch.cat([x, y1, y2, y3], dim=1))  # (B, c_out, H, W)
 
 
+# The backbone's units, counted from the input; a split of the shared model (``model.shared_stages``)
+# falls between two of them. LEVEL_UNITS[l]: how many units it takes to produce level l (P3, P4, P5).
+UNITS = ("stem", "stage2", "stage3", "stage4", "stage5", "sppf")
+LEVEL_UNITS = (3, 4, 6)
+
+
 class Backbone(nn.Module):
     """CSP-Darknet (YOLOv5 v6): returns (P3, P4, P5) at strides 8, 16, 32 — or fewer levels.
 
@@ -120,37 +126,70 @@ class Backbone(nn.Module):
     ``levels`` = 3 builds everything (stage 5 + SPPF give P5); 2 stops after P4 and 1 after P3, so a
     classifier that reads P4 carries no stage 5 / SPPF whose output nothing would use (dead weights
     that count in parameters and FLOPs and never learn). ``out_channels`` lists the built levels.
+
+    ``first`` > 0 builds only the units from ``first`` on (``UNITS``): the tail of a backbone whose
+    first units live elsewhere (the view task's own copy of the units after a split, whose input is
+    the shared trunk's output); its ``forward`` then takes that unit's input and returns the levels
+    its own units produce.
     """
 
-    def __init__(self, depth_multiple: float, width_multiple: float, levels: int = 3) -> None:
+    def __init__(self, depth_multiple: float, width_multiple: float, levels: int = 3, first: int = 0) -> None:
         super().__init__()
         if levels not in (1, 2, 3):
             raise ValueError(f"Backbone: levels={levels} must be 1, 2 or 3")
+        end = LEVEL_UNITS[levels - 1]
+        if not 0 <= first <= end:
+            raise ValueError(f"Backbone: first={first} must be in [0, {end}]")
         c1, c2, c3, c4, c5 = (scale_width(c, width_multiple) for c in (64, 128, 256, 512, 1024))
         n1, n2, n3, n4 = (scale_depth(n, depth_multiple) for n in (3, 6, 9, 3))
-        self.stem = Conv(3, c1, k=6, s=2, p=2)  # stride 2
-        self.stage2 = nn.Sequential(Conv(c1, c2, 3, 2), C3(c2, c2, n1))  # stride 4
-        self.stage3 = nn.Sequential(Conv(c2, c3, 3, 2), C3(c3, c3, n2))  # stride 8  -> P3
-        self.stage4 = nn.Sequential(Conv(c3, c4, 3, 2), C3(c4, c4, n3)) if levels >= 2 else None  # stride 16 -> P4
-        self.stage5 = nn.Sequential(Conv(c4, c5, 3, 2), C3(c5, c5, n4)) if levels >= 3 else None  # stride 32
-        self.sppf = SPPF(c5, c5, 5) if levels >= 3 else None  # -> P5
+        builders = (
+            lambda: Conv(3, c1, k=6, s=2, p=2),  # stride 2
+            lambda: nn.Sequential(Conv(c1, c2, 3, 2), C3(c2, c2, n1)),  # stride 4
+            lambda: nn.Sequential(Conv(c2, c3, 3, 2), C3(c3, c3, n2)),  # stride 8  -> P3
+            lambda: nn.Sequential(Conv(c3, c4, 3, 2), C3(c4, c4, n3)),  # stride 16 -> P4
+            lambda: nn.Sequential(Conv(c4, c5, 3, 2), C3(c5, c5, n4)),  # stride 32
+            lambda: SPPF(c5, c5, 5),  # -> P5
+        )
+        # in UNITS order, so the state_dict keys and the initialisation order are the full backbone's
+        for i, (name, build) in enumerate(zip(UNITS, builders, strict=True)):
+            setattr(self, name, build() if first <= i < end else None)
+        self.first, self.end = first, end
         self.out_channels = (c3, c4, c5)[:levels]
 
+    def units(self) -> list[nn.Module | None]:
+        """The six units in order (None where not built)."""
+        return [getattr(self, name) for name in UNITS]
+
+    def run(self, x: Tensor, start: int, stop: int) -> list[Tensor]:
+        """Units [start, stop) on ``x`` (the input of unit ``start``: the images for 0) -> each unit's
+        output in order, (B, C_u, H / s_u, W / s_u)."""
+        outputs = []
+        for unit in self.units()[start:stop]:
+            x = unit(x)
+            outputs.append(x)
+        return outputs
+
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
-        x = self.stage2(self.stem(x))  # (B, c2, H/4, W/4)
-        p3 = self.stage3(x)  # (B, c3, H/8, W/8)
-        if self.stage4 is None:
-            return (p3,)
-        p4 = self.stage4(p3)  # (B, c4, H/16, W/16)
-        if self.stage5 is None:
-            return p3, p4
-        p5 = self.sppf(self.stage5(p4))  # (B, c5, H/32, W/32)
-        return p3, p4, p5
+        outputs = self.run(x, self.first, self.end)  # stem: (B, c1, H/2, W/2) ... SPPF: (B, c5, H/32, W/32)
+        return tuple(outputs[u - 1 - self.first] for u in LEVEL_UNITS if self.first < u <= self.end)
+
+    def unit_output_layer(self, unit: int) -> nn.Module:
+        """The Conv block (conv + BatchNorm) that produces unit ``unit``'s output: the stem itself, a
+        stage's final C3 1x1 (``cv3``), the SPPF's output conv (``cv2``)."""
+        module = self.units()[unit]
+        if module is None:
+            raise ValueError(f"Backbone: unit {unit} ({UNITS[unit]}) is not built here")
+        if isinstance(module, Conv):
+            return module
+        return module.cv2 if isinstance(module, SPPF) else module[-1].cv3
 
     def level_output_layer(self, level: int) -> nn.Module:
         """The last layer producing feature level ``level`` (0 = P3, 1 = P4, 2 = P5)."""
-        stages = (self.stage3, self.stage4, self.sppf)
-        return stages[level].cv2 if level == 2 else stages[level][-1].cv3
+        return self.unit_output_layer(LEVEL_UNITS[level] - 1)
+
+    def unit_parameters(self, start: int, stop: int) -> list[nn.Parameter]:
+        """The parameters of units [start, stop), in order."""
+        return [p for unit in self.units()[start:stop] if unit is not None for p in unit.parameters()]
 
 
 class PAN(nn.Module):
