@@ -70,4 +70,5 @@ def parse_method(text: str) -> str:
 
 
 def is_multi_task(method: str) -> bool:
-    return method.split("/")[0] in MULTI_TASK_ARCHS
+    """``shared/...``, ``shared@K/...`` (a split) and ``dual``: the methods that train both tasks."""
+    return method.split("/")[0].partition("@")[0] in MULTI_TASK_ARCHS

@@ -160,7 +160,7 @@ def _chosen(s: StudySettings, study_dir: Path, base: dict[str, Any], objectives:
     rows = []
     for m in _methods(s):
         flat = TrialConfig.from_partial(fit_balancer({**base, **m})).to_flat()
-        name = spaces.method_name(m["arch"], m["balancer.name"])
+        name = spaces.method_label(m)
         rows.append({"trial_id": f"{DEFAULT_CONFIG}{name}", "method": name, **flat})
     return pd.DataFrame(rows)
 
