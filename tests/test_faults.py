@@ -33,7 +33,7 @@ def test_deterministic_failures_are_recorded_once(ray_cluster, tmp_path, monkeyp
     assert list(trials["status"]) == [status]
     assert reason in trials.loc[0, "error"]
     # not retried: Tune saw a normal end, so there is exactly one run of the trial
-    runs = [p for p in (tmp_path / "s").iterdir() if p.is_dir() and p.name.startswith("train_trial")]
+    runs = [p for p in (tmp_path / "s").iterdir() if p.is_dir() and p.name.startswith("trial_")]
     assert len(runs) == 1
 
 

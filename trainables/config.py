@@ -436,7 +436,8 @@ def validate(cfg: TrialConfig) -> None:
     )
     folds, fold = cfg.data.folds, cfg.data.fold
     need(folds == 0 or folds >= 2, f"data.folds={folds} must be 0 (no folds) or at least 2")
-    need(folds == 0 or cfg.data.split == "patient", f"data.folds={folds} splits by patient: set data.split=patient")
+    need(folds == 0 or cfg.data.split == "patient",
+         f"data.folds={folds} splits by patient: set data.split=patient (study.run: --split patient)")
     need(0 <= fold < max(folds, 1), f"data.fold={fold} must be in [0, {max(folds, 1) - 1}] (data.folds={folds})")
 
 
