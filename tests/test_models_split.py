@@ -99,7 +99,7 @@ def test_gradnorm_w_is_the_last_shared_layer_at_every_split(level: str, k: int) 
         id(p) for u in model.backbone.units()[:k] for p in u.parameters()}
 
 
-@pytest.mark.parametrize(("level", "k"), [("p4", 2), ("p5", 5), ("p3", 0)])
+@pytest.mark.parametrize(("level", "k"), [("p4", -1), ("p4", 2), ("p5", 5), ("p3", 0)])  # -1: fully shared
 def test_trunk_then_heads_equals_forward(level: str, k: int) -> None:
     torch.manual_seed(0)
     model = build_model(shared(level, k), 4, 3).eval()
