@@ -101,10 +101,3 @@ def fold_split(groups: np.ndarray, views: np.ndarray, boxes: np.ndarray, folds: 
     per_image = role[np.searchsorted(patients, groups)]
     return {name: np.flatnonzero(per_image == name).astype(np.int64) for name in ("train", "val", "test")}
 
-
-def fold_table(groups: np.ndarray, views: np.ndarray, boxes: np.ndarray, folds: int, seed: int) -> dict[str, list]:
-    """folds.parquet's columns: one row per patient, ``patient``, ``fold`` (its test fold), ``frames``."""
-    patients, labels, frames = patient_labels(groups, views, boxes)
-    outer = stratified_folds(labels, frames, folds, seed)
-    return {"patient": [str(p) for p in patients], "fold": [int(f) for f in outer],
-            "frames": [int(n) for n in frames]}
