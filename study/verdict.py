@@ -87,18 +87,18 @@ def verdict_rows(runs: pd.DataFrame, costs: pd.DataFrame) -> list[dict[str, Any]
     unit = "fold" if "fold" in runs and runs["fold"].nunique() > 1 else "seed"
     if unit == "fold" and "fold" not in costs:
         costs = costs.assign(fold=0)
+    # each metric's per-unit means once, shared by every pair; costs: one measurement per method (and fold),
+    # so their pairs are the folds, or the one split (a single pair: no interval)
+    scores = {m: unit_means(runs, f"test.{m}", unit) for m in METRICS}
+    cost_means = {c: unit_means(costs.assign(**{"train.seed": 0}), c, unit) if len(costs) else {}
+                  for c in COST_RATIOS}
     rows = []
     for a, b in method_pairs(list(dict.fromkeys(runs["method"]))):
-        for metric in METRICS:
-            per = unit_means(runs, f"test.{metric}", unit)
-            higher = REGISTRY[f"val.{metric}"].direction != "min"
-            rows.append(_row(a, b, metric, per, paired_difference, higher, unit))
-        cost_unit = "fold" if unit == "fold" else "seed"
-        for c in COST_RATIOS:  # one measurement per method (and fold): pairs are folds, or the one split
-            per = unit_means(costs.assign(**{"train.seed": 0}), c, cost_unit) if len(costs) else {}
+        for m, per in scores.items():
+            rows.append(_row(a, b, m, per, paired_difference, REGISTRY[f"val.{m}"].direction != "min", unit))
+        for c, per in cost_means.items():
             rows.append(_row(a, b, c, per, paired_ratio, c in HIGHER_IS_BETTER, unit))
     return rows
-
 
 def _row(a: str, b: str, metric: str, per: dict[str, dict[Any, float]], compare: Any, higher: bool,
          unit: str) -> dict[str, Any]:

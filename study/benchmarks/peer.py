@@ -232,13 +232,7 @@ def print_table(rows: list[dict[str, Any]], threads: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m study.bench peer", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default="synthetic")
-    p.add_argument("--train-splits", nargs="+", default=["train"], help="folders trained on together")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--imgsz", type=int, default=128)
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--arms", nargs="+", default=list(DEFAULT_ARMS), choices=list(recipe.ARMS))
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    recipe.add_run_arguments(p, DEFAULT_ARMS)
     p.add_argument("--threads", type=int, default=1, help="torch threads of every model (default 1)")
     p.add_argument("--seed", type=int, default=0, help="the peers' training seed (ours: train.seed)")
     args = p.parse_args(argv)

@@ -186,17 +186,23 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print(f"{r['arm']:<16}{''.join(cells)}{p['det_epoch'] or '—':>8}{view:>13}{p['view_epoch'] or '—':>9}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m study.bench recipe", description=__doc__.split("\n\n")[0])
+def add_run_arguments(p: argparse.ArgumentParser, arms: tuple[str, ...] = ARMS) -> None:
+    """The data, budget and arm flags this benchmark and ``bench peer`` share (both train on ``prepare``'s data)."""
     p.add_argument("--data", default="synthetic")
     p.add_argument("--train-splits", nargs="+", default=["train"], help="folders trained on together")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--imgsz", type=int, default=128)
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--size", default="n", choices=["n", "s"])
-    p.add_argument("--arms", nargs="+", default=list(ARMS), metavar="ARM",
-                   help=f"{' '.join(ARMS)}, or a shared arm at a split, shared@K/<balancer> (default: all of those)")
+    p.add_argument("--arms", nargs="+", default=list(arms), metavar="ARM",
+                   help=f"{' '.join(ARMS)}, or a shared arm at a split, shared@K/<balancer> "
+                        f"(default: {' '.join(arms)})")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m study.bench recipe", description=__doc__.split("\n\n")[0])
+    add_run_arguments(p)
+    p.add_argument("--size", default="n", choices=["n", "s"])
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", default=None, help="folder for each arm's epochs.parquet and best.pt")
     args = p.parse_args(argv)
