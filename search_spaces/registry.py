@@ -8,7 +8,7 @@ only ``suggest_*`` calls and conditionals; the returned dict holds the space's f
 A space that holds several methods (``compare``) also exports ``methods()`` (a list of
 ``{"arch": ..., "balancer.name": ...}``; a function, so that it can follow the balancer registry)
 and its ``define(trial, method)`` takes the method the trial belongs to: the study runs one
-independent search per method (study/searchers.py), so a method never comes from the trial's
+independent search per method (study/tuning/searchers.py), so a method never comes from the trial's
 number in a shared sampler.
 
 A balancer's hyperparameters exist only under that balancer (trainables/config.py): the base

@@ -1,5 +1,5 @@
 """Check a dataset before studying it: ``python -m study.data check DATA.yaml [--split-by patient]``;
-frames to label: ``python -m study.data frames SOURCE --out DIR`` (study/frames.py).
+frames to label: ``python -m study.data frames SOURCE --out DIR`` (study/media/export_frames.py).
 
 Validates every label and image (decoding them into the cache, so the study later starts at
 once), then prints images, boxes per class, views per class, negatives and groups per split, the
@@ -57,7 +57,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "frames":
-        from study.frames import extract
+        from study.media.export_frames import extract
 
         out = Path(args.out).expanduser()
         written, clips = extract(Path(args.source).expanduser(), out, args.every, args.patient)

@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from study.analysis.data import Study, prepare_trials
 from study.analysis.figures_branch import branch_figure, split_of
+from study.analysis.loading import Study, prepare_trials
 
 
 def trial(tid: str, arch: str = "shared", **cols) -> dict:

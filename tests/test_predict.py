@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from study.cli import run_cli
+from study.media.frames_io import SCHEMA
 from study.predict import main
-from study.predict_io import SCHEMA
 from tests.test_evaluate import tiny_checkpoint
 from trainables.data.decode import boxes_from_letterbox, boxes_to_letterbox, letterbox_geometry
 from trainables.data.synthetic import VIEW_NAMES, draw_frames

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from study.analysis.common import LAYOUT
-from study.analysis.data import Study
+from study.analysis.loading import Study
 from trainables.config import view_level_units
 
 SPLIT = "split"  # the column this module adds: shared backbone units of the trial

@@ -14,7 +14,7 @@ detection class, every key that starts with ``val.ap50_``):
   test       "pooled": re-scored on the held-out test split (``test.<name>``, the key without ``val.``)
              and pooled per method in headline.parquet; "shown": also in the held-out table and console.
 
-epochs.parquet keeps every registered key of a report and nothing else (study/results.py: ``epoch_row``);
+epochs.parquet keeps every registered key of a report and nothing else (study/store/trials.py: ``epoch_row``);
 the order of ``REGISTRY`` is the order of headline.parquet's columns and of the report's panels.
 """
 

@@ -29,8 +29,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from study.atomic import atomic_path
-from study.best import best_epoch
+from study.store.atomic import atomic_path
+from study.store.selection import best_epoch
 from trainables.config import BalancerConfig, TrialConfig
 from trainables.metrics import names
 
@@ -50,7 +50,7 @@ EPOCH_ID_FIELDS = [
     pa.field("status", pa.string()),
     pa.field("reason", pa.string()),
 ]
-# Where and on what a trial ran (trainables/tune.py reports them as ``placement.<name>``).
+# Where and on what a trial ran (trainables/ray_trial.py reports them as ``placement.<name>``).
 PLACEMENT_FIELDS = [
     pa.field("node_id", pa.string()),  # Ray node id (hex): tells apart nodes that share an IP or host name
     pa.field("node_ip", pa.string()),
@@ -133,7 +133,7 @@ def trial_row(
     row.update({k: v for k, v in config.items() if k in keys})
     scored = [e for e in epochs if _finite(e.get(objective))]
     row["epochs_run"] = len([e for e in epochs if e.get("status") != "diverged"])
-    best = best_epoch(scored, objective)  # the one rule (study/best.py): highest, the first on a tie
+    best = best_epoch(scored, objective)  # the one rule (study/store/selection.py): highest, the first on a tie
     last = scored[-1] if scored else None
     row["best_epoch"] = int(best["epoch"]) if best else None
     for tag, epoch in (("best", best), ("last", last)):

@@ -18,8 +18,8 @@ import pandas as pd
 
 from study.analysis.columns import ACCURACY, COST, OBJECTIVE  # noqa: F401 (OBJECTIVE: read from here by the figures)
 from study.analysis.common import hover_texts
-from study.best import methods_of
-from study.cli import UsageError
+from study.errors import UsageError
+from study.store.selection import methods_of
 from trainables.config import TrialConfig
 
 METHOD_ORDER = [
