@@ -30,7 +30,7 @@ from study.errors import UsageError
 from study.heldout.scoring import evaluate_state
 from study.store.checkpoints import load_checkpoint, study_of, trial_checkpoint
 from study.store.selection import best_trials, is_multi_task, parse_method
-from study.store.trials import write_json_atomic
+from study.store.trials import read_trials, write_json_atomic
 from trainables.metrics.names import TEST_POOLED
 
 SHOWN = TEST_POOLED  # the metrics printed first, in this order (trainables/metrics/names.py)
@@ -60,7 +60,7 @@ def best_trial(study_dir: Path, method: str | None = None) -> pd.Series:
     path = study_dir / "trials.parquet"
     if not path.is_file():
         raise UsageError(f"--best {study_dir}: no trials.parquet there; give the study folder STORAGE/NAME")
-    best = best_trials(pd.read_parquet(path), "best.val.objective", "max", k=1, per_method=True)
+    best = best_trials(read_trials(study_dir), "best.val.objective", "max", k=1, per_method=True)
     if best.empty:
         raise UsageError(f"--best {study_dir}: no finished trial with a validation score to pick from")
     if method is not None:

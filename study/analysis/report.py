@@ -221,12 +221,12 @@ def _heldout_table(held: Heldout) -> pd.DataFrame:
 
 def _space(study: Study) -> str:
     spaces = study.trials["space"].dropna().unique() if "space" in study.trials else []
-    return ", ".join(map(str, spaces)) or str(study.store.manifest.get("space", "?"))
+    return ", ".join(map(str, spaces)) or str(study.manifest.get("space", "?"))
 
 
 def _provenance(study: Study) -> str:
     """The manifest's essentials: when, what command, which code, data and package versions."""
-    m = study.store.manifest
+    m = study.manifest
     if not m:
         return "<p>No manifest.json in the study folder.</p>"
     base = m.get("base_config", {}) if isinstance(m.get("base_config"), dict) else {}

@@ -37,6 +37,7 @@ from study.tuning.settings import StudySettings, check_settings, methods_of
 from trainables.config import TrialConfig, fit_balancer
 from trainables.data.loader import load_data
 from trainables.data.splits import without_test
+from trainables.metrics import names
 from trainables.ray_trial import train_trial
 
 DEFAULT_CONFIG = "default:"  # --samples 0: a method's default configuration stands for its chosen trial
@@ -104,7 +105,8 @@ def chosen_configs(s: StudySettings, study_dir: Path, base: dict[str, Any],
     ``--samples 0`` its default configuration (``trial_id`` ``default:<method>``)."""
     if s.samples:
         metric, mode = objectives[0]
-        return best_trials(read_trials(study_dir), f"best.{metric}", mode, k=max(s.repeat_best, 1), per_method=True)
+        return best_trials(read_trials(study_dir), names.trial_column(metric), mode, k=max(s.repeat_best, 1),
+                           per_method=True)
     rows = []
     for m in methods_of(s):
         flat = TrialConfig.from_partial(fit_balancer({**base, **m})).to_flat()
@@ -117,7 +119,7 @@ def print_summary(study_dir: Path, objectives: list[tuple[str, str]], wall_s: fl
     """The best trials (validation split), the trial counts, the wall time and where the results are."""
     trials = read_trials(study_dir)
     metric, mode = objectives[0]
-    column = f"best.{metric}"
+    column = names.trial_column(metric)
     shown = ["trial_id", "status", "method", "best_epoch", column, "best.val.map", "best.val.map50",
              "best.val.view_accuracy", "time.train_s"]
     best = best_trials(trials, column, mode, k=5)

@@ -14,7 +14,15 @@ from typing import Any
 
 from ray.tune import Callback
 
-from study.store.trials import EPOCH_PLACEMENT_FIELDS, epoch_row, epochs_table, trial_row, trials_table, write_atomic
+from study.store.trials import (
+    EPOCH_PLACEMENT_FIELDS,
+    epoch_row,
+    epochs_table,
+    read_trials_file,
+    trial_row,
+    trials_table,
+    write_atomic,
+)
 from trainables.ray_trial import PLACEMENT_PREFIX, split_meta
 
 PLACEMENT_KEYS = {f"{PLACEMENT_PREFIX}{f.name}": f.name for f in EPOCH_PLACEMENT_FIELDS}
@@ -42,7 +50,7 @@ class ResultsRecorder(Callback):
             for row in pd.read_parquet(epochs_path).to_dict("records"):
                 self.epochs[(row["trial_id"], int(row["epoch"]))] = _drop_missing(row)
         if trials_path.exists():
-            for row in pd.read_parquet(trials_path).to_dict("records"):
+            for row in read_trials_file(trials_path).to_dict("records"):
                 self.trials[row["trial_id"]] = _drop_missing(row)
 
     def finished(self) -> list[str]:
