@@ -14,7 +14,10 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trainables.config import ModelConfig
 from trainables.models.yolo import LEVEL_UNITS, PAN, Backbone, Detect
+
+HEAD = ModelConfig()  # the view head's defaults (level, grid, hidden, dropout): the config is their one home
 
 LEVELS = ("p3", "p4", "p5")
 
@@ -36,7 +39,8 @@ class ViewHead(nn.Module):
     is never a silently ignored hyperparameter.
     """
 
-    def __init__(self, channels: int, num_views: int, hidden: int = 0, dropout: float = 0.0, grid: int = 1) -> None:
+    def __init__(self, channels: int, num_views: int, hidden: int = HEAD.cls_hidden, dropout: float = HEAD.cls_dropout,
+                 grid: int = HEAD.cls_grid) -> None:
         super().__init__()
         self.num_views = num_views
         self.grid = grid
@@ -92,10 +96,10 @@ class MultiTaskModel(nn.Module):
         num_views: int,
         depth_multiple: float,
         width_multiple: float,
-        cls_hidden: int = 0,
-        cls_dropout: float = 0.0,
-        cls_level: str = "p5",
-        cls_grid: int = 1,
+        cls_hidden: int = HEAD.cls_hidden,
+        cls_dropout: float = HEAD.cls_dropout,
+        cls_level: str = HEAD.cls_level,
+        cls_grid: int = HEAD.cls_grid,
         detect: bool = True,
         classify: bool = True,
         shared_stages: int | None = None,
