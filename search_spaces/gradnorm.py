@@ -4,6 +4,9 @@ learning rates, weight decay and the view head's size.
 Model size and batch are fixed (the base config's: n, 16): they change a trial's cost threefold
 without telling anything about GradNorm, and a study whose trials cost alike keeps every worker busy
 to the end. Search them in a space of their own, or set them with ``--set``.
+
+A space is named for the method it searches (``--space gradnorm``), hence the same name as
+trainables/balancing/gradnorm.py.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ number in a shared sampler.
 A balancer's hyperparameters exist only under that balancer (trainables/config.py): the base
 config's ``balancer.<key>`` values apply to the methods whose balancer declares the key, and a
 method's other hyperparameters take their defaults (``define_with_base``, ``base_config``).
+
+Named like trainables/balancing/registry.py on purpose: each package's ``registry`` lists its plugins.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ Validates every label and image (decoding them into the cache, so the study late
 once), then prints images, boxes per class, views per class, negatives and groups per split, the
 files skipped and why, and a warning when patients (groups) appear in more than one split folder.
 Exit status: 0 when the dataset is usable, 2 with one line per problem when it is not.
+
+Named for the command (``python -m study.data``); trainables/data/ is the data layer it checks, and
+study/benchmarks/data.py the benchmark ``bench data``.
 """
 
 from __future__ import annotations

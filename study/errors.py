@@ -4,6 +4,8 @@ Raised by the commands and by the rooms below them (tuning/, store/, heldout/, m
 runs through ``study.cli.run_cli``, which prints its message as ``error: ...`` lines and exits with
 status 2 (as it does for the core's ``ConfigError``, ``DataError`` and ``WeightsError``). It lives here,
 not in the command-line module, so a library module raising it imports nothing of argparse.
+
+(trainables/data/errors.py is the data layer's own: each layer names its errors ``errors``.)
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 For debugging a config, single-task baselines and GPU checks. Writes ``config.json``,
 ``epochs.parquet`` and ``checkpoint.pt`` (the last epoch; ``best.pt`` the best by val.objective)
 into ``--out``.
+
+Named for the command; study/benchmarks/train.py is the benchmark ``bench train``.
 """
 
 from __future__ import annotations

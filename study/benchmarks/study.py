@@ -47,6 +47,9 @@ the decoded dataset). Figures are the peaks over samples of sums/means over the 
   ratio_to_one_copy    data_memory_mib / dataset_mib (the issue's target: <= 1.2)
   rss_sum_mib, pss_sum_mib, uss_sum_mib   whole trial processes, for comparison with ``top``
 The driver holds its own decoded array besides the object store's copy; neither is a trial's.
+
+Named for its subcommand (``python -m study.bench study`` imports ``study.benchmarks.study``), hence the name it
+shares with the study package.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ At the study's root, after the folds:
   headline.parquet   per method: mean over folds of the mean over seeds, 95% CI over folds (unit: fold)
   verdict.parquet    every pair of methods, paired by fold (study/heldout/verdict.py)
 A resumed study skips what its folds finished (each phase resumes) and rewrites the root files.
+
+(trainables/data/folds.py, the same name, assigns the patients to the folds this module runs.)
 """
 
 from __future__ import annotations
