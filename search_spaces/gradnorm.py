@@ -23,10 +23,11 @@ DEFAULT_OBJECTIVE = "single"
 
 def define(trial: optuna.Trial) -> dict[str, Any]:
     trial.suggest_float("balancer.alpha", 0.0, 3.0)
-    # above ~3e-2 the task weights swing within a short trial's first epochs (measured: weight_lr 0.07 took
-    # the view weight to 0.1 and the view stayed at 0.41 accuracy)
+    # above ~3e-2 the task weights swing within a short trial's first epochs
+    # (measured: docs/benchmarks.md#gradnorm-search-ranges)
     trial.suggest_float("balancer.weight_lr", 1e-3, 3e-2, log=True)
     # AdamW from scratch: below ~2e-3 the detector barely starts within a short trial
+    # (measured: docs/benchmarks.md#gradnorm-search-ranges)
     trial.suggest_float("optim.lr", 2e-3, 1e-2, log=True)
     trial.suggest_float("optim.cls_lr", 3e-4, 3e-3, log=True)
     trial.suggest_float("optim.weight_decay", 1e-4, 1e-1, log=True)

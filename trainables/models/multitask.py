@@ -29,10 +29,8 @@ class ViewHead(nn.Module):
     Why a grid and not global average pooling: an echo view *is* a layout (four chambers in a 2x2
     arrangement, one long chamber over two small ones, one round chamber), and the probe's fan always
     has its apex at the top, so where things are carries the class. Global pooling throws the layout
-    away and leaves the network to rebuild it in its channels, which from scratch takes hundreds of
-    steps: measured on the synthetic default (cls_only, 5 epochs of 16 steps, AdamW 1e-3), global
-    pooling ended at 0.30-0.70 view accuracy across runs, a 4 x 4 grid at 0.98. grid = 1 is global
-    average pooling.
+    away and leaves the network to rebuild it in its channels (measured against a grid:
+    docs/benchmarks.md#view-head-grid). grid = 1 is global average pooling.
 
     hidden = 0: Dropout -> Linear. hidden > 0: Linear -> SiLU -> Dropout -> Linear. The linear head
     also takes the dropout (before its layer, as classifier heads usually do) so that ``cls_dropout``
