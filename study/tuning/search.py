@@ -24,7 +24,7 @@ from study.tuning.searchers import PerMethodSearch, storage_url
 from study.tuning.settings import StudySettings, methods_of
 
 # Every trial asks for the same resources, so a finished trial's worker process takes the next trial: no
-# new process, no second import of torch, no second fetch of the dataset (docs/benchmarks.md: worker reuse).
+# new process, no second import of torch, no second fetch of the dataset (docs/benchmarks.md#worker-reuse).
 # Results are unchanged (every run re-seeds per epoch), and the peak-memory window starts from a trimmed
 # heap (trainables/metrics/efficiency.py) so reuse does not inflate it.
 REUSE_WORKERS = True
