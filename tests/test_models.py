@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from trainables.config import TrialConfig
+from trainables.config import ModelConfig, TrialConfig
 from trainables.models.build import build_model
 from trainables.models.dual import DualModel, build_classifier
-from trainables.models.multitask import MultiTaskModel
+from trainables.models.multitask import LEVELS, MultiTaskModel
 from trainables.models.yolo import DEFAULT_ANCHORS, Backbone, Detect, scale_depth, scale_width
 
 N = (0.33, 0.25)
@@ -52,7 +52,7 @@ def test_output_shapes_for_any_multiple_of_32(imgsz: int) -> None:
 
 
 def test_s_preset_and_non_square_input() -> None:
-    model = MultiTaskModel(2, 5, *S, cls_hidden=32, cls_dropout=0.1).eval()
+    model = MultiTaskModel(2, 5, *S, cls_hidden=32, cls_dropout=0.1, cls_level="p5").eval()  # the trunk ends at P5
     p3, p4, p5 = model.trunk(torch.rand(2, 3, 64, 96))
     assert (p3.shape, p4.shape, p5.shape) == ((2, 128, 8, 12), (2, 256, 4, 6), (2, 512, 2, 3))
     det, logits = model.heads((p3, p4, p5))
@@ -88,7 +88,8 @@ def test_decode_of_zero_logits_gives_cell_centres_and_anchor_sizes() -> None:
 
 
 def test_shared_parameters_are_the_last_layer_both_tasks_read() -> None:
-    model = MultiTaskModel(4, 3, *N)
+    assert MultiTaskModel(4, 3, *N).cls_level == LEVELS.index(ModelConfig.cls_level)  # the config's default level
+    model = MultiTaskModel(4, 3, *N, cls_level="p5")
     assert model.shared_parameters() == list(model.backbone.sppf.cv2.parameters())
     assert len(model.shared_parameters()) == 3  # conv weight, BN scale, BN shift
     p4 = MultiTaskModel(4, 3, *N, cls_level="p4")
