@@ -1,6 +1,6 @@
 """The fair comparison: every method (architecture x balancer) with the same number of trials.
 
-The study runs one independent search per method (study/searchers.py): each method has its own
+The study runs one independent search per method (study/tuning/searchers.py): each method has its own
 sampler and history, the same number of trials (``--samples`` is the total, a multiple of the
 number of methods) and is scored by its own objective. ``define(trial, method)`` is that method's
 sub-space: the learning rate(s) and the method's own hyperparameters.

@@ -1,4 +1,7 @@
-"""Dual independent backbones: a detector and a classifier that share nothing, each with its own optimizer."""
+"""Dual independent backbones: a detector and a classifier that share nothing, each with its own optimizer.
+
+A space is named for the method it searches (``--space dual``), hence the same name as trainables/models/dual.py.
+"""
 
 from __future__ import annotations
 

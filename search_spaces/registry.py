@@ -8,12 +8,14 @@ only ``suggest_*`` calls and conditionals; the returned dict holds the space's f
 A space that holds several methods (``compare``) also exports ``methods()`` (a list of
 ``{"arch": ..., "balancer.name": ...}``; a function, so that it can follow the balancer registry)
 and its ``define(trial, method)`` takes the method the trial belongs to: the study runs one
-independent search per method (study/searchers.py), so a method never comes from the trial's
+independent search per method (study/tuning/searchers.py), so a method never comes from the trial's
 number in a shared sampler.
 
 A balancer's hyperparameters exist only under that balancer (trainables/config.py): the base
 config's ``balancer.<key>`` values apply to the methods whose balancer declares the key, and a
 method's other hyperparameters take their defaults (``define_with_base``, ``base_config``).
+
+Named like trainables/balancing/registry.py on purpose: each package's ``registry`` lists its plugins.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""A sweep of static task-weight ratios on the shared backbone, tracing the detection/view tradeoff front."""
+"""A sweep of static task-weight ratios on the shared backbone, tracing the detection/view tradeoff front.
+
+A space is named for the method it searches (``--space static``), hence the same name as trainables/balancing/static.py.
+"""
 
 from __future__ import annotations
 

@@ -12,10 +12,11 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from study.analysis.data import load_study
+from study.analysis.loading import load_study
 from study.analysis.report import build_report
-from study.atomic import atomic_path
-from study.cli import ArgumentParser, UsageError, run_cli
+from study.cli import ArgumentParser, run_cli
+from study.errors import UsageError
+from study.store.atomic import atomic_path
 
 PNG_FIGURES = ("headline", "pareto", "balance", "curves", "slices", "importance")  # parcoords is WebGL
 

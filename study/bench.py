@@ -17,7 +17,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-from study.cli import UsageError, run_cli
+from study.cli import run_cli
+from study.errors import UsageError
 
 BENCHES = ("train", "balancers", "data", "eval", "study", "gpu", "recipe", "peer")
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from study.errors import UsageError
 from trainables.config import ConfigError
 
 # The checkpoint argument of evaluate, export and predict: a file, or the numbered folder Tune keeps it in
@@ -19,10 +20,6 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"error: {self.prog}: {message} (see --help)\n")
-
-
-class UsageError(ValueError):
-    """A problem with the command line or with files the user named; the message is for the user."""
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

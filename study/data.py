@@ -1,10 +1,13 @@
 """Check a dataset before studying it: ``python -m study.data check DATA.yaml [--split-by patient]``;
-frames to label: ``python -m study.data frames SOURCE --out DIR`` (study/frames.py).
+frames to label: ``python -m study.data frames SOURCE --out DIR`` (study/media/export_frames.py).
 
 Validates every label and image (decoding them into the cache, so the study later starts at
 once), then prints images, boxes per class, views per class, negatives and groups per split, the
 files skipped and why, and a warning when patients (groups) appear in more than one split folder.
 Exit status: 0 when the dataset is usable, 2 with one line per problem when it is not.
+
+Named for the command (``python -m study.data``); trainables/data/ is the data layer it checks, and
+study/benchmarks/data.py the benchmark ``bench data``.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "frames":
-        from study.frames import extract
+        from study.media.export_frames import extract
 
         out = Path(args.out).expanduser()
         written, clips = extract(Path(args.source).expanduser(), out, args.every, args.patient)

@@ -4,10 +4,10 @@ The same metric code as training (``trainables.engine.evaluate``: COCO-exact mAP
 ...), on the split you name: the data.yaml's own folders (``--split-by folders``) or a seeded
 split by patient (``--split-by patient``). Prints a table and, with ``--json``, writes the numbers.
 
-``--best STORAGE/NAME`` picks the study's best finished trial (study/best.py: by
+``--best STORAGE/NAME`` picks the study's best finished trial (study/store/selection.py: by
 ``best.val.objective``, the trial's best epoch) among the multi-task methods (shared, dual), or of
 the method ``--method arch/balancer`` names, and scores that trial's best epoch's checkpoint (the
-study keeps it: study/keep_best.py), with EMA weights when the trial trained with EMA.
+study keeps it: study/tuning/keep_checkpoints.py), with EMA weights when the trial trained with EMA.
 
 Which split seed: a patient split and the synthetic frames both depend on a seed. A checkpoint
 inside a study folder uses the study's seed from ``manifest.json`` (the seed its trials were split
@@ -25,15 +25,14 @@ from typing import Any
 
 import pandas as pd
 
-from study.best import best_trials, is_multi_task, parse_method
-from study.checkpoint import load_checkpoint, restore_model
-from study.cli import CHECKPOINT_HELP, ArgumentParser, UsageError, run_cli
-from study.keep_best import checkpoint_of_epoch
-from study.results import write_json_atomic
+from study.cli import CHECKPOINT_HELP, ArgumentParser, run_cli
+from study.errors import UsageError
+from study.heldout.scoring import evaluate_state
+from study.store.checkpoints import load_checkpoint, study_of, trial_checkpoint
+from study.store.selection import best_trials, is_multi_task, parse_method
+from study.store.trials import read_trials, write_json_atomic
 from trainables.metrics.names import TEST_POOLED
 
-CHECKPOINT_NAME = "checkpoint.pt"
-REPEATS_SUFFIX = "-repeats"  # study/runner.py runs --repeat-best seeds as a second Tune experiment
 SHOWN = TEST_POOLED  # the metrics printed first, in this order (trainables/metrics/names.py)
 
 
@@ -61,7 +60,7 @@ def best_trial(study_dir: Path, method: str | None = None) -> pd.Series:
     path = study_dir / "trials.parquet"
     if not path.is_file():
         raise UsageError(f"--best {study_dir}: no trials.parquet there; give the study folder STORAGE/NAME")
-    best = best_trials(pd.read_parquet(path), "best.val.objective", "max", k=1, per_method=True)
+    best = best_trials(read_trials(study_dir), "best.val.objective", "max", k=1, per_method=True)
     if best.empty:
         raise UsageError(f"--best {study_dir}: no finished trial with a validation score to pick from")
     if method is not None:
@@ -74,90 +73,6 @@ def best_trial(study_dir: Path, method: str | None = None) -> pd.Series:
         raise UsageError(f"--best {study_dir}: no finished trial of a {what}; the study has "
                          f"{', '.join(best['method'])} (choose one with --method)")
     return chosen.iloc[0]
-
-
-def repeats_dir(study_dir: Path) -> Path:
-    """The Tune experiment folder of a study's --repeat-best re-runs (beside the search's)."""
-    return study_dir.parent / f"{study_dir.name}{REPEATS_SUFFIX}"
-
-
-def trial_checkpoint(study_dir: Path, trial_id: str, epoch: int | None = None, strict: bool = False) -> Path | None:
-    """A checkpoint of ``trial_id``: the one holding ``epoch`` when given (when that one is gone: None with
-    ``strict``, else a warning and the newest), else the newest. A trial's folder is ``trial_<trial_id>``
-    (studies from before: Tune's ``<trainable>_<trial_id>_...``) under the study folder (or under ``NAME-repeats``
-    for --repeat-best seeds)."""
-    roots = [study_dir, repeats_dir(study_dir)]
-    folders = [d for root in roots if root.is_dir() for d in root.iterdir()
-               if d.is_dir() and f"_{trial_id}_" in f"{d.name}_"]
-    found = sorted((c for d in folders for c in d.glob(f"checkpoint_*/{CHECKPOINT_NAME}")),
-                   key=lambda c: c.parent.name)
-    if not found and strict:
-        return None
-    if not found:
-        raise UsageError(f"--best {study_dir}: trial {trial_id} has no {CHECKPOINT_NAME} under its Tune folder "
-                         "(the checkpoint may have been deleted); pass a CHECKPOINT explicitly")
-    if epoch is None:
-        return found[-1]
-    at_epoch = checkpoint_of_epoch(found, epoch)
-    if at_epoch is None and strict:
-        return None
-    if at_epoch is None:
-        print(f"warning: trial {trial_id}'s epoch-{epoch} checkpoint is gone (a study from before best-epoch "
-              f"checkpoints?); scoring its newest ({found[-1].parent.name})", file=sys.stderr)
-        return found[-1]
-    return at_epoch
-
-
-def study_of(checkpoint: Path) -> Path | None:
-    """The study folder holding a Tune checkpoint (``STUDY/<trial>/checkpoint_X/checkpoint.pt``), if any."""
-    for parent in checkpoint.resolve().parents[:4]:
-        candidates = [parent, parent.parent / parent.name.removesuffix(REPEATS_SUFFIX)]
-        for c in candidates:
-            if (c / "manifest.json").is_file():
-                return c
-    return None
-
-
-# -- scoring ---------------------------------------------------------------------------------------
-def evaluate_state(state: dict[str, Any], split: str = "test", data_source: str | None = None,
-                   split_by: str | None = None, seed: int | None = None, device: str = "auto",
-                   path: Path | str = "checkpoint") -> dict[str, Any]:
-    """Score a checkpoint state on ``split``; returns the result dict that --json writes.
-
-    ``metrics`` holds ``<split>.*`` keys, e.g. ``test.map``, ``test.view_accuracy``.
-    """
-    import torch
-
-    from trainables.data.loader import load_data
-    from trainables.engine import evaluate, resolve_device
-
-    model, cfg = restore_model(state, path)
-    overrides: dict[str, Any] = {}
-    if data_source is not None:
-        overrides["data.source"] = data_source if data_source == "synthetic" else \
-            str(Path(data_source).expanduser().resolve())
-    if split_by is not None:
-        overrides["data.split"] = split_by
-    cfg = cfg.replace(**overrides) if overrides else cfg
-    seed = cfg.train.seed if seed is None else seed
-    data = load_data(cfg.data, seed=seed)
-    if split not in data.splits or len(data.splits[split]) == 0:
-        have = [k for k, v in data.splits.items() if len(v)]
-        raise UsageError(f"--split {split}: {cfg.data.source} has no '{split}' images (it has {have}); "
-                         f"choose one of those{' or --split-by patient' if cfg.data.split == 'folders' else ''}")
-    if list(data.names) != list(state.get("names", data.names)) or \
-            list(data.view_names) != list(state.get("view_names", data.view_names)):
-        raise UsageError(f"{path}: trained on boxes {list(state.get('names', []))} and views "
-                         f"{list(state.get('view_names', []))}, but {cfg.data.source} has boxes {list(data.names)} "
-                         f"and views {list(data.view_names)}; score it on data with the same classes")
-    dev = resolve_device(device)
-    with torch.no_grad():
-        raw = evaluate(model.to(dev), data, split, cfg, dev)
-    metrics = {f"{split}.{k.removeprefix('val.')}": v for k, v in raw.items()}
-    return {"checkpoint": str(path), "arch": cfg.arch, "balancer": cfg.balancer.name, "epoch": state.get("epoch"),
-            "ema": bool(state.get("ema")), "data": cfg.data.source, "split": split, "split_by": cfg.data.split,
-            "split_seed": seed, "images": len(data.splits[split]), "imgsz": cfg.data.imgsz,
-            "metrics": metrics}
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -193,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(args.checkpoint).expanduser()
     state = load_checkpoint(path)
     if seed is None:
-        study = study_of(path if path.is_file() else path / CHECKPOINT_NAME)
+        study = study_of(path)
         if study is not None:
             manifest = json.loads((study / "manifest.json").read_text())
             seed = int(manifest.get("seeds", {}).get("study", manifest.get("settings", {}).get("seed", 0)))

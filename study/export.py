@@ -29,8 +29,9 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import box_convert
 
-from study.checkpoint import load_checkpoint, restore_model
-from study.cli import CHECKPOINT_HELP, ArgumentParser, UsageError, run_cli
+from study.cli import CHECKPOINT_HELP, ArgumentParser, run_cli
+from study.errors import UsageError
+from study.store.checkpoints import load_checkpoint, restore_model
 
 ATOL = 1e-3  # absolute for probabilities and logits; for box pixels ATOL x image size (0.32 px at 320)
 RTOL = 1e-3  # float32 reassociation over ~60 layers, amplified by the (2σ)² × anchor box decode

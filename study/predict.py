@@ -1,7 +1,7 @@
 """``python -m study.predict CHECKPOINT SOURCE --out DIR``: apply a trained model to images, videos and DICOMs.
 
 SOURCE is an image, a video (echo clips: read with PyAV, frame by frame), a DICOM (single frame or a
-cine loop; study/dicom.py) or a folder of them. Each frame is letterboxed to the checkpoint's image
+cine loop; study/media/dicom.py) or a folder of them. Each frame is letterboxed to the checkpoint's image
 size exactly as in training (an image file decoded as the training data is: trainables/data/decode.py,
 ``letterbox_file``), run through the model in batches, and the detections (class-aware NMS at the
 checkpoint's IoU threshold and max_det, boxes scoring above ``--conf``) are mapped back to the
@@ -36,10 +36,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from study.checkpoint import load_checkpoint, restore_model
-from study.cli import CHECKPOINT_HELP, ArgumentParser, UsageError, run_cli
-from study.dicom import NotAnImage
-from study.predict_io import (
+from study.cli import CHECKPOINT_HELP, ArgumentParser, run_cli
+from study.errors import UsageError
+from study.media.dicom import NotAnImage
+from study.media.frames_io import (
     CLIP_SCHEMA,
     DEFAULT_RATE,
     IMAGE_EXTS,
@@ -55,6 +55,7 @@ from study.predict_io import (
     write_jpeg,
     write_predictions,
 )
+from study.store.checkpoints import load_checkpoint, restore_model
 from trainables.data.decode import boxes_from_letterbox, letterbox, letterbox_file
 from trainables.postprocess import postprocess
 

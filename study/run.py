@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             space = registry.load(name)
             print(f"{name:<10} {space.DESCRIPTION} [objective: {space.DEFAULT_OBJECTIVE}]")
         return 0
-    from study.runner import StudySettings, run_study
+    from study.tuning.phases import run_study
+    from study.tuning.settings import StudySettings
 
     if args.folds:
         args.test = True
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     resolve_weights(config)
     from search_spaces import registry
 
-    if args.space in registry.SPACES:  # (an unknown space is the runner's one-line error)
+    if args.space in registry.SPACES:  # (an unknown space is check_settings' one-line error)
         # a bad key or value stops here, before Ray starts; a balancer key must be one of the space's balancers'
         registry.base_config(args.space, config)
         balancers = {m["balancer.name"] for m in registry.methods(args.space)}

@@ -3,6 +3,8 @@
 For debugging a config, single-task baselines and GPU checks. Writes ``config.json``,
 ``epochs.parquet`` and ``checkpoint.pt`` (the last epoch; ``best.pt`` the best by val.objective)
 into ``--out``.
+
+Named for the command; study/benchmarks/train.py is the benchmark ``bench train``.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from study.checkpoint import load_checkpoint, save_checkpoint
 from study.cli import ArgumentParser, parse_set, resolve_weights, run_cli
-from study.results import epochs_table, write_atomic, write_json_atomic
+from study.store.checkpoints import load_checkpoint, save_checkpoint
+from study.store.trials import epochs_table, write_atomic, write_json_atomic
 from trainables.config import ARCHS, TrialConfig
 
 # CLI flag -> TrialConfig key (the flags a person types most; --set reaches every other key)

@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from study.analysis.data import Study, prepare_trials
 from study.analysis.figures_branch import branch_figure, split_of
+from study.analysis.loading import Study, prepare_trials
 
 
 def trial(tid: str, arch: str = "shared", **cols) -> dict:
@@ -34,7 +34,7 @@ def test_split_of_reads_the_record_then_the_config_then_the_default() -> None:
 
 
 def test_branch_figure_needs_two_splits_and_draws_means_per_split(tmp_path) -> None:
-    metrics = {"best.val.map50": 0.5, "best.val.view_accuracy": 0.7, "best.grad.cosine": 0.1,
+    metrics = {"best.val.map50": 0.5, "best.val.view_accuracy": 0.7, "at_best.grad.cosine": 0.1,
                "eff.params_total": 1e6, "eff.gflops": 0.1, "throughput.img_per_s": 32.0}
     one = [trial("a", **{"model.shared_stages": -1, **metrics})]
     assert branch_figure(study_of(one, tmp_path), []) is None

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from study.analysis.data import load_study
 from study.analysis.headline import best_searched, headline
 from study.analysis.importance import infer_distribution, param_importance
+from study.analysis.loading import load_study
 from tests.test_analysis_helpers import TRIALS, write_study
 
 T2 = 4.302653  # two-sided 95% Student t, 2 degrees of freedom

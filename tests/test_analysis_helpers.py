@@ -1,4 +1,4 @@
-"""A hand-made study on disk, written with the real Parquet writers (study/results.py), for the analysis tests.
+"""A hand-made study on disk, written with the real Parquet writers (study/store/trials.py), for the analysis tests.
 
 Every number is chosen so the headline statistics can be checked by hand (see test_analysis_headline.py):
 GradNorm's best configuration g2 was repeated with three seeds (mAP 0.30/0.32/0.34, view 0.80/0.82/0.84,
@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from study.results import epochs_table, trial_row, trials_table, write_atomic
+from study.store.trials import epochs_table, trial_row, trials_table, write_atomic
 from trainables.config import TrialConfig
 
 # trial_id, arch, balancer, final mAP, final view accuracy, train seconds, status, repeat_of, config overrides

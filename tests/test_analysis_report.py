@@ -7,11 +7,11 @@ import re
 
 import pytest
 
-from study.analysis.data import load_study
+from study.analysis.loading import load_study
 from study.analysis.report import build_report
 from study.analyze import main
 from study.cli import run_cli
-from study.results import trials_table, write_atomic
+from study.store.trials import trials_table, write_atomic
 from tests.test_analysis_helpers import TRIALS, write_study
 
 

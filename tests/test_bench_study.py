@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from study.benchmarks.study import KIB_PER_MIB, TrialProcesses, command_line, memory_kib
-from study.processes import descendants
+from study.tuning.processes import descendants
 
 SHM = Path("/dev/shm")
 SIZE = 4 * 2**20  # bytes of the fake object store

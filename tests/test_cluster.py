@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from study.processes import descendants
+from study.tuning.processes import descendants
 from tests.conftest import TINY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,7 +118,7 @@ def test_a_logical_gpu_is_shared_by_two_trials_that_train_on_cpu_and_say_so(two_
 
 
 def test_node_check_reports_each_node_and_a_gpu_torch_cannot_see(two_nodes, tmp_path):
-    code = ("import sys, ray; from study.cluster import check_nodes, describe; "
+    code = ("import sys, ray; from study.tuning.nodes import check_nodes, describe; "
             "ray.init(address=sys.argv[1], log_to_driver=False); print('\\n'.join(describe(check_nodes(sys.argv[2]))))")
     done = subprocess.run([sys.executable, "-c", code, two_nodes.address, str(tmp_path)], cwd=ROOT,
                           env=two_nodes.env, capture_output=True, text=True, timeout=300)
@@ -148,14 +148,14 @@ def test_a_driver_without_the_token_gets_one_error_line(two_nodes, tmp_path):
     ("cpu", 1.0, True, "cpu", False),  # asked for explicitly
 ])
 def test_the_device_follows_what_ray_scheduled(requested, gpus, cuda, device, warns):
-    from trainables.tune import choose_device
+    from trainables.ray_trial import choose_device
 
     chosen, warning = choose_device(requested, gpus, cuda)
     assert chosen == device and bool(warning) == warns
 
 
 def test_a_trial_row_records_where_its_last_report_ran():
-    from study.results import trial_row, trials_table
+    from study.store.trials import trial_row, trials_table
     from trainables.config import TrialConfig
 
     cfg = TrialConfig().to_flat()

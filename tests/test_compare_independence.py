@@ -1,4 +1,4 @@
-"""One independent search per method (study/searchers.py), driven directly as Tune would drive it.
+"""One independent search per method (study/tuning/searchers.py), driven directly as Tune would drive it.
 
 No Ray cluster: the searcher is called in Tune's order (suggest, on_trial_result per epoch,
 on_trial_complete), sequentially, with a deterministic score of the config standing in for training.
@@ -13,7 +13,7 @@ import optuna
 import pytest
 
 from search_spaces import registry
-from study.searchers import PerMethodSearch
+from study.tuning.searchers import PerMethodSearch
 from trainables.config import TrialConfig
 
 BASE = TrialConfig.from_partial({"train.epochs": 2}).to_flat()
@@ -114,7 +114,7 @@ def test_tpe_runs_after_a_quarter_of_random_start_up_trials(per_method, startup)
 def test_a_cost_objective_is_the_whole_trials_as_in_trials_parquet():
     """Multi-objective: the score at the best epoch, the training seconds of the whole trial (the column
     ``time.train_s`` of trials.parquet, its last epoch's) — one definition for Optuna and the Parquet row."""
-    from study.results import trial_row
+    from study.store.trials import trial_row
 
     objectives = [("val.objective", "max"), ("time.train_s", "min")]
     searcher = PerMethodSearch("gradnorm", BASE, objectives, 1, seed=0)
@@ -207,7 +207,7 @@ def test_importance_reads_each_methods_study_from_optuna_db(tmp_path):
 
 def test_report_shows_each_methods_importance_from_optuna_db(tmp_path):
     """The report wires storage_importances in: one importance figure per multi-task method, titled with it."""
-    from study.analysis.data import load_study
+    from study.analysis.loading import load_study
     from study.analysis.report import build_report
     from tests.test_analysis_helpers import write_study
 

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 import torch
 
-from study.checkpoint import save_checkpoint
 from study.cli import run_cli
-from study.evaluate import evaluate_state, main, trial_checkpoint
-from study.results import trial_row, trials_table, write_atomic
+from study.evaluate import main
+from study.heldout.scoring import evaluate_state
+from study.store.checkpoints import save_checkpoint, trial_checkpoint
+from study.store.trials import trial_row, trials_table, write_atomic
 from trainables.config import TrialConfig
 
 TINY = {"data.imgsz": 64, "data.synthetic_train": 16, "data.synthetic_val": 8, "data.synthetic_test": 8,

@@ -17,9 +17,9 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
 ort = pytest.importorskip("onnxruntime")
 
-from study.checkpoint import restore_model  # noqa: E402
 from study.cli import run_cli  # noqa: E402
 from study.export import ATOL, RTOL, Deployable, main, sample_images  # noqa: E402
+from study.store.checkpoints import restore_model  # noqa: E402
 from tests.test_evaluate import tiny_checkpoint  # noqa: E402
 from trainables.config import TrialConfig  # noqa: E402
 from trainables.models.build import build_model  # noqa: E402

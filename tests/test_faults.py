@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from study.cli import run_cli
-from study.processes import descendants
 from study.run import main as run_main
+from study.tuning.processes import descendants
 from tests import faults
 from tests.conftest import TINY
 

@@ -1,4 +1,4 @@
-"""Patient folds (trainables/data/folds.py, study/folds.py): whole patients, stratified, never seen twice."""
+"""Patient folds (trainables/data/folds.py, study/heldout/folds.py): whole patients, stratified, never seen twice."""
 
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def test_a_folds_study_scores_every_patient_once_and_resumes_without_new_runs(ra
     assert set(verdict.loc[verdict["metric"] == "map50", "n_pairs"]) == {2}
 
     # files a team can share: the umask decides their mode (not mkstemp's 0600); short trial folder names
-    from study.atomic import current_umask
+    from study.store.atomic import current_umask
 
     for name in ("folds.parquet", "headline.parquet", "verdict.parquet", "fold-0/trials.parquet"):
         assert (study / name).stat().st_mode & 0o777 == 0o666 & ~current_umask(), name

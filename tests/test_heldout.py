@@ -10,18 +10,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from study.analysis.data import load_study
 from study.analysis.headline import headline, read_heldout
+from study.analysis.loading import load_study
 from study.analysis.report import build_report
 from study.analysis.stats import t_quantile_two_sided
 from study.analysis.summary import takeaways
-from study.checkpoint import load_checkpoint
 from study.cli import run_cli
-from study.costs import COSTS
-from study.evaluate import evaluate_state
-from study.heldout import headline_rows, headline_table
-from study.results import write_atomic
+from study.heldout.costs import COSTS
+from study.heldout.reruns import headline_rows, headline_table
+from study.heldout.scoring import evaluate_state
 from study.run import main as run_main
+from study.store.checkpoints import load_checkpoint
+from study.store.trials import write_atomic
 from tests.conftest import TINY
 from tests.test_analysis_helpers import write_study
 
@@ -93,9 +93,9 @@ def test_headline_in_one_command_on_the_synthetic_default(ray_cluster, tmp_path,
         pd.testing.assert_frame_equal(pd.read_parquet(study / name), frame)
     # --overwrite replaces the study and its re-runs' experiment with it
     assert (tmp_path / "h-repeats").is_dir()
-    from study.runner import StudySettings, _prepare_folder
+    from study.store.folder import prepare_folder
 
-    _prepare_folder(StudySettings(name="h", storage=str(tmp_path), overwrite=True))
+    prepare_folder(str(tmp_path), "h", "gradnorm", resume=False, overwrite=True)
     assert not (tmp_path / "h-repeats").exists() and not any((tmp_path / "h").iterdir())
 
 
@@ -110,7 +110,7 @@ def test_a_rerun_whose_best_checkpoint_is_gone_is_not_scored(tmp_path):
     """Held-out scoring never scores another epoch than the best one it records (trial_checkpoint strict)."""
     import torch
 
-    from study.evaluate import trial_checkpoint
+    from study.store.checkpoints import trial_checkpoint
 
     for epoch in (1, 2):  # a trial folder holding epochs 1 and 2; its best, epoch 3, was deleted
         folder = tmp_path / "s" / "train_trial_abc_1" / f"checkpoint_{epoch - 1:06d}"

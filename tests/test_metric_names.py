@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from study.results import epoch_row, trial_row, trials_table
+from study.store.trials import epoch_row, trial_row, trials_table
 from trainables.config import TrialConfig
 from trainables.data.loader import load_data
 from trainables.engine import failure_metrics, fit

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from study.checkpoint import load_checkpoint, restore_model, save_checkpoint
+from study.store.checkpoints import load_checkpoint, restore_model, save_checkpoint
 from trainables.balancing.base import SharedGraph
 from trainables.config import ConfigError, TrialConfig, shared_units, view_level_units
 from trainables.learner import Learner
@@ -214,7 +214,7 @@ def test_shared_stages_needs_two_tasks() -> None:
 def test_a_trials_parquet_row_without_the_column_reads_as_fully_shared() -> None:
     import pandas as pd
 
-    from study.results import row_config
+    from study.store.trials import row_config
 
     old = TrialConfig().to_flat()
     old.pop("model.shared_stages")

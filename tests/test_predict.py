@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from study.cli import run_cli
+from study.media.frames_io import SCHEMA
 from study.predict import main
-from study.predict_io import SCHEMA
 from tests.test_evaluate import tiny_checkpoint
 from trainables.data.decode import boxes_from_letterbox, boxes_to_letterbox, letterbox_geometry
 from trainables.data.synthetic import VIEW_NAMES, draw_frames
@@ -203,8 +203,8 @@ def test_predict_and_evaluate_give_the_same_boxes_for_one_frame(checkpoint, tmp_
     12 px of padding above and below) and drops the same boxes. The frame is a JPEG at least twice the model's
     size in each side, so a decoder that reads it at a reduced scale in one path and not the other shows."""
     import trainables.engine as engine
-    from study.checkpoint import load_checkpoint
     from study.evaluate import main as evaluate_main
+    from study.store.checkpoints import load_checkpoint
     from trainables.data.synthetic import NAMES
 
     images, _, _ = draw_frames(np.random.default_rng(5), 1, 320)  # (1, 3, 320, 320)

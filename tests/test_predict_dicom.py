@@ -16,8 +16,8 @@ from PIL import Image
 
 from study.cli import run_cli
 from study.data import main as data_main
+from study.media.frames_io import CLIP_SCHEMA, SCHEMA, read_frames
 from study.predict import main as predict_main
-from study.predict_io import CLIP_SCHEMA, SCHEMA, read_frames
 from tests.test_evaluate import tiny_checkpoint
 from trainables.data.clips import clip_ids
 
@@ -232,7 +232,7 @@ def test_frames_writes_every_frame_named_for_the_patient_split(echo_folder, tmp_
 @pytest.mark.parametrize(("photometric", "expect"), [("MONOCHROME2", [0, 128, 255]), ("MONOCHROME1", [255, 127, 0])])
 def test_grey_frames_of_more_than_8_bits_become_8_bit_rgb(photometric, expect):
     """12 stored bits: 0, 2048, 4095 -> 0, 2048 * 255 / 4095 + 0.5 = 128.0, 255; MONOCHROME1's 0 is white."""
-    from study.dicom import to_rgb_image
+    from study.media.dicom import to_rgb_image
 
     ds = Dataset()
     ds.BitsStored = 12

@@ -8,7 +8,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from study.results import epochs_table, row_config, trial_row, trials_table, write_atomic
+from study.store.trials import epochs_table, row_config, trial_row, trials_table, write_atomic
 from trainables.config import TrialConfig
 
 EPOCHS = [

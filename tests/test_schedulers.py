@@ -5,7 +5,7 @@ from __future__ import annotations
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-from study.schedulers import PerMethodASHA
+from study.tuning.schedulers import PerMethodASHA
 
 ASHA = {"time_attr": "epoch", "metric": "val.objective", "mode": "max", "max_t": 4, "grace_period": 1,
         "reduction_factor": 2}

@@ -56,7 +56,7 @@ def test_gradnorm_space_searches_alpha_and_both_learning_rates():
 
 def test_compare_space_gives_every_method_the_same_budget():
     """Through the study's per-method searcher: round-robin, each method from its own study."""
-    from study.searchers import PerMethodSearch
+    from study.tuning.searchers import PerMethodSearch
 
     methods = registry.methods("compare")
     searcher = PerMethodSearch("compare", BASE, [("val.objective", "max")], samples=3 * len(methods))

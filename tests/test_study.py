@@ -129,7 +129,7 @@ def test_each_trial_keeps_its_best_epochs_checkpoint_and_optuna_gets_that_epoch(
     import optuna
     import torch
 
-    from study.evaluate import trial_checkpoint
+    from study.store.checkpoints import trial_checkpoint
 
     assert run(tmp_path, "k", "--space", "gradnorm", "--samples", "2", "--epochs", "3") == 0
     trials = pd.read_parquet(tmp_path / "k" / "trials.parquet")
@@ -137,7 +137,7 @@ def test_each_trial_keeps_its_best_epochs_checkpoint_and_optuna_gets_that_epoch(
     study = optuna.load_study(study_name="shared/gradnorm", storage=f"sqlite:///{tmp_path / 'k' / 'optuna.db'}")
     told = {t.user_attrs["tune_trial_id"]: t for t in study.trials}
     for _, row in trials.iterrows():
-        folder = tmp_path / "k" / f"trial_{row['trial_id']}"  # short names (study/runner.py: trial_folder)
+        folder = tmp_path / "k" / f"trial_{row['trial_id']}"  # short names (study/tuning/search.py: trial_folder)
         kept = sorted(folder.glob("checkpoint_*/checkpoint.pt"))
         epochs = {int(torch.load(p, map_location="cpu", weights_only=True, mmap=True)["epoch"]) for p in kept}
         assert epochs == {int(row["best_epoch"]), 3} and len(kept) == len(epochs)

@@ -1,4 +1,4 @@
-"""The verdict (study/verdict.py): paired differences by fold, checked against hand-computed intervals."""
+"""The verdict (study/heldout/verdict.py): paired differences by fold, checked against hand-computed intervals."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from study.analysis.stats import paired_difference, paired_ratio
-from study.costs import COSTS
-from study.verdict import COST_RATIOS, METRICS, method_pairs, verdict_lines, verdict_rows, write_verdict
+from study.heldout.costs import COSTS
+from study.heldout.verdict import COST_RATIOS, METRICS, method_pairs, verdict_lines, verdict_rows, write_verdict
 
 T2 = 4.302652729911275  # t quantile 0.975 with 2 degrees of freedom
 

@@ -2,12 +2,11 @@
 
 During training the running mean/variance are an exponential average over past steps, taken
 while the weights were still moving. In a study's short trials (tens to hundreds of steps at a
-high learning rate) they lag the final weights badly: measured on the synthetic default after
-4 epochs, eval-mode view accuracy was 0.34 on the *training* images while the same weights with
-batch statistics scored 0.75 on validation. Re-estimating them with the final weights over a few
-training batches (no gradient, no augmentation) is the standard remedy (Wu & Johnson,
-"Rethinking 'Batch' in BatchNorm", 2021; detectron2's PreciseBN) and cost here about as much as
-three training steps; afterwards the same weights scored 0.73 / 0.92 (val / train) in eval mode.
+high learning rate) they can lag the final weights badly, so eval mode scores the weights with
+statistics of earlier ones. Re-estimating them with the final weights over a few training batches
+(no gradient, no augmentation) is the standard remedy (Wu & Johnson, "Rethinking 'Batch' in
+BatchNorm", 2021; detectron2's PreciseBN) and costs a few no-grad forward passes
+(measured: docs/benchmarks.md#precise-batchnorm).
 """
 
 from __future__ import annotations

@@ -35,11 +35,11 @@ class ModelConfig:
     cls_hidden: int = 0  # 0: linear view head; else one hidden layer of this width
     cls_dropout: float = 0.0
     # which backbone level the view head pools; p4 by default: on the synthetic default a view head on
-    # P4 reaches 0.9 accuracy in 3 epochs, one on P5 (after SPPF) was still near chance after 5
+    # P4 learns within a short trial, one on P5 (after SPPF) stays near chance (docs/benchmarks.md#view-head-level)
     cls_level: Literal["p3", "p4", "p5"] = "p4"
     # the view head average-pools its level to a grid x grid layout (1 = global average pooling): a view is
-    # a layout of chambers, and a 4 x 4 grid learns it in a study's short trials where GAP stays near
-    # chance (trainables/models/multitask.py: ViewHead)
+    # a layout of chambers, which a grid keeps and GAP throws away (trainables/models/multitask.py: ViewHead;
+    # measured: docs/benchmarks.md#view-head-grid)
     cls_grid: int = 4
     # dual only: the classifier's own network
     cls_backbone: Literal["yolo", "resnet18", "mobilenet_v3_small"] = "yolo"
@@ -90,8 +90,8 @@ class BalancerConfig:
 @dataclass(frozen=True)
 class OptimConfig:
     # AdamW by default: from scratch and in a study's short trials it learns both tasks of the
-    # synthetic default several times faster than YOLOv5's SGD recipe (lr 0.01, momentum 0.937),
-    # which is tuned for 300-epoch runs. SGD stays a choice (optim.name=sgd, lr ~0.01).
+    # synthetic default faster than YOLOv5's SGD recipe (lr 0.01, momentum 0.937), which is tuned
+    # for 300-epoch runs (docs/benchmarks.md#adamw-vs-sgd). SGD stays a choice (optim.name=sgd, lr ~0.01).
     name: Literal["sgd", "adamw"] = "adamw"
     lr: float = 0.001  # the (shared / detector) network
     # the rate of what only the view task trains: the shared model's view head, dual's whole classifier network,
@@ -117,8 +117,9 @@ class LossConfig:
     cls_gain: float = 0.5
     # "yolov5": the gains above are rescaled as YOLOv5's train.py does (box x 3/nl, cls x nc/80 x 3/nl,
     # obj x (imgsz/640)^2 x 3/nl), so the detection loss keeps YOLOv5's scale at any class count and image
-    # size; unscaled ("none") it is ~7x larger at 4 classes and 128 px and dominated by its class term,
-    # which skews every balancer. "none" keeps the old behaviour for comparison.
+    # size; unscaled ("none") it is several times larger at few classes and small images and dominated by
+    # its class term (docs/benchmarks.md#loss-gain-scaling), which skews every balancer. "none" keeps the
+    # old behaviour for comparison.
     gain_scaling: Literal["yolov5", "none"] = "yolov5"
     view_smoothing: float = 0.0
     view_class_weights: bool = False  # inverse-frequency weights for the view cross-entropy
@@ -138,8 +139,9 @@ class DataConfig:
     fold: int = 0
     group_regex: str = r"^([^-]+)-"  # first capture group is the patient id
     missing_view: Literal["skip", "error"] = "skip"
-    # 512 / 128: a 5-epoch trial of the default study takes 160 steps (with 256, 80 steps left the detector
-    # or the view short of learning in most trials) and scores the view on 128 frames, not 64
+    # 512 / 128: a 5-epoch trial of the default study takes 160 steps, enough for both tasks to start
+    # learning where 256 (80 steps) was not (docs/benchmarks.md#synthetic-default-size), and scores the
+    # view on 128 frames, not 64
     synthetic_train: int = 512
     synthetic_val: int = 128
     synthetic_test: int = 64
@@ -152,7 +154,7 @@ class DataConfig:
     fliplr: float = 0.0  # echo anatomy is not mirror-symmetric
     # 4-frame mosaics of same-view frames (trainables/data/mosaic.py), off for the last close_mosaic epochs
     # (so the model ends on whole frames, as it will see them). Off by default: on the synthetic default it
-    # measured no better than plain augmentation (30 epochs, 64 px, 2 seeds)
+    # measured no better than plain augmentation (docs/benchmarks.md#mosaic)
     mosaic: bool = False
     close_mosaic: int = 10
 

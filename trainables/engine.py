@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from trainables.batchnorm import recalibrate_batchnorm
+from trainables.checkpoint_format import CHECKPOINT_FORMAT
 from trainables.config import TrialConfig
 from trainables.data.clips import clip_ids
 from trainables.data.loader import iterate_batches
@@ -36,8 +37,6 @@ from trainables.optim import lr_factor
 from trainables.postprocess import postprocess
 
 Report = Callable[[dict[str, Any], dict[str, Any]], None]
-
-CHECKPOINT_FORMAT = 1
 
 
 @dataclass

@@ -1,4 +1,7 @@
-"""Formatting and hover text shared by the figures and tables."""
+"""Formatting and hover text shared by the figures and tables.
+
+(study/benchmarks/common.py, the same name, is what the benchmarks share: each package's ``common``.)
+"""
 
 from __future__ import annotations
 

@@ -15,15 +15,16 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from study.analysis.common import LAYOUT
-from study.analysis.data import Study
+from study.analysis.loading import Study
 from trainables.config import view_level_units
+from trainables.metrics import names
 
 SPLIT = "split"  # the column this module adds: shared backbone units of the trial
 # (trials.parquet column, panel title): accuracy first, then costs, then the tasks' gradients on what they share
 PANELS = (
     ("best.val.map50", "mAP@0.5 (best epoch)"),
     ("best.val.view_accuracy", "view accuracy (best epoch)"),
-    ("best.grad.cosine", "gradient cosine on the shared units"),
+    (names.trial_column("grad.cosine"), "gradient cosine on the shared units"),
     ("eff.params_total", "parameters"),
     ("eff.gflops", "GFLOPs / image"),
     ("step_s", "training step (s; trials side by side)"),

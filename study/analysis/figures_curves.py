@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from study.analysis.common import LAYOUT, fmt
-from study.analysis.data import Study
+from study.analysis.loading import Study
 from trainables.metrics import names
 
 # The loss parts (their sum loss.det is left out) and the headline validation scores; labels from the registry

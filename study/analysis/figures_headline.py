@@ -12,9 +12,9 @@ from plotly.subplots import make_subplots
 
 from study.analysis.columns import TEST_METRICS
 from study.analysis.common import LAYOUT, fmt, fmt_ci
-from study.analysis.data import ACCURACY, COST, OBJECTIVE, SINGLE_TASK, Study
 from study.analysis.headline import REFERENCE, Headline, Heldout
-from study.costs import COSTS
+from study.analysis.loading import ACCURACY, COST, OBJECTIVE, SINGLE_TASK, Study
+from study.heldout.costs import COSTS
 
 COLUMNS = 5
 

@@ -10,8 +10,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from study.analysis.common import LAYOUT, use_log_axis
-from study.analysis.data import OBJECTIVE, SINGLE_TASK, Study
 from study.analysis.importance import Importance
+from study.analysis.loading import OBJECTIVE, SINGLE_TASK, Study
 
 SLICE_KEYS = ("balancer.alpha", "optim.lr", "optim.cls_lr", "balancer.weight_lr")
 

@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from study.analysis.common import LAYOUT, use_log_axis
-from study.analysis.data import ACCURACY, COST, OBJECTIVE, SINGLE_TASK, Study
+from study.analysis.loading import ACCURACY, COST, OBJECTIVE, SINGLE_TASK, Study
 from study.analysis.pareto import pareto_front
 
 FRONT_STYLE = {"color": "black", "width": 1.5, "dash": "dot"}

@@ -17,9 +17,9 @@ from pathlib import Path
 import pandas as pd
 
 from study.analysis.columns import TASK_METRIC
-from study.analysis.data import ACCURACY, COST, OBJECTIVE, order_methods
+from study.analysis.loading import ACCURACY, COST, OBJECTIVE, order_methods
 from study.analysis.stats import MeanCI, delta_m, mean_ci, relative_delta
-from study.best import best_trials
+from study.store.selection import best_trials
 
 METRICS = [*ACCURACY, *COST]
 BASELINE_METHOD = {"det": "det_only", "view": "cls_only"}
@@ -62,8 +62,8 @@ class Headline:
 
 
 def best_searched(trials: pd.DataFrame, objective: str = OBJECTIVE) -> pd.DataFrame:
-    """Per method, the finished non-repeat trial with the highest objective (study/best.py, the selector the
-    runner and ``evaluate --best`` use too), methods in the report's fixed order."""
+    """Per method, the finished non-repeat trial with the highest objective (study/store/selection.py, the selector the
+    study and ``evaluate --best`` use too), methods in the report's fixed order."""
     best = best_trials(trials, objective, "max", k=1, per_method=True)
     order = order_methods(best["method"])
     return best.set_index("method").loc[order].reset_index()
@@ -124,7 +124,7 @@ def _absent(trials: pd.DataFrame, method: str) -> str:
     return f"No finished {method} trial ({counts})"
 
 
-# -- the held-out headline (headline.parquet, written by `study.run --test`: study/heldout.py) ------------
+# -- the held-out headline (headline.parquet, written by `study.run --test`: study/heldout/reruns.py) ------------
 HEADLINE_FILE = "headline.parquet"
 RUNS_FILE = "test_runs.parquet"
 

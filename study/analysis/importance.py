@@ -23,12 +23,12 @@ import optuna
 import pandas as pd
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from study.analysis.data import OBJECTIVE, method_hyperparameters
-from study.results import plain
+from study.analysis.loading import OBJECTIVE, method_hyperparameters
+from study.store.folder import OPTUNA_DB
+from study.store.trials import plain
 
 MIN_TRIALS = 3
 EVALUATOR = "PED-ANOVA (Optuna's default importance evaluator)"
-OPTUNA_DB = "optuna.db"  # study/runner.py writes it
 
 
 @dataclass

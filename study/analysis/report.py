@@ -12,7 +12,6 @@ import plotly.graph_objects as go
 
 from study.analysis.columns import TEST_METRICS
 from study.analysis.common import cell_float, fmt, fmt_ci
-from study.analysis.data import OBJECTIVE, SINGLE_TASK, Study
 from study.analysis.figures_branch import branch_figure
 from study.analysis.figures_curves import balance_figure, learning_curves_figure
 from study.analysis.figures_headline import headline_figure, heldout_figure
@@ -21,6 +20,7 @@ from study.analysis.figures_pareto import pareto_figure
 from study.analysis.headline import Headline, Heldout, headline, read_heldout
 from study.analysis.html import Section, bullet_list, notes_box, render
 from study.analysis.importance import param_importance, storage_importances
+from study.analysis.loading import OBJECTIVE, SINGLE_TASK, Study
 from study.analysis.summary import (
     best_trials_table,
     failed_table,
@@ -29,8 +29,8 @@ from study.analysis.summary import (
     status_counts,
     takeaways,
 )
-from study.costs import COSTS
-from study.verdict import VERDICT_FILE
+from study.heldout.costs import COSTS
+from study.heldout.verdict import VERDICT_FILE
 
 
 @dataclass
@@ -168,7 +168,8 @@ def _headline_section(held: Heldout | None, head: Headline, figs: dict[str, go.F
 
 
 def _verdict_section(study: Study) -> list[Section]:
-    """The verdict (verdict.parquet, study/verdict.py) first: one row per pair of methods, one cell per metric."""
+    """The verdict (verdict.parquet, study/heldout/verdict.py) first: one row per pair of methods, one cell
+    per metric."""
     path = study.path / VERDICT_FILE
     if not path.is_file():
         return []

@@ -9,8 +9,8 @@ import pandas as pd
 
 from study.analysis.columns import TEST_METRICS
 from study.analysis.common import cell_float, fmt, fmt_ci
-from study.analysis.data import ACCURACY, COST, OBJECTIVE, SINGLE_TASK, Study
 from study.analysis.headline import REFERENCE, Headline, Heldout, MethodResult
+from study.analysis.loading import ACCURACY, COST, OBJECTIVE, SINGLE_TASK, Study
 from study.analysis.pareto import pareto_front
 
 FAILED = ("error", "oom", "diverged")

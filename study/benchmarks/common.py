@@ -1,4 +1,7 @@
-"""What the benchmarks share: a synthetic batch, round-robin timing, medians, JSON lines."""
+"""What the benchmarks share: a synthetic batch, round-robin timing, medians, JSON lines.
+
+(study/analysis/common.py, the same name, is what the report's modules share: each package's ``common``.)
+"""
 
 from __future__ import annotations
 

@@ -6,6 +6,9 @@ Rows: cold decode + cache write and warm (cache-hit) load of a real dataset (the
 regurgitation set when present) per image size, with the cache's size on disk; synthetic frames
 per second; augmentation time per batch (16 images, 320 px) on the best device here. The cache
 goes to a temporary folder, so the user's cache is neither used nor filled.
+
+Named for its subcommand (``python -m study.bench data`` imports ``study.benchmarks.data``), hence the name it
+shares with study/data.py and trainables/data/.
 """
 
 from __future__ import annotations

@@ -40,7 +40,8 @@ from PIL import Image
 
 from study.benchmarks import recipe
 from study.benchmarks.common import emit
-from study.cli import UsageError, parse_set
+from study.cli import parse_set
+from study.errors import UsageError
 from trainables.data import cache
 from trainables.data.types import DecodedData
 from trainables.metrics.classification import classification_metrics

@@ -34,9 +34,10 @@ import torch
 from search_spaces.registry import SPLIT_KEY, parse_method
 from study.analysis.stats import wilson_interval
 from study.benchmarks.common import emit
-from study.checkpoint import save_checkpoint
-from study.cli import UsageError, parse_set, resolve_weights
-from study.results import epochs_table, write_atomic
+from study.cli import parse_set, resolve_weights
+from study.errors import UsageError
+from study.store.checkpoints import save_checkpoint
+from study.store.trials import epochs_table, write_atomic
 from trainables.config import TrialConfig, fit_balancer
 from trainables.data.loader import load_data
 from trainables.data.types import DecodedData

@@ -47,6 +47,9 @@ the decoded dataset). Figures are the peaks over samples of sums/means over the 
   ratio_to_one_copy    data_memory_mib / dataset_mib (the issue's target: <= 1.2)
   rss_sum_mib, pss_sum_mib, uss_sum_mib   whole trial processes, for comparison with ``top``
 The driver holds its own decoded array besides the object store's copy; neither is a trial's.
+
+Named for its subcommand (``python -m study.bench study`` imports ``study.benchmarks.study``), hence the name it
+shares with the study package.
 """
 
 from __future__ import annotations
@@ -66,8 +69,8 @@ from typing import Any
 
 from study.benchmarks.common import emit
 from study.cli import ArgumentParser
-from study.processes import descendants
-from study.runner import StudySettings
+from study.tuning.processes import descendants
+from study.tuning.settings import StudySettings
 
 TRIAL_PROCESS = "ray::ImplicitFunc"  # Tune's function trainable actor: one process per running trial
 STORE_MAPPING = "plasma"  # Ray's shared-memory object store file (/dev/shm/plasma followed by a random suffix)
@@ -212,7 +215,7 @@ def run_study(storage: Path, name: str, args: list[str]) -> tuple[float, Path]:
 
 def trials_compute(study_dir: Path) -> tuple[float, int, dict[str, int]]:
     """(sum of time.total_s, number of trials, trials per status) from trials.parquet."""
-    from study.results import read_trials
+    from study.store.trials import read_trials
 
     trials = read_trials(study_dir)
     total = trials["time.total_s"].fillna(0.0).sum() if "time.total_s" in trials else 0.0

@@ -13,6 +13,9 @@ and FLOP ratios to the fully shared arm: the step time across splits should foll
 ``--set`` changes every arm's config (``model.shared_stages`` the shared arm's only). ``--profile`` then
 profiles one step of each arm per convolution (study/benchmarks/train_profile.py): which layers run
 below this machine's best measured convolution throughput, and how much of the step they take.
+
+Named for its subcommand (``python -m study.bench train`` imports ``study.benchmarks.train``), hence the name it
+shares with study/train.py.
 """
 
 from __future__ import annotations

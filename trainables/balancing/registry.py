@@ -4,6 +4,8 @@ A ``balancer.name`` is either a registered name (``gradnorm``) or the import pat
 subclass, ``package.module:ClassName``: a plugin that is importable where the trial runs (every
 node of a cluster), so a strategy can be tried without adding it to this package. Plugins are not
 registered: ``available()`` (and with it the ``compare`` space) lists this package's strategies only.
+
+Named like search_spaces/registry.py on purpose: each package's ``registry`` lists its plugins.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Fixed task weights: the points of the static-weight front a study can trace."""
+"""Fixed task weights: the points of the static-weight front a study can trace.
+
+(search_spaces/static.py, the same name, is the space that sweeps these weights.)
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The one exception the data layer raises for bad input: its message is the lines to show the user."""
+"""The one exception the data layer raises for bad input: its message is the lines to show the user.
+
+(study/errors.py is the commands' own: each layer names its errors ``errors``.)
+"""
 
 from __future__ import annotations
 

@@ -12,6 +12,8 @@ by rarer labels; ``missing_labels`` says where that happened. Written here becau
 
 The inner split of a fold (its development patients into train and validation) is the same
 assignment over the development patients: validation is inner fold 0 of ``round(1 / val_fraction)``.
+
+(study/heldout/folds.py, the same name, runs one complete study per fold this module assigns.)
 """
 
 from __future__ import annotations

@@ -68,7 +68,8 @@ class DatasetIndex:
 def label_path_for(image: str) -> str | None:
     """``.../images/a/x.jpg`` -> ``.../labels/a/x.txt``; None if the path has no ``images`` folder.
 
-    Plain strings, not pathlib: this runs once per image and pathlib is 10x slower at it.
+    Plain strings, not pathlib: this runs once per image and pathlib is several times slower at it
+    (measured: docs/benchmarks.md#label-paths).
     """
     marker = f"{os.sep}images{os.sep}"
     if marker not in image:

@@ -1,7 +1,7 @@
 """COCO bounding-box evaluation (pycocotools' ``COCOeval`` semantics) on flat numpy arrays.
 
 Why our own engine and not faster-coco-eval: both agree with pycocotools, but faster-coco-eval
-needs one Python dict per box (most of its time on 100k detections) and does not expose which
+needs one Python dict per box (most of its time: docs/benchmarks.md#coco-engines) and does not expose which
 detection matched at which IoU threshold, which the precision / recall / F1 operating point needs.
 Here the greedy matching runs vectorised over all (image, class) groups at once, one step per
 detection rank, so the Python loop is ``max detections per group`` long, not ``detections`` long.

@@ -70,7 +70,7 @@ def reset_peak_memory(device: torch.device | str) -> bool:
 
     On the CPU the window starts from a trimmed heap: a study reuses a trial's worker process for the
     next trial, and memory the last trial freed but the C allocator kept would otherwise count
-    against the next one (measured: +60 MiB per reused trial at 64 px)."""
+    against the next one (measured: docs/benchmarks.md#heap-trim)."""
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

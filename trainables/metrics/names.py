@@ -5,7 +5,8 @@ One ``Metric`` per key, or per family of keys named from the data (``val.ap50_<c
 detection class, every key that starts with ``val.ap50_``):
   group      what it measures: run (position and state), loss, weight, grad, val, time, eff. ``GROUPS``
              says how trials.parquet summarises a group: ``best``/``last`` (the best and the last scored
-             epoch's value, columns ``best.<key>`` and ``last.<key>``) or ``static`` (the last scored
+             epoch's value: columns ``best.<key>`` for a validation score, ``at_best.<key>`` for a loss,
+             weight or gradient, and ``last.<key>``; ``best_column``) or ``static`` (the last scored
              epoch's value, column ``<key>``); run keys stay in epochs.parquet only.
   label      how reports name it.
   headline   every epoch report carries it, NaN when a run ends early (``engine.failure_metrics``):
@@ -14,7 +15,7 @@ detection class, every key that starts with ``val.ap50_``):
   test       "pooled": re-scored on the held-out test split (``test.<name>``, the key without ``val.``)
              and pooled per method in headline.parquet; "shown": also in the held-out table and console.
 
-epochs.parquet keeps every registered key of a report and nothing else (study/results.py: ``epoch_row``);
+epochs.parquet keeps every registered key of a report and nothing else (study/store/trials.py: ``epoch_row``);
 the order of ``REGISTRY`` is the order of headline.parquet's columns and of the report's panels.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 BEST_LAST, STATIC = "best_last", "static"
+AT_BEST = "at_best"  # the prefix of a non-score value at the best epoch (``best_column``)
 GROUPS = {
     "run": "",
     "loss": BEST_LAST,
@@ -140,9 +142,24 @@ def summary(key: str) -> str:
     return m.summary if m else ""
 
 
+def best_column(key: str) -> str:
+    """The trials.parquet column of ``key``'s value at the trial's best epoch: ``best.<key>`` for a validation
+    score (the trial's result), ``at_best.<key>`` for what was only measured then -- a loss, a task weight, a
+    gradient: ``best.loss.box`` would read as the lowest box loss, which it is not."""
+    m = lookup(key)
+    return f"best.{key}" if m is not None and m.group == "val" else f"{AT_BEST}.{key}"
+
+
+def renamed_best_columns(columns: list[str]) -> dict[str, str]:
+    """Old trials.parquet column names -> today's: files written before ``at_best.*`` named every value at
+    the best epoch ``best.<key>``; a reader renames them so old and new studies read alike."""
+    return {c: best_column(c.removeprefix("best.")) for c in columns
+            if c.startswith("best.") and best_column(c.removeprefix("best.")) != c}
+
+
 def trial_column(key: str) -> str:
-    """The trials.parquet column that compares trials on ``key``: its best epoch's (``best.<key>``) or its own."""
-    return f"best.{key}" if summary(key) == BEST_LAST else key
+    """The trials.parquet column that compares trials on ``key``: its best epoch's (``best_column``) or its own."""
+    return best_column(key) if summary(key) == BEST_LAST else key
 
 
 def keys(*groups: str) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torchvision
 from torch import Tensor, nn
 
-from trainables.models.multitask import MultiTaskModel, ViewHead
+from trainables.models.multitask import HEAD, MultiTaskModel, ViewHead
 from trainables.models.yolo import Detect
 
 CLASSIFIER_BACKBONES = ("yolo", "resnet18", "mobilenet_v3_small")
@@ -27,10 +27,10 @@ def build_classifier(
     num_views: int,
     depth_multiple: float,
     width_multiple: float,
-    cls_hidden: int = 0,
-    cls_dropout: float = 0.0,
-    cls_level: str = "p5",
-    cls_grid: int = 1,
+    cls_hidden: int = HEAD.cls_hidden,
+    cls_dropout: float = HEAD.cls_dropout,
+    cls_level: str = HEAD.cls_level,
+    cls_grid: int = HEAD.cls_grid,
 ) -> nn.Module:
     """The dual model's classifier: images (B, 3, H, W) -> a network whose output gives (B, V) logits.
 

@@ -14,7 +14,10 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trainables.config import ModelConfig
 from trainables.models.yolo import LEVEL_UNITS, PAN, Backbone, Detect
+
+HEAD = ModelConfig()  # the view head's defaults (level, grid, hidden, dropout): the config is their one home
 
 LEVELS = ("p3", "p4", "p5")
 
@@ -26,17 +29,16 @@ class ViewHead(nn.Module):
     Why a grid and not global average pooling: an echo view *is* a layout (four chambers in a 2x2
     arrangement, one long chamber over two small ones, one round chamber), and the probe's fan always
     has its apex at the top, so where things are carries the class. Global pooling throws the layout
-    away and leaves the network to rebuild it in its channels, which from scratch takes hundreds of
-    steps: measured on the synthetic default (cls_only, 5 epochs of 16 steps, AdamW 1e-3), global
-    pooling ended at 0.30-0.70 view accuracy across runs, a 4 x 4 grid at 0.98. grid = 1 is global
-    average pooling.
+    away and leaves the network to rebuild it in its channels (measured against a grid:
+    docs/benchmarks.md#view-head-grid). grid = 1 is global average pooling.
 
     hidden = 0: Dropout -> Linear. hidden > 0: Linear -> SiLU -> Dropout -> Linear. The linear head
     also takes the dropout (before its layer, as classifier heads usually do) so that ``cls_dropout``
     is never a silently ignored hyperparameter.
     """
 
-    def __init__(self, channels: int, num_views: int, hidden: int = 0, dropout: float = 0.0, grid: int = 1) -> None:
+    def __init__(self, channels: int, num_views: int, hidden: int = HEAD.cls_hidden, dropout: float = HEAD.cls_dropout,
+                 grid: int = HEAD.cls_grid) -> None:
         super().__init__()
         self.num_views = num_views
         self.grid = grid
@@ -92,10 +94,10 @@ class MultiTaskModel(nn.Module):
         num_views: int,
         depth_multiple: float,
         width_multiple: float,
-        cls_hidden: int = 0,
-        cls_dropout: float = 0.0,
-        cls_level: str = "p5",
-        cls_grid: int = 1,
+        cls_hidden: int = HEAD.cls_hidden,
+        cls_dropout: float = HEAD.cls_dropout,
+        cls_level: str = HEAD.cls_level,
+        cls_grid: int = HEAD.cls_grid,
         detect: bool = True,
         classify: bool = True,
         shared_stages: int | None = None,

@@ -54,8 +54,7 @@ class Conv(nn.Module):
         self.conv = nn.Conv2d(c_in, c_out, k, s, k // 2 if p is None else p, bias=False)
         # YOLOv5's small eps, but PyTorch's default momentum 0.1 rather than YOLOv5's 0.03: a study's
         # trials are short (tens to hundreds of steps), and with 0.03 the running statistics still
-        # lag the weights at validation time (measured: view accuracy 0.39 vs 0.94 after 4 epochs of
-        # the synthetic default, same weights' training loss).
+        # lag the weights at validation time (measured: docs/benchmarks.md#batchnorm-momentum).
         self.bn = nn.BatchNorm2d(c_out, eps=1e-3, momentum=BN_MOMENTUM)
         self.act = nn.SiLU(inplace=True)
 

@@ -1,7 +1,7 @@
 """What a study on a multi-node Ray cluster needs from every node, checked before the first trial.
 
 A trial may land on any node, so every node must (1) import this project (the trainable is sent by
-reference to ``trainables.tune``, not as code), and (2) see the study folder at the same path (each
+reference to ``trainables.ray_trial``, not as code), and (2) see the study folder at the same path (each
 trial writes its checkpoints there and the driver reads them back). The dataset needs nothing: it
 travels through Ray's object store. ``check_nodes`` runs one tiny task pinned to each alive node and
 turns the first thing missing into one ``UsageError`` line that names the node and what to do.
@@ -16,7 +16,7 @@ from pathlib import Path
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from study.cli import UsageError
+from study.errors import UsageError
 
 PROBE_PREFIX = ".node-probe-"
 AUTH_HINT = ("if the cluster uses token authentication, give this machine the head's token: "
@@ -37,7 +37,7 @@ def _probe(path: str, token: str) -> tuple[bool, str, int]:
     try:
         import torch
 
-        import trainables.tune  # noqa: F401  the trainable's module, as a trial imports it
+        import trainables.ray_trial  # noqa: F401  the trainable's module, as a trial imports it
     except ImportError as err:
         return False, f"{type(err).__name__}: {err}", 0
     try:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from study.results import write_json_atomic
+from study.store.trials import write_json_atomic
 
 PACKAGES = ("torch", "torchvision", "ray", "optuna", "numpy", "pandas", "pyarrow", "plotly", "faster-coco-eval")
 

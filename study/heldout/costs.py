@@ -3,7 +3,7 @@
 Trials of a study run side by side and share the cores, so the seconds they record
 (``time.train_s``, ``eff.latency_ms_*`` in ``trials.parquet``) depend on what ran beside them; they
 stay there as what they are. After the search, :func:`measure_isolated` times each method's chosen
-configuration (study/best.py: its best trial) as ONE Ray task at a time that asks for every CPU of
+configuration (study/store/selection.py: its best trial) as ONE Ray task at a time that asks for every CPU of
 a node (and one GPU when trials had GPUs), so Ray schedules nothing beside it; the task runs in a
 fresh worker process (``max_calls=1``), so its peak memory is its own, with torch's intra-op
 threads set to the CPUs it holds.
@@ -34,7 +34,7 @@ from typing import Any
 
 import pandas as pd
 
-from study.results import row_config
+from study.store.trials import row_config
 
 COSTS = {  # column -> label; every one lower-is-better except throughput
     "cost.train_step_ms": "train step (ms)",

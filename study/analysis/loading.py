@@ -18,8 +18,9 @@ import pandas as pd
 
 from study.analysis.columns import ACCURACY, COST, OBJECTIVE  # noqa: F401 (OBJECTIVE: read from here by the figures)
 from study.analysis.common import hover_texts
-from study.best import methods_of
-from study.cli import UsageError
+from study.errors import UsageError
+from study.store.selection import methods_of
+from study.store.trials import read_trials_file
 from trainables.config import TrialConfig
 
 METHOD_ORDER = [
@@ -148,7 +149,7 @@ def _read_table(path: Path, required: bool = False, notes: list[str] | None = No
             notes.append(f"{path.name} is missing: no learning curves, weight or cosine trajectories.")
         return None
     try:
-        return pd.read_parquet(path)
+        return read_trials_file(path) if path.name == "trials.parquet" else pd.read_parquet(path)
     except Exception as err:  # a truncated or foreign file
         if required:
             raise UsageError(f"{path}: not a readable Parquet file ({type(err).__name__}); "

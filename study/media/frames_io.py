@@ -1,9 +1,9 @@
-"""What ``study.predict`` reads and writes: images, videos (PyAV) and DICOMs (study/dicom.py), annotated
+"""What ``study.predict`` reads and writes: images, videos (PyAV) and DICOMs (study/media/dicom.py), annotated
 copies, the Parquet tables.
 
 Frames come out of :func:`read_frames` as RGB PIL images in file order (a video's or a cine loop's
 in decode order, numbered from 0); ``python -m study.data frames`` reads them the same way.
-Annotated copies are written whole or not at all (``study.atomic``).
+Annotated copies are written whole or not at all (``study.store.atomic``).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont
 
-from study.atomic import atomic_path
-from study.cli import UsageError
-from study.dicom import DicomHeader, is_dicom, read_dicom_frames, read_header
+from study.errors import UsageError
+from study.media.dicom import DicomHeader, is_dicom, read_dicom_frames, read_header
+from study.store.atomic import atomic_path
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
@@ -111,7 +111,7 @@ def is_clip(path: Path) -> bool:
 
 def read_frames(path: Path, quiet: bool = False) -> Iterator[Frame]:
     """The frames of one image, video or DICOM file; UsageError (one line) when it cannot be read
-    (:class:`study.dicom.NotAnImage` for a DICOM that holds no image). ``quiet``: no warning when fewer
+    (:class:`study.media.dicom.NotAnImage` for a DICOM that holds no image). ``quiet``: no warning when fewer
     frames decode than the file states (for a second reading of a file already warned about)."""
     if path.suffix.lower() not in IMAGE_EXTS | VIDEO_EXTS:  # is_supported: a DICOM
         header = read_header(path)

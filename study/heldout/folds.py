@@ -13,8 +13,10 @@ At the study's root, after the folds:
   test_runs.parquet  every fold's scored re-runs, with a ``fold`` column
   costs.parquet      every fold's isolated costs, with a ``fold`` column
   headline.parquet   per method: mean over folds of the mean over seeds, 95% CI over folds (unit: fold)
-  verdict.parquet    every pair of methods, paired by fold (study/verdict.py)
+  verdict.parquet    every pair of methods, paired by fold (study/heldout/verdict.py)
 A resumed study skips what its folds finished (each phase resumes) and rewrites the root files.
+
+(trainables/data/folds.py, the same name, assigns the patients to the folds this module runs.)
 """
 
 from __future__ import annotations
@@ -28,12 +30,12 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from study import heldout
 from study.analysis.headline import HEADLINE_FILE, RUNS_FILE
-from study.cli import UsageError
-from study.manifest import write_manifest
-from study.results import write_atomic
-from study.verdict import print_verdict, write_verdict
+from study.errors import UsageError
+from study.heldout import reruns
+from study.heldout.verdict import print_verdict, write_verdict
+from study.store.manifest import write_manifest
+from study.store.trials import write_atomic
 from trainables.config import TrialConfig
 from trainables.data.folds import VIEW, missing_labels, patient_labels, stratified_folds
 from trainables.data.loader import apply_groups
@@ -69,8 +71,8 @@ def check_folds(data: DecodedData, k: int, seed: int) -> pd.DataFrame:
 
 def run_folds(s: Any, study_dir: Path, base: dict[str, Any], data: DecodedData,
               objectives: list[tuple[str, str]]) -> None:
-    """Each fold's complete study (study/runner.py: ``run_phases``), then the root's files and the verdict."""
-    from study.runner import run_phases
+    """Each fold's complete study (study/tuning/phases.py: ``run_phases``), then the root's files and the verdict."""
+    from study.tuning.phases import run_phases
 
     started = time.time()
     table = check_folds(data, s.folds, s.seed)
@@ -97,8 +99,8 @@ def summarise(study_dir: Path, k: int, source: str, split_seed: int) -> None:
     for fold, fold_dir in enumerate(fold_dirs(study_dir, k)):
         if (fold_dir / RUNS_FILE).is_file():
             runs.append(pd.read_parquet(fold_dir / RUNS_FILE).assign(fold=fold))
-        if (fold_dir / heldout.COSTS_FILE).is_file():
-            costs.append(pd.read_parquet(fold_dir / heldout.COSTS_FILE).assign(fold=fold))
+        if (fold_dir / reruns.COSTS_FILE).is_file():
+            costs.append(pd.read_parquet(fold_dir / reruns.COSTS_FILE).assign(fold=fold))
         if (fold_dir / HEADLINE_FILE).is_file():
             head = pd.read_parquet(fold_dir / HEADLINE_FILE)
             chosen += [{"method": r["method"], "trial_id": t, "fold": fold} for _, r in head.iterrows()
@@ -110,11 +112,11 @@ def summarise(study_dir: Path, k: int, source: str, split_seed: int) -> None:
         return
     write_atomic(pa.Table.from_pandas(all_runs, preserve_index=False), study_dir / RUNS_FILE)
     if len(all_costs):
-        heldout.write_costs(study_dir, all_costs)
-    rows = heldout.headline_rows(pd.DataFrame(chosen), all_runs, all_costs, "patient", split_seed, source)
+        reruns.write_costs(study_dir, all_costs)
+    rows = reruns.headline_rows(pd.DataFrame(chosen), all_runs, all_costs, "patient", split_seed, source)
     path = study_dir / HEADLINE_FILE
-    write_atomic(heldout.headline_table(rows), path)
-    heldout.print_headline(path)
+    write_atomic(reruns.headline_table(rows), path)
+    reruns.print_headline(path)
     print_verdict(write_verdict(study_dir, all_runs, all_costs))
     print(f"results: {study_dir / FOLDS_FILE}\n         {study_dir / RUNS_FILE}\n         each fold's study in "
           f"{study_dir / FOLD_DIR.format('K')}/\nreport:  python -m study.analyze {study_dir}")

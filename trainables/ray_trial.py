@@ -28,10 +28,10 @@ import ray
 import torch
 from ray import tune
 
+from trainables.checkpoint_format import CHECKPOINT_FILE
 from trainables.config import TrialConfig
 from trainables.data.types import DecodedData
 
-CHECKPOINT_FILE = "checkpoint.pt"
 META_PREFIX = "meta."
 PLACEMENT_PREFIX = "placement."  # namespaced: Tune itself fills plain ``node_ip``/``hostname`` into results
 

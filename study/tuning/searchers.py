@@ -12,7 +12,7 @@ So each method gets
   suggestions do not depend on which other methods share the study;
 - the same number of trials: suggestions go round-robin over the methods (``--samples`` is a
   multiple of the number of methods);
-- its own objective value: the trial's **best epoch** (study/best.py), not its last, for a score; a
+- its own objective value: the trial's **best epoch** (study/store/selection.py), not its last, for a score; a
   cost (``time.train_s``) as trials.parquet summarises it, the whole trial's (``_told``);
 - a trial the scheduler (ASHA) stopped early is told PRUNED, with its intermediate values;
 - a quarter of a method's trials (1 to 10) as TPE's random start-up, the rest TPE (``startup_trials``).
@@ -34,7 +34,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from search_spaces import registry
-from study.best import EPOCH_SCORE, best_epoch
+from study.store.selection import EPOCH_SCORE, best_epoch
 from trainables.metrics import names
 
 log = logging.getLogger(__name__)

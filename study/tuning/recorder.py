@@ -2,7 +2,7 @@
 
 It runs in the driver. Every result upserts one epoch row (a resumed trial that repeats an epoch
 replaces it) and every finished, failed or stopped trial upserts one trial row; each write is
-atomic (study/results.py), so the files are readable at every instant, and a study restarted with
+atomic (study/store/trials.py), so the files are readable at every instant, and a study restarted with
 ``--resume`` reloads them in ``setup`` and carries on.
 """
 
@@ -14,8 +14,16 @@ from typing import Any
 
 from ray.tune import Callback
 
-from study.results import EPOCH_PLACEMENT_FIELDS, epoch_row, epochs_table, trial_row, trials_table, write_atomic
-from trainables.tune import PLACEMENT_PREFIX, split_meta
+from study.store.trials import (
+    EPOCH_PLACEMENT_FIELDS,
+    epoch_row,
+    epochs_table,
+    read_trials_file,
+    trial_row,
+    trials_table,
+    write_atomic,
+)
+from trainables.ray_trial import PLACEMENT_PREFIX, split_meta
 
 PLACEMENT_KEYS = {f"{PLACEMENT_PREFIX}{f.name}": f.name for f in EPOCH_PLACEMENT_FIELDS}
 
@@ -42,7 +50,7 @@ class ResultsRecorder(Callback):
             for row in pd.read_parquet(epochs_path).to_dict("records"):
                 self.epochs[(row["trial_id"], int(row["epoch"]))] = _drop_missing(row)
         if trials_path.exists():
-            for row in pd.read_parquet(trials_path).to_dict("records"):
+            for row in read_trials_file(trials_path).to_dict("records"):
                 self.trials[row["trial_id"]] = _drop_missing(row)
 
     def finished(self) -> list[str]:

@@ -9,7 +9,7 @@ the fold — a set of patients never seen — so the interval counts how much th
 split) the pairs are the seeds both methods were re-run with (``unit`` = "seed"): an interval over
 training randomness on one set of test patients only.
 
-Costs (measured alone, study/costs.py) are compared as ratios: the geometric mean of a / b over the
+Costs (measured alone, study/heldout/costs.py) are compared as ratios: the geometric mean of a / b over the
 pairs, with the interval of the mean log ratio, back-transformed.
 
 ``conclusion``: "method_a better" / "method_b better" when the interval excludes no difference (0 for a
@@ -31,11 +31,11 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from study.analysis.data import order_methods
+from study.analysis.loading import order_methods
 from study.analysis.stats import Paired, paired_difference, paired_ratio
-from study.best import is_multi_task
-from study.costs import COSTS, HIGHER_IS_BETTER
-from study.results import write_atomic
+from study.heldout.costs import COSTS, HIGHER_IS_BETTER
+from study.store.selection import is_multi_task
+from study.store.trials import write_atomic
 from trainables.metrics.names import REGISTRY, TEST_SHOWN
 
 VERDICT_FILE = "verdict.parquet"

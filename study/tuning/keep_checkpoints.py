@@ -8,52 +8,26 @@ while a trial runs, and this callback prunes a trial once it has completed: Tune
 and a trial Tune still thinks is running (driver killed before its snapshot) resumes from its
 latest checkpoint, which is always kept.
 
-The best epoch is read from the latest checkpoint's own ``history`` (study/best.py's rule), so
+The best epoch is read from the latest checkpoint's own ``history`` (study/store/selection.py's rule), so
 pruning needs no state of its own and is right after a ``--resume`` too.
 """
 
 from __future__ import annotations
 
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
 from ray.tune import Callback
 
-from study.best import best_epoch
-
-CHECKPOINT_NAME = "checkpoint.pt"  # trainables/tune.py: CHECKPOINT_FILE
-
-
-def read_state(path: Path) -> dict[str, Any]:
-    """A checkpoint's state, memory-mapped: reading ``epoch`` or ``history`` touches no weights."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-
-
-def checkpoints(trial_dir: Path) -> list[Path]:
-    """A trial folder's ``checkpoint_<6-digit index>/checkpoint.pt`` files, oldest first."""
-    return sorted(Path(trial_dir).glob(f"checkpoint_*/{CHECKPOINT_NAME}"), key=lambda p: p.parent.name)
-
-
-def checkpoint_of_epoch(found: list[Path], epoch: int) -> Path | None:
-    """The newest of ``found`` that holds ``epoch`` (a resumed trial may have saved an epoch twice)."""
-    for path in reversed(found):
-        try:
-            if int(read_state(path).get("epoch", -1)) == epoch:
-                return path
-        except Exception:  # an unreadable file is not the one we want
-            continue
-    return None
+from study.store.checkpoints import checkpoint_of_epoch, read_state, trial_checkpoints
+from study.store.selection import best_epoch
 
 
 def prune_trial(trial_dir: Path) -> list[Path]:
     """Delete every checkpoint of a finished trial except its best epoch's and its latest; returns
     the folders deleted. Leaves everything in place when the best epoch cannot be found."""
-    found = checkpoints(trial_dir)
+    found = trial_checkpoints(trial_dir)
     if len(found) <= 1:
         return []
     try:

@@ -4,7 +4,7 @@ Every frame (or every k-th, ``--every k``) of a DICOM cine loop, a single-frame 
 of a folder of them -- is written as ``<patient>-<clip>-<frame>.jpg`` (trainables/data/clips.py), the
 naming the dataset reader, the patient split (the patient is the part before the first ``-``) and the
 clip-level view accuracy read. The frames are read by the same reader as ``study.predict``
-(``study.predict_io.read_frames``), so a labelled frame is the frame the model is later shown.
+(``study.media.frames_io.read_frames``), so a labelled frame is the frame the model is later shown.
 
 The patient part is ``--patient`` or, for a DICOM, a short hash of its StudyInstanceUID -- never the
 PatientID or any other identifying field; the clip part is a short hash of a DICOM's SOPInstanceUID,
@@ -18,9 +18,9 @@ import hashlib
 import sys
 from pathlib import Path
 
-from study.cli import UsageError
-from study.dicom import NotAnImage, is_dicom
-from study.predict_io import IMAGE_EXTS, Frame, list_sources, read_frames, write_jpeg
+from study.errors import UsageError
+from study.media.dicom import NotAnImage, is_dicom
+from study.media.frames_io import IMAGE_EXTS, Frame, list_sources, read_frames, write_jpeg
 from trainables.data.clips import frame_name
 
 HASH_CHARS = 10  # 40 bits: no two studies of one lab collide in practice

@@ -3,8 +3,8 @@
 Under ``STORAGE/NAME/``:
   trials.parquet   one row per trial: identity, status and error, every hyperparameter (the flat
                    TrialConfig keys as columns), the best-epoch and last-epoch value of every
-                   metric the registry summarises so (``best.val.*``, ``last.loss.*``, ...) and the
-                   last epoch's of the static ones (``eff.*``, ``time.*``).
+                   metric the registry summarises so (``best.val.*``, ``at_best.loss.*``, ``last.loss.*``,
+                   ...) and the last epoch's of the static ones (``eff.*``, ``time.*``).
   epochs.parquet   one row per trial and epoch: the engine's epoch dict, its keys that
                    trainables/metrics/names.py registers (``epoch_row``).
 Both carry where a trial ran (``PLACEMENT_FIELDS``: Ray node id, node IP and host name, the device
@@ -29,8 +29,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from study.atomic import atomic_path
-from study.best import best_epoch
+from study.store.atomic import atomic_path
+from study.store.selection import best_epoch
 from trainables.config import BalancerConfig, TrialConfig
 from trainables.metrics import names
 
@@ -50,7 +50,7 @@ EPOCH_ID_FIELDS = [
     pa.field("status", pa.string()),
     pa.field("reason", pa.string()),
 ]
-# Where and on what a trial ran (trainables/tune.py reports them as ``placement.<name>``).
+# Where and on what a trial ran (trainables/ray_trial.py reports them as ``placement.<name>``).
 PLACEMENT_FIELDS = [
     pa.field("node_id", pa.string()),  # Ray node id (hex): tells apart nodes that share an IP or host name
     pa.field("node_ip", pa.string()),
@@ -133,15 +133,15 @@ def trial_row(
     row.update({k: v for k, v in config.items() if k in keys})
     scored = [e for e in epochs if _finite(e.get(objective))]
     row["epochs_run"] = len([e for e in epochs if e.get("status") != "diverged"])
-    best = best_epoch(scored, objective)  # the one rule (study/best.py): highest, the first on a tie
+    best = best_epoch(scored, objective)  # the one rule (study/store/selection.py): highest, the first on a tie
     last = scored[-1] if scored else None
     row["best_epoch"] = int(best["epoch"]) if best else None
-    for tag, epoch in (("best", best), ("last", last)):
+    for column, epoch in ((names.best_column, best), (lambda k: f"last.{k}", last)):
         if epoch is None:
             continue
         for k, v in epoch.items():
             if names.summary(k) == names.BEST_LAST and not isinstance(v, str):
-                row[f"{tag}.{k}"] = v
+                row[column(k)] = v
     if last is not None:
         row.update({k: v for k, v in last.items() if names.summary(k) == names.STATIC})
     if epochs:  # the latest report, scored or not (a failed trial still ran somewhere)
@@ -168,7 +168,15 @@ def write_json_atomic(obj: Any, path: str | Path) -> None:
 
 
 def read_trials(study_dir: str | Path) -> pd.DataFrame:
-    return pd.read_parquet(Path(study_dir) / "trials.parquet")
+    """A study's trials.parquet, with the column names of today (an older file's are renamed)."""
+    return read_trials_file(Path(study_dir) / "trials.parquet")
+
+
+def read_trials_file(path: str | Path) -> pd.DataFrame:
+    """One trials.parquet file; columns an older version named otherwise (``best.loss.*`` before
+    ``at_best.loss.*``: trainables/metrics/names.py ``renamed_best_columns``) come out under today's names."""
+    trials = pd.read_parquet(path)
+    return trials.rename(columns=names.renamed_best_columns(list(trials.columns)))
 
 
 def read_epochs(study_dir: str | Path) -> pd.DataFrame:

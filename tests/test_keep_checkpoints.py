@@ -1,4 +1,4 @@
-"""``prune_trial`` (study/keep_best.py) on real checkpoint folders: what a finished trial keeps.
+"""``prune_trial`` (study/tuning/keep_checkpoints.py) on real checkpoint folders: what a finished trial keeps.
 
 A trial folder is Tune's layout, ``<trial>/checkpoint_<6-digit index>/checkpoint.pt``, each file a torch
 state written by trainables/tune.py: the epoch it holds and the history of every epoch so far (the
@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from study.checkpoint import save_checkpoint
-from study.evaluate import trial_checkpoint
-from study.keep_best import prune_trial, read_state
+from study.store.checkpoints import read_state, save_checkpoint, trial_checkpoint
+from study.tuning.keep_checkpoints import prune_trial
 
 
 def history(objectives: list[float]) -> list[dict[str, float]]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from study.cli import UsageError
+from study.errors import UsageError
 
 SUFFIX = ".dcm"
 MAGIC, MAGIC_OFFSET = b"DICM", 128

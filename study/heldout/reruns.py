@@ -1,18 +1,18 @@
 """The held-out headline: every ``--repeat-best`` re-run scored once on the test split, per method.
 
-After the search and its repeats (study/runner.py), for each method:
+After the search and its repeats (study/tuning/phases.py), for each method:
 
-1. its K chosen configurations are ``best_trials(..., k=K, per_method=True)`` (study/best.py, the
+1. its K chosen configurations are ``best_trials(..., k=K, per_method=True)`` (study/store/selection.py, the
    selector ``--repeat-best`` used), and its re-runs are the finished trials whose ``repeat_of`` is
    one of them (K x N seeds);
-2. each re-run's best-epoch checkpoint (study/evaluate.py: ``trial_checkpoint``; the study keeps
-   it, study/keep_best.py) is scored once on the ``test`` split by ``evaluate_state``, with the
+2. each re-run's best-epoch checkpoint (study/store/checkpoints.py: ``trial_checkpoint``; the study keeps
+   it, study/tuning/keep_checkpoints.py) is scored once on the ``test`` split by ``evaluate_state``, with the
    study's own split (``--split patient``: held-out patients) and split seed;
 3. the scores are pooled over all of the method's re-runs: mean and the half-width of the two-sided
    95% Student-t interval (study/analysis/stats.py), over n = the re-runs scored (seeds on one split);
-   a study with ``--folds K`` (study/folds.py) takes the mean over seeds within each fold first, and
+   a study with ``--folds K`` (study/heldout/folds.py) takes the mean over seeds within each fold first, and
    the interval's unit is the fold (patients never seen);
-4. the method's isolated costs (study/costs.py, its best configuration measured alone) and their
+4. the method's isolated costs (study/heldout/costs.py, its best configuration measured alone) and their
    ratio to ``dual``'s join the row.
 
 Files written to the study folder (pyarrow, atomically):
@@ -36,14 +36,13 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from study.analysis.data import order_methods
 from study.analysis.headline import HEADLINE_FILE, RUNS_FILE
+from study.analysis.loading import order_methods
 from study.analysis.stats import mean_ci
-from study.best import best_trials
-from study.checkpoint import load_checkpoint
-from study.costs import COSTS
-from study.evaluate import evaluate_state, trial_checkpoint
-from study.results import plain, read_trials, write_atomic
+from study.heldout.costs import COSTS
+from study.heldout.scoring import evaluate_state
+from study.store.checkpoints import load_checkpoint, trial_checkpoint
+from study.store.trials import plain, read_trials, write_atomic
 from trainables.metrics.names import TEST_POOLED, TEST_SHOWN
 
 SPLIT = "test"
@@ -51,11 +50,6 @@ COSTS_FILE = "costs.parquet"
 METRICS = TEST_POOLED  # test.<metric>, pooled per method (trainables/metrics/names.py)
 REFERENCE = "dual"  # cost ratios are method / dual
 CONFIDENCE = 0.95
-
-
-def chosen_configs(study_dir: Path, metric: str, mode: str, k: int) -> pd.DataFrame:
-    """Each method's ``k`` best searched trials (the ones ``--repeat-best k`` re-ran), best first."""
-    return best_trials(read_trials(study_dir), metric, mode, k=k, per_method=True)
 
 
 def score_reruns(study_dir: Path, chosen: pd.DataFrame, split_seed: int,

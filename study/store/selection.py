@@ -1,10 +1,10 @@
 """The one selector of a study's best: a trial's best epoch, and the best trial(s) per method.
 
-Every consumer goes through here: the runner's summary, ``--repeat-best``, ``evaluate --best``, the
-report's headline, the searcher (the value Optuna is told) and the checkpoint kept for a trial.
+Every consumer goes through here: the study's summary (study/tuning/phases.py), ``--repeat-best``,
+``evaluate --best``, the report's headline, the searcher (the value Optuna is told) and the checkpoint kept for a trial.
 
 - A trial's **best epoch** is its epoch with the highest finite ``val.objective`` (the first one
-  on a tie); ``study/results.py: trial_row`` takes ``best_epoch`` and ``best.*`` from it.
+  on a tie); ``study/store/trials.py: trial_row`` takes ``best_epoch`` and ``best.*`` from it.
 - A study's **best trials** are ranked by a ``best.*`` column of ``trials.parquet`` (the best
   epoch's value), among finished searched trials (never a ``--repeat-best`` seed run, whose
   configuration was selected for its score), per method = (arch, balancer) by default, since

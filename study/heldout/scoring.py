@@ -1,0 +1,55 @@
+"""A checkpoint scored on a split: what ``study.evaluate`` prints and what the held-out phase records.
+
+The same metric code as training (``trainables.engine.evaluate``: COCO-exact mAP, view accuracy,
+clip-level view accuracy, ...), on the data and split named, with the checkpoint's own config for
+everything not overridden.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from study.errors import UsageError
+from study.store.checkpoints import restore_model
+
+
+def evaluate_state(state: dict[str, Any], split: str = "test", data_source: str | None = None,
+                   split_by: str | None = None, seed: int | None = None, device: str = "auto",
+                   path: Path | str = "checkpoint") -> dict[str, Any]:
+    """Score a checkpoint state on ``split``; returns the result dict that --json writes.
+
+    ``metrics`` holds ``<split>.*`` keys, e.g. ``test.map``, ``test.view_accuracy``.
+    """
+    import torch
+
+    from trainables.data.loader import load_data
+    from trainables.engine import evaluate, resolve_device
+
+    model, cfg = restore_model(state, path)
+    overrides: dict[str, Any] = {}
+    if data_source is not None:
+        overrides["data.source"] = data_source if data_source == "synthetic" else \
+            str(Path(data_source).expanduser().resolve())
+    if split_by is not None:
+        overrides["data.split"] = split_by
+    cfg = cfg.replace(**overrides) if overrides else cfg
+    seed = cfg.train.seed if seed is None else seed
+    data = load_data(cfg.data, seed=seed)
+    if split not in data.splits or len(data.splits[split]) == 0:
+        have = [k for k, v in data.splits.items() if len(v)]
+        raise UsageError(f"--split {split}: {cfg.data.source} has no '{split}' images (it has {have}); "
+                         f"choose one of those{' or --split-by patient' if cfg.data.split == 'folders' else ''}")
+    if list(data.names) != list(state.get("names", data.names)) or \
+            list(data.view_names) != list(state.get("view_names", data.view_names)):
+        raise UsageError(f"{path}: trained on boxes {list(state.get('names', []))} and views "
+                         f"{list(state.get('view_names', []))}, but {cfg.data.source} has boxes {list(data.names)} "
+                         f"and views {list(data.view_names)}; score it on data with the same classes")
+    dev = resolve_device(device)
+    with torch.no_grad():
+        raw = evaluate(model.to(dev), data, split, cfg, dev)
+    metrics = {f"{split}.{k.removeprefix('val.')}": v for k, v in raw.items()}
+    return {"checkpoint": str(path), "arch": cfg.arch, "balancer": cfg.balancer.name, "epoch": state.get("epoch"),
+            "ema": bool(state.get("ema")), "data": cfg.data.source, "split": split, "split_by": cfg.data.split,
+            "split_seed": seed, "images": len(data.splits[split]), "imgsz": cfg.data.imgsz,
+            "metrics": metrics}

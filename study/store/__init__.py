@@ -1,0 +1,1 @@
+"""The files a study leaves: Parquet tables, checkpoints, the manifest, and the rule that picks the best."""

@@ -1,0 +1,61 @@
+"""A study's folder: checked before any work is done, and where its re-runs live beside it.
+
+``STORAGE/NAME`` holds the search's Tune experiment (trial folders, checkpoints) and this tool's
+files (``trials.parquet``, ``epochs.parquet``, ``manifest.json``, ``optuna.db``, ...); the
+``--repeat-best`` re-runs are a second Tune experiment in ``STORAGE/NAME-repeats`` (Tune owns an
+experiment folder's layout, so the re-runs cannot share the search's).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from study.errors import UsageError
+
+MIN_FREE_BYTES = 512 * 2**20  # a few checkpoints per trial plus the Parquet files; less is a failure mid-study
+REPEATS_SUFFIX = "-repeats"
+OPTUNA_DB = "optuna.db"  # the study's Optuna storage: optuna-dashboard sqlite:///STORAGE/NAME/optuna.db
+
+
+def repeats_dir(study_dir: Path) -> Path:
+    """The Tune experiment folder of a study's --repeat-best re-runs (beside the search's)."""
+    return study_dir.parent / f"{study_dir.name}{REPEATS_SUFFIX}"
+
+
+def search_dir_of(folder: Path) -> Path:
+    """The study folder a Tune experiment folder belongs to: itself, or the study its re-runs are of."""
+    return folder.parent / folder.name.removesuffix(REPEATS_SUFFIX)
+
+
+def prepare_folder(storage: str, name: str | None, space: str, resume: bool, overwrite: bool) -> Path:
+    """The study folder ``storage/name`` (default name: ``SPACE-TIME``), checked before any work: writable,
+    enough free space, never overwritten without ``overwrite`` (which removes its re-runs too)."""
+    root = Path(storage).expanduser().resolve()
+    study_dir = root / (name or f"{space}-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"0" * 4096)
+        probe.unlink()
+    except OSError as err:
+        raise UsageError(f"--storage {root}: cannot write there ({err.strerror or err}); "
+                         "choose a folder you can write to") from None
+    free = shutil.disk_usage(root).free
+    if free < MIN_FREE_BYTES:
+        raise UsageError(f"--storage {root}: only {free / 2**20:.0f} MiB free; a study needs at least "
+                         f"{MIN_FREE_BYTES / 2**20:.0f} MiB for checkpoints and results")
+    if study_dir.exists() and any(study_dir.iterdir()):
+        if resume:
+            return study_dir
+        if not overwrite:
+            raise UsageError(f"{study_dir} already holds a study; use --resume to continue it, "
+                             "--overwrite to replace it, or another --name")
+        shutil.rmtree(study_dir)
+        shutil.rmtree(repeats_dir(study_dir), ignore_errors=True)  # its re-runs belong to the study replaced
+    elif resume:
+        raise UsageError(f"--resume: there is no study at {study_dir} to resume")
+    study_dir.mkdir(parents=True, exist_ok=True)
+    return study_dir

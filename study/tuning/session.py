@@ -1,0 +1,58 @@
+"""The Ray session a study runs in: a new local instance of our own, or a running cluster's ``--address``.
+
+Reaching Ray is checked first (``check_reachable``: ``ray.init`` itself retries an unreachable address
+for minutes), and the dashboard's exposure is said out loud before it listens anywhere but this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+import ray
+
+from study.errors import UsageError
+from study.tuning.nodes import AUTH_HINT
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def check_reachable(address: str, timeout: float = 3.0) -> None:
+    """Fail fast on an unreachable ``--address`` (``ray.init`` itself retries for minutes)."""
+    if address == "auto" or "://" in address:
+        return  # "auto" reads the local cluster file; ray:// (Ray Client) is checked by ray.init
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UsageError(f"--address {address!r}: expected HOST:PORT of a Ray head node (e.g. 10.0.0.5:6379)")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise UsageError(f"--address {address}: no Ray head node answers there ({err.strerror or err}); start one "
+                         "with `ray start --head` or check the address") from None
+
+
+def start_ray(address: str | None, dashboard_host: str, dashboard_port: int) -> None:
+    """Connect to ``address``, or start a new local Ray instance with its dashboard (once per process)."""
+    if ray.is_initialized():
+        return
+    if dashboard_host not in LOCAL_HOSTS:
+        print(f"warning: the Ray dashboard will listen on {dashboard_host}: anyone who reaches that address can "
+              "submit jobs (CVE-2023-48022); token authentication is on, keep the token secret "
+              "(`ray get-auth-token`)", file=sys.stderr)
+    # Ray >= 2.52 turns token authentication on by default for a new local cluster; we never turn it off.
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
+        print("warning: RAY_AUTH_MODE=disabled: the Ray dashboard and job API accept anyone who can reach them",
+              file=sys.stderr)
+    try:
+        if address:
+            context = ray.init(address=address, log_to_driver=False)
+        else:  # "local": a new instance of our own, never the cluster a stale ray_current_cluster file names
+            context = ray.init(address="local", include_dashboard=True, dashboard_host=dashboard_host,
+                               dashboard_port=dashboard_port, log_to_driver=False)
+    except Exception as err:  # an unreachable --address, a port in use, ...
+        raise UsageError(f"cannot start or reach Ray{' at ' + address if address else ''}: "
+                         f"{str(err).splitlines()[0][:200]}" + (f"; {AUTH_HINT}" if address else "")) from None
+    url = getattr(context, "dashboard_url", None)
+    if url:
+        print(f"Ray dashboard: http://{url}  (token login: `ray get-auth-token` prints the token)", flush=True)

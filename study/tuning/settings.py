@@ -1,0 +1,80 @@
+"""A study's settings (what ``python -m study.run`` was asked) and their checks, before Ray starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from search_spaces import registry as spaces
+from study.errors import UsageError
+
+
+@dataclass
+class StudySettings:
+    space: str = "gradnorm"
+    samples: int = 6
+    epochs: int = 5
+    max_concurrent: int = 2
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    seed: int = 0
+    objective: str | None = None  # "single" | "multi" | None (the space's default)
+    scheduler: str = "fifo"  # "fifo" | "asha"
+    name: str | None = None
+    storage: str = "results"
+    address: str | None = None
+    resume: bool = False
+    overwrite: bool = False
+    repeat_best: int = 0
+    seeds: int = 3
+    test: bool = False  # score every --repeat-best re-run on the test split; write headline.parquet
+    costs: bool = False  # measure each method's chosen configuration alone (implied by test)
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8265
+    folds: int = 0  # >= 2: K outer patient folds, each a complete study (study/heldout/folds.py)
+    methods: list[str] | None = None  # method labels (shared/gradnorm, dual, ...); None: all of the space's
+    config: dict[str, Any] = field(default_factory=dict)  # base config keys from the command line
+    argv: list[str] = field(default_factory=list)
+    verbose: int = 0  # Tune's own console tables; the recorder prints one line per epoch instead
+
+
+def methods_of(s: StudySettings) -> list[dict[str, Any]]:
+    """The space's methods, or those ``--methods`` names (a method's search does not depend on the others)."""
+    if not s.methods:
+        return spaces.methods(s.space)
+    return spaces.select_methods(s.space, s.methods, s.config)  # also shared@K/<balancer>; ConfigError: one line
+
+
+def check_settings(s: StudySettings) -> list[tuple[str, str]]:
+    """The study's objectives ``[(metric, mode), ...]``; a UsageError for anything the user can fix."""
+    if s.space not in spaces.SPACES:
+        raise UsageError(f"--space {s.space!r} is not one of {list(spaces.SPACES)} (see --list-spaces)")
+    objectives = spaces.objectives(s.space, s.objective)
+    if len(objectives) > 1 and s.scheduler == "asha":
+        raise UsageError("--scheduler asha needs one objective: ASHA stops trials by ranking one metric, and a "
+                         "multi-objective study has no single ranking; use --scheduler fifo or --objective single")
+    methods = len(methods_of(s))
+    if s.samples < 0:
+        raise UsageError(f"--samples {s.samples} must be >= 0 (0: no search, each method's default configuration)")
+    if s.samples == 0 and s.repeat_best < 1:
+        raise UsageError("--samples 0 skips the search: add --repeat-best 1 --seeds N (or --folds K) to train each "
+                         "method's default configuration")
+    if s.folds and (s.folds < 2 or s.config.get("data.split") != "patient"):
+        raise UsageError(f"--folds {s.folds}: folds are whole patients: give --folds K >= 2 with --split patient")
+    if s.samples % methods:
+        raise UsageError(f"--samples {s.samples}: space {s.space} runs one search per method, so the total must be "
+                         f"a multiple of its {methods} methods (e.g. {methods * max(1, round(s.samples / methods))})")
+    for name, value, low in (("--epochs", s.epochs, 1),
+                             ("--max-concurrent", s.max_concurrent, 1), ("--seeds", s.seeds, 1)):
+        if value < low:
+            raise UsageError(f"{name} {value} must be at least {low}")
+    if s.repeat_best < 0:
+        raise UsageError(f"--repeat-best {s.repeat_best} must be >= 0")
+    if s.test and s.repeat_best < 1:
+        raise UsageError("--test scores the --repeat-best re-runs on the test split: add --repeat-best K "
+                         "(e.g. --repeat-best 1 --seeds 3)")
+    if s.cpus_per_trial <= 0 or s.gpus_per_trial < 0:
+        raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    if "://" in s.storage:
+        raise UsageError(f"--storage {s.storage}: only local or mounted shared folders are supported for now")
+    return objectives
