@@ -2,8 +2,9 @@
 
 SOURCE is an image, a video (echo clips: read with PyAV, frame by frame), a DICOM (single frame or a
 cine loop; study/media/dicom.py) or a folder of them. Each frame is letterboxed to the checkpoint's image
-size exactly as in training, run through the model in batches, and the detections (class-aware NMS at
-the checkpoint's IoU threshold and max_det, boxes scoring above ``--conf``) are mapped back to the
+size exactly as in training (an image file decoded as the training data is: trainables/data/decode.py,
+``letterbox_file``), run through the model in batches, and the detections (class-aware NMS at the
+checkpoint's IoU threshold and max_det, boxes scoring above ``--conf``) are mapped back to the
 frame's original pixels. Written to DIR:
 
   ``<stem>.jpg`` / ``<stem>.mp4``  annotated copies (boxes with class and confidence, the frame's view and
@@ -41,6 +42,7 @@ from study.media.dicom import NotAnImage
 from study.media.frames_io import (
     CLIP_SCHEMA,
     DEFAULT_RATE,
+    IMAGE_EXTS,
     SCHEMA,
     Frame,
     Progress,
@@ -54,7 +56,7 @@ from study.media.frames_io import (
     write_predictions,
 )
 from study.store.checkpoints import load_checkpoint, restore_model
-from trainables.data.decode import boxes_from_letterbox, letterbox
+from trainables.data.decode import boxes_from_letterbox, letterbox, letterbox_file
 from trainables.postprocess import postprocess
 
 BATCH = 16
@@ -73,13 +75,23 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def model_input(frame: Frame, imgsz: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    """``frame`` letterboxed ((3, S, S) uint8, geometry) as training letterboxes it: an image file read
+    again the way the training data is decoded (``letterbox_file``: a large JPEG at a reduced scale, whose
+    pixels differ from the full decode ``frame.image`` holds for drawing), a video or DICOM frame from its
+    pixels."""
+    if frame.source.suffix.lower() in IMAGE_EXTS:
+        return letterbox_file(frame.source, imgsz)
+    return letterbox(frame.image, imgsz)
+
+
 @torch.no_grad()
 def predict_batch(model: Any, frames: list[Frame], imgsz: int, conf: float, iou: float, max_det: int,
                   device: torch.device) -> list[dict[str, Any]]:
     """Per frame: ``boxes`` (M, 4) xyxy original pixels, ``scores`` (M,), ``labels`` (M,) (None without a
     detector) and ``view`` index / ``view_prob`` (None without a classifier). Boxes whose centre lies on
     the letterbox padding are dropped; the rest are clipped to the frame."""
-    letterboxed = [letterbox(f.image, imgsz) for f in frames]
+    letterboxed = [model_input(f, imgsz) for f in frames]
     raw = torch.from_numpy(np.stack([a for a, _ in letterboxed]))  # (B, 3, S, S) uint8
     images = raw.to(device).float().div_(255.0)  # (B, 3, S, S) in [0, 1], as the engine feeds it
     det_out, logits = model(images)  # L x (B, A, H, W, 5 + nc) or None; (B, V) or None

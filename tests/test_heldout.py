@@ -4,7 +4,9 @@ and the report's headline section reading headline.parquet and naming its split.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -173,18 +175,78 @@ def test_report_reads_headline_parquet_and_states_the_split(tmp_path):
     assert page.count('class="plotly-graph-div"') == before.html.count('class="plotly-graph-div"') + 1
 
 
-def test_shared_dataset_patient_split(ray_cluster, shared_dataset, tmp_path):
-    """The one command on the real dataset with held-out patients (tiny: 64 px, one epoch)."""
+def test_shared_dataset_patient_split(ray_cluster, shared_dataset, tmp_path, capsys):
+    """The one command on the real dataset with held-out patients (tiny: 64 px, one epoch).
+
+    What the test can know without trusting the code under test: the frames scored are exactly the
+    test split's (its size, its clips counted from the file names), whose patients (the file name before
+    the first '-') have no frame in train or val; the trials validated on that same split's val frames
+    (``study.evaluate --split val`` on a re-run's checkpoint gives back the numbers the trial reported);
+    each scored checkpoint is its re-run's best epoch; ``study.evaluate --split test`` on it gives back
+    the scores of test_runs.parquet; the headline's mean and interval are the runs' by hand."""
+    import json
+
+    from study.evaluate import main as evaluate_main
+    from trainables.config import TrialConfig
+    from trainables.data.loader import load_data
+
     argv = ["--storage", str(tmp_path), "--name", "p", "--space", "compare", "--methods", "shared/gradnorm",
             "--samples", "1", "--epochs", "1", "--imgsz", "64", "--repeat-best", "1", "--seeds", "2", "--test",
             "--split", "patient", "--data", str(shared_dataset), "--set", "train.interference_batches=1",
             "--set", "train.bn_recalibration_batches=1"]
     assert run_main(argv) == 0
-    head = pd.read_parquet(tmp_path / "p" / "headline.parquet")
+    study = tmp_path / "p"
+    head = pd.read_parquet(study / "headline.parquet")
+    runs = pd.read_parquet(study / "test_runs.parquet")
+    trials = pd.read_parquet(study / "trials.parquet").set_index("trial_id")
+    seed = json.loads((study / "manifest.json").read_text())["seeds"]["study"]
     assert list(head["method"]) == ["shared/gradnorm"] and list(head["split_by"]) == ["patient"]
+    assert int(head.loc[0, "split_seed"]) == seed and set(runs["split_seed"]) == {seed}
+    assert set(runs["split_by"]) == {"patient"} and set(runs["data"]) == {str(shared_dataset)}
+
+    # the split, loaded again from the checkpoint's own data config and the study's seed
+    state = load_checkpoint(runs.loc[0, "checkpoint"])
+    data = load_data(TrialConfig.from_flat(dict(state["config"])).data, seed=seed)
+    names = {k: [Path(f).name for f in data.files[v]] for k, v in data.splits.items()}
+    patients = {k: {n.split("-")[0] for n in v} for k, v in names.items()}
+    assert patients["test"] and not patients["test"] & (patients["train"] | patients["val"])
+    assert sorted(np.concatenate(list(data.splits.values()))) == list(range(len(data.files)))  # each frame once
+    clips = {k: len({n.rsplit("-", 1)[0] for n in v}) for k, v in names.items()}
+
+    # two re-runs (seeds 1000, 1001 of the searched trial), each scored on every test frame, at its best epoch
+    assert len(runs) == 2 and sorted(runs["train.seed"]) == [seed + 1000, seed + 1001]
+    assert set(runs["repeat_of"]) == {str(trials.index[trials["repeat_of"].fillna("") == ""][0])}
+    assert (runs["images"] == len(data.splits["test"])).all() and (runs["test.n_clips"] == clips["test"]).all()
+    for _, run in runs.iterrows():
+        path = Path(run["checkpoint"])
+        assert path.parent.parent.name == f"trial_{run['trial_id']}" and path.parent.parent.parent.name == "p-repeats"
+        assert int(load_checkpoint(path)["epoch"]) == int(run["best_epoch"]) == int(trials.loc[run["trial_id"],
+                                                                                              "best_epoch"])
+    scores = runs[[c for c in runs if c.startswith("test.") and c != "test.n_clips"]]
+    assert ((scores >= 0) & (scores <= 1)).all().all()
+    assert runs["test.view_accuracy"].gt(0).all()  # a view head, scored: 3 views, 260 frames
+
+    # the CLI scores the same checkpoint again: the trial's own val numbers, and test_runs.parquet's test numbers
+    one = runs.iloc[0]
+    capsys.readouterr()
+    for split in ("val", "test"):
+        assert evaluate_main([one["checkpoint"], "--split", split, "--device", "cpu",
+                              "--json", str(tmp_path / f"{split}.json")]) == 0
+    val = json.loads((tmp_path / "val.json").read_text())
+    test = json.loads((tmp_path / "test.json").read_text())
+    assert val["split_seed"] == test["split_seed"] == seed  # read from the study's manifest
+    assert val["images"] == len(data.splits["val"]) and test["images"] == len(data.splits["test"])
+    reported = trials.loc[one["trial_id"]]
+    assert val["metrics"]["val.n_clips"] == clips["val"]
+    for key in ("map50", "map", "view_accuracy", "view_macro_f1", "n_clips"):
+        assert val["metrics"][f"val.{key}"] == pytest.approx(reported[f"best.val.{key}"], abs=1e-9), key
+    assert test["metrics"] == pytest.approx({k: float(one[k]) for k in test["metrics"]}, abs=1e-12, nan_ok=True)
+
+    # the headline: two runs, no leak, each score's mean and t(0.975, df=1) * sd / sqrt(2) by hand
     assert int(head.loc[0, "n_seeds"]) == 2 and int(head.loc[0, "n_runs"]) == 2
     assert not head.loc[0, "split_leaks_patients"]  # by patient: no test patient trained on
-    runs = pd.read_parquet(tmp_path / "p" / "test_runs.parquet")
-    assert head.loc[0, "test.map50.mean"] == pytest.approx(runs["test.map50"].mean())
-    assert 0 < head.loc[0, "test.view_accuracy.mean"] <= 1
+    for m in SCORES:
+        a, b = runs[f"test.{m}"]
+        assert head.loc[0, f"test.{m}.mean"] == pytest.approx((a + b) / 2, abs=1e-12), m
+        assert head.loc[0, f"test.{m}.ci95"] == pytest.approx(12.706204736174696 * abs(a - b) / 2, rel=1e-9), m
     assert head.loc[0, "cost.train_step_ms"] > 0 and pd.isna(head.loc[0, "cost.train_step_ms.ratio_dual"])

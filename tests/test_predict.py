@@ -188,3 +188,63 @@ def test_a_truncated_video_keeps_its_decodable_frames_and_warns(checkpoint, tmp_
     assert code == 0 and "header states 30 frames" in err and "truncated" in err
     df = pq.read_table(tmp_path / "out" / "predictions.parquet").to_pandas()
     assert 0 < df["frame"].nunique() < 30 and df["frame"].max() == df["frame"].nunique() - 1
+
+
+# -- predict and evaluate see one frame alike -----------------------------------------------------------
+def test_predict_and_evaluate_give_the_same_boxes_for_one_frame(checkpoint, tmp_path, capsys, monkeypatch):
+    """One JPEG frame through ``study.predict`` (predictions.parquet) and through ``study.evaluate`` (the
+    boxes its mAP is computed from): the same boxes, classes and scores, and the same view.
+
+    They differ by design in three ways, so the comparison is made at equal settings: predict keeps boxes
+    scoring above ``--conf`` (0.25 by default, to draw), evaluate above the checkpoint's ``train.conf_thres``
+    (0.001, for mAP): predict is run at that threshold. Evaluate scores boxes in letterboxed pixels against
+    letterboxed labels; predict maps them to the frame's pixels, clips them to the frame and drops the boxes
+    centred on the letterbox padding: the test maps evaluate's boxes by hand (320 x 200 at 64 px: scale 1/5,
+    12 px of padding above and below) and drops the same boxes. The frame is a JPEG at least twice the model's
+    size in each side, so a decoder that reads it at a reduced scale in one path and not the other shows."""
+    import trainables.engine as engine
+    from study.evaluate import main as evaluate_main
+    from study.store.checkpoints import load_checkpoint
+    from trainables.data.synthetic import NAMES
+
+    images, _, _ = draw_frames(np.random.default_rng(5), 1, 320)  # (1, 3, 320, 320)
+    folder = tmp_path / "data" / "images"
+    folder.mkdir(parents=True)
+    frame = folder / "p1-c1-0.jpg"
+    Image.fromarray(images[0].transpose(1, 2, 0)).resize((320, 200)).save(frame, quality=92)
+    (tmp_path / "data" / "labels").mkdir()
+    (tmp_path / "data" / "labels" / "p1-c1-0.txt").write_text("0 0.5 0.5 0.2 0.2\n\n0 1 0")
+    (tmp_path / "data" / "data.yaml").write_text(
+        f"path: .\ntrain: images\nval: images\ntest: images\nnames: {list(NAMES)}\ncls_names: {list(VIEW_NAMES)}\n")
+    conf = float(load_checkpoint(checkpoint)["config"]["train.conf_thres"])
+
+    seen: dict[str, Any] = {}
+
+    def keep(name: str, real: Any, position: int) -> Any:  # the real metric, its input kept for the test
+        def spy(*args: Any, **kwargs: Any) -> Any:
+            seen[name] = args[position]
+            return real(*args, **kwargs)
+        return spy
+
+    monkeypatch.setattr(engine, "detection_metrics", keep("preds", engine.detection_metrics, 0))
+    monkeypatch.setattr(engine, "clip_view_metrics", keep("probs", engine.clip_view_metrics, 2))
+    assert evaluate_main([str(checkpoint), "--data", str(tmp_path / "data" / "data.yaml"), "--split", "test",
+                          "--device", "cpu"]) == 0
+    code, _, err = cli([checkpoint, frame, "--out", tmp_path / "out", "--conf", conf, "--device", "cpu"], capsys)
+    assert code == 0, err
+
+    (boxes, scores, labels), = seen["preds"]  # one frame: (M, 4) letterboxed xyxy, (M,), (M,)
+    boxes, scores, labels = boxes.double().numpy(), scores.double().numpy(), labels.numpy()
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2
+    on_frame = (cy >= 12) & (cy <= 52)  # the 320 x 200 frame is rows 12..52 of the 64 x 64 letterbox
+    assert on_frame.sum() >= 10  # enough boxes for the comparison to say something
+    expected = np.clip((boxes[on_frame] - [0, 12, 0, 12]) * 5, 0, [320, 200, 320, 200])
+    rows = pq.read_table(tmp_path / "out" / "predictions.parquet").to_pandas()
+    assert len(rows) == on_frame.sum()  # in predict's order: by descending score, as NMS returns them
+    np.testing.assert_allclose(rows[["x1", "y1", "x2", "y2"]].to_numpy(), expected, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(rows["confidence"].to_numpy(), scores[on_frame], rtol=0, atol=1e-6)
+    assert rows["class_id"].tolist() == labels[on_frame].tolist()
+    assert rows["class"].tolist() == [NAMES[i] for i in labels[on_frame]]
+    probs = seen["probs"][0]  # (V,) evaluate's view probabilities of the frame
+    assert set(rows["view"]) == {VIEW_NAMES[int(probs.argmax())]}
+    np.testing.assert_allclose(rows["view_prob"].to_numpy(), probs.max(), rtol=0, atol=1e-6)

@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -45,6 +46,17 @@ def letterbox(image: Image.Image, size: int, out: np.ndarray | None = None) -> t
     out.fill(PAD_VALUE)
     out[:, top:top + new_h, left:left + new_w] = np.asarray(resized).transpose(2, 0, 1)  # (3, h, w)
     return out, geometry
+
+
+def letterbox_file(path: str | Path, size: int, out: np.ndarray | None = None) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Open an image file and :func:`letterbox` it. A JPEG is decoded at a reduced scale (PIL's ``draft``:
+    1/2, 1/4 or 1/8) when that still leaves at least ``size`` pixels a side: far faster on large frames,
+    but not the same pixels as a full decode, so training (:func:`decode_index`) and ``study.predict``
+    both read a still image through here. The geometry is the decoded (maybe reduced) image's, which is
+    where its content lies on the canvas."""
+    with Image.open(path) as im:
+        im.draft("RGB", (size, size))
+        return letterbox(im, size, out=out)
 
 
 def boxes_to_letterbox(boxes: np.ndarray, geometry: tuple[int, ...]) -> np.ndarray:
@@ -102,9 +114,7 @@ def decode_index(
 
     def work(i: int) -> None:
         try:
-            with Image.open(entries[i].image) as im:
-                im.draft("RGB", (imgsz, imgsz))  # JPEG: decode at a reduced scale when that suffices
-                _, geometry[i] = letterbox(im, imgsz, out=images[i])
+            _, geometry[i] = letterbox_file(entries[i].image, imgsz, out=images[i])
         except _DECODE_ERRORS as err:
             errors[i] = str(err) or type(err).__name__
 
