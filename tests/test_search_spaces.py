@@ -107,14 +107,15 @@ def test_compare_searches_what_each_balancer_declares():
                 low, high, _ = h.search
                 assert low <= trial.params[h.key] <= high
         study.tell(trial, 0.0)
-    # today's ranges, from the balancers' declarations
+    # today's ranges, from the balancers' declarations; a new balancer file adds its own (a superset, so
+    # that adding one touches no other file)
     searched = {f"{m['balancer.name']}.{h.name}": h.search for m in registry.methods("compare")
                 for h in hparams_of(m["balancer.name"]) if h.search is not None}
-    assert searched == {
+    assert searched.items() >= {
         "static.w_cls": (0.05, 20.0, True), "gradnorm.alpha": (0.0, 3.0, False),
         "gradnorm.weight_lr": (1e-3, 1e-1, True), "uncertainty.weight_lr": (1e-3, 1e-1, True),
         "dwa.temperature": (0.5, 5.0, False), "cagrad.cagrad_c": (0.1, 0.9, False),
-    }
+    }.items()
 
 
 def test_a_base_balancer_key_applies_to_the_methods_whose_balancer_has_it():
