@@ -1,9 +1,10 @@
 """The search spaces by name, and the objectives a study can optimise.
 
-Every space is a module of this package exporting ``define(trial) -> dict`` (Optuna define-by-run:
-only ``suggest_*`` calls and conditionals; the returned dict holds the space's fixed settings),
-``DESCRIPTION``, ``FIXED`` and ``DEFAULT_OBJECTIVE`` ("single" or "multi"), optionally
-``MULTI_OBJECTIVE`` (a list of (metric, mode)).
+Every module of this package but this one is a space, found by its file: ``search_spaces/NAME.py`` is
+``--space NAME`` (a module named ``_like_this`` is a helper, not a space). A space exports
+``define(trial) -> dict`` (Optuna define-by-run: only ``suggest_*`` calls and conditionals; the
+returned dict holds the space's fixed settings), ``DESCRIPTION``, ``FIXED`` and ``DEFAULT_OBJECTIVE``
+("single" or "multi"), optionally ``MULTI_OBJECTIVE`` (a list of (metric, mode)).
 
 A space that holds several methods (``compare``) also exports ``methods()`` (a list of
 ``{"arch": ..., "balancer.name": ...}``; a function, so that it can follow the balancer registry)
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import pkgutil
 from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
@@ -30,7 +32,17 @@ import optuna
 
 from trainables.config import ConfigError, TrialConfig, fit_balancer
 
-SPACES = ("gradnorm", "dual", "compare", "static", "branch")
+
+def discover() -> tuple[str, ...]:
+    """The names of this package's spaces, sorted: its modules but the registry and ``_helpers`` (a new file is
+    a new space with nothing to add here, as a balancer file is a balancer: trainables/balancing/registry.py)."""
+    import search_spaces as package
+
+    return tuple(sorted(info.name for info in pkgutil.iter_modules(package.__path__)
+                        if info.name != "registry" and not info.name.startswith("_")))
+
+
+SPACES = discover()  # gradnorm, dual, compare, static, branch and any new file
 # The default single objective: 0.5 * val mAP@0.5:0.95 + 0.5 * val view accuracy (trainables/engine.py)
 SINGLE_OBJECTIVE = [("val.objective", "max")]
 # The default two objectives: quality against training cost

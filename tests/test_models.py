@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from trainables.config import ModelConfig, TrialConfig
+from trainables.config import CLASSIFIER_BACKBONES, ModelConfig, TrialConfig
 from trainables.models.build import build_model
 from trainables.models.dual import DualModel, build_classifier
 from trainables.models.multitask import LEVELS, MultiTaskModel
@@ -144,7 +144,7 @@ def test_build_model_arms(arch: str) -> None:
         assert logits.shape == (2, 3)
 
 
-@pytest.mark.parametrize("backbone", ["yolo", "resnet18", "mobilenet_v3_small"])
+@pytest.mark.parametrize("backbone", CLASSIFIER_BACKBONES)
 def test_dual_shares_nothing(backbone: str) -> None:
     torch.manual_seed(0)
     detector = MultiTaskModel(4, 3, *N, classify=False)
@@ -164,6 +164,16 @@ def test_dual_shares_nothing(backbone: str) -> None:
     assert any(p.grad is not None for p in nets["cls"].parameters())
 
 
+def test_a_backbone_named_in_the_config_but_not_built_says_where_to_build_it(monkeypatch) -> None:
+    import trainables.models.dual as dual
+
+    monkeypatch.setattr(dual, "CLASSIFIER_BACKBONES", (*CLASSIFIER_BACKBONES, "toy_net"))  # as config.py lists it
+    with pytest.raises(ValueError, match=r"'toy_net' has no branch in build_classifier \(trainables/models/dual.py\)"):
+        dual.build_classifier("toy_net", 3, *N)
+    with pytest.raises(ValueError, match=r"'nope' is not one of \[.*'mobilenet_v3_small', 'toy_net'\]"):
+        dual.build_classifier("nope", 3, *N)
+
+
 def test_dual_classifier_width_and_config_choice() -> None:
     cfg = TrialConfig.from_partial({"arch": "dual", "model.cls_width_multiple": 0.5})
     model = build_model(cfg, num_classes=4, num_views=3)
@@ -176,8 +186,7 @@ def test_dual_classifier_width_and_config_choice() -> None:
 
 @pytest.mark.parametrize("level", ["p3", "p4", "p5"])
 @pytest.mark.parametrize(("arch", "backbone"), [("shared", "yolo"), ("det_only", "yolo"), ("cls_only", "yolo"),
-                                                ("dual", "yolo"), ("dual", "resnet18"),
-                                                ("dual", "mobilenet_v3_small")])
+                                                *(("dual", backbone) for backbone in CLASSIFIER_BACKBONES)])
 def test_every_parameter_receives_a_gradient(arch: str, backbone: str, level: str) -> None:
     # "Every parameter has a job": a model builds only layers whose output a loss reads, so the
     # parameter counts, FLOPs and latency of the study's cost columns count live layers only.

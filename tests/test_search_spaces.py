@@ -46,6 +46,46 @@ def test_define_is_picklable_for_searcher_checkpoints(space):
     assert pickle.loads(pickle.dumps(define)).keywords["space"] == space
 
 
+TOY_SPACE = '''
+import optuna
+
+DESCRIPTION = "toy: the shared model's learning rate"
+FIXED = {"arch": "shared", "balancer.name": "equal"}
+DEFAULT_OBJECTIVE = "single"
+
+
+def define(trial: optuna.Trial) -> dict:
+    trial.suggest_float("optim.lr", 1e-3, 1e-2, log=True)
+    return dict(FIXED)
+'''
+
+
+def test_a_file_in_the_package_is_a_space(tmp_path, monkeypatch):
+    """search_spaces/NAME.py is ``--space NAME`` with nothing to add elsewhere: the registry lists the package's
+    modules. The toy file sits in a folder added to the package's path, so the real package stays as it is."""
+    import importlib
+    import sys
+
+    import search_spaces
+
+    assert {"gradnorm", "dual", "compare", "static", "branch"} <= set(registry.SPACES)
+    assert "registry" not in registry.SPACES
+    (tmp_path / "toyspace.py").write_text(TOY_SPACE)
+    (tmp_path / "_toyhelper.py").write_text("")  # a helper module, not a space
+    monkeypatch.setattr(search_spaces, "__path__", [*search_spaces.__path__, str(tmp_path)])
+    importlib.invalidate_caches()
+    found = registry.discover()
+    assert "toyspace" in found and "_toyhelper" not in found
+    monkeypatch.setattr(registry, "SPACES", found)
+    try:
+        configs = sample("toyspace", 3)
+        assert {(c.arch, c.balancer.name) for c in configs} == {("shared", "equal")}
+        assert len({c.optim.lr for c in configs}) == 3  # searched, within the toy's range
+        assert all(1e-3 <= c.optim.lr <= 1e-2 for c in configs)
+    finally:
+        sys.modules.pop("search_spaces.toyspace", None)
+
+
 def test_gradnorm_space_searches_alpha_and_both_learning_rates():
     configs = sample("gradnorm", 10)
     assert {c.balancer.name for c in configs} == {"gradnorm"}
@@ -107,14 +147,15 @@ def test_compare_searches_what_each_balancer_declares():
                 low, high, _ = h.search
                 assert low <= trial.params[h.key] <= high
         study.tell(trial, 0.0)
-    # today's ranges, from the balancers' declarations
+    # today's ranges, from the balancers' declarations; a new balancer file adds its own (a superset, so
+    # that adding one touches no other file)
     searched = {f"{m['balancer.name']}.{h.name}": h.search for m in registry.methods("compare")
                 for h in hparams_of(m["balancer.name"]) if h.search is not None}
-    assert searched == {
+    assert searched.items() >= {
         "static.w_cls": (0.05, 20.0, True), "gradnorm.alpha": (0.0, 3.0, False),
         "gradnorm.weight_lr": (1e-3, 1e-1, True), "uncertainty.weight_lr": (1e-3, 1e-1, True),
         "dwa.temperature": (0.5, 5.0, False), "cagrad.cagrad_c": (0.1, 0.9, False),
-    }
+    }.items()
 
 
 def test_a_base_balancer_key_applies_to_the_methods_whose_balancer_has_it():

@@ -21,6 +21,10 @@ from typing import Any, Literal, get_args, get_type_hints
 
 ARCHS = ("shared", "dual", "det_only", "cls_only")
 Arch = Literal["shared", "dual", "det_only", "cls_only"]
+# The dual model's view classifiers: each name here is built by trainables/models/dual.py: build_classifier;
+# the config checks a name before anything is built, and the tests run every one (tests/test_models.py)
+ClassifierBackbone = Literal["yolo", "resnet18", "mobilenet_v3_small"]
+CLASSIFIER_BACKBONES: tuple[str, ...] = get_args(ClassifierBackbone)
 
 
 class ConfigError(ValueError):
@@ -42,7 +46,7 @@ class ModelConfig:
     # measured: docs/benchmarks.md#view-head-grid)
     cls_grid: int = 4
     # dual only: the classifier's own network
-    cls_backbone: Literal["yolo", "resnet18", "mobilenet_v3_small"] = "yolo"
+    cls_backbone: ClassifierBackbone = "yolo"
     cls_width_multiple: float = 0.25  # width of the dual classifier's YOLO backbone
     # shared only: how many backbone units (stem, stage2, stage3 = P3, stage4 = P4, stage5, SPPF = P5) both
     # tasks share, 0..L with L the units up to cls_level (p3: 3, p4: 4, p5: 6); the view task has its own copy

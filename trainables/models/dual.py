@@ -16,10 +16,9 @@ from collections.abc import Sequence
 import torchvision
 from torch import Tensor, nn
 
+from trainables.config import CLASSIFIER_BACKBONES
 from trainables.models.multitask import HEAD, MultiTaskModel, ViewHead
 from trainables.models.yolo import Detect
-
-CLASSIFIER_BACKBONES = ("yolo", "resnet18", "mobilenet_v3_small")
 
 
 def build_classifier(
@@ -54,6 +53,9 @@ def build_classifier(
         net = torchvision.models.mobilenet_v3_small(weights=None)
         in_features = net.classifier[0].in_features  # (B, 576, H/32, W/32) out of net.features
         return FeatureClassifier(net.features, ViewHead(in_features, num_views, cls_hidden, cls_dropout, cls_grid))
+    if backbone in CLASSIFIER_BACKBONES:  # named in trainables/config.py, not built here yet
+        raise ValueError(f"classifier backbone {backbone!r} has no branch in build_classifier "
+                         "(trainables/models/dual.py): add one")
     raise ValueError(f"classifier backbone {backbone!r} is not one of {list(CLASSIFIER_BACKBONES)}")
 
 
