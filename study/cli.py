@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from study.errors import UsageError
+from trainables.checkpoint_format import CHECKPOINT_FILE
 from trainables.config import ConfigError
 
 # The checkpoint argument of evaluate, export and predict: a file, or the numbered folder Tune keeps it in
-CHECKPOINT_HELP = "a checkpoint.pt (or the checkpoint_000004-style folder Tune keeps it in)"
+CHECKPOINT_HELP = f"a {CHECKPOINT_FILE} (or the checkpoint_000004-style folder Tune keeps it in)"
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -19,6 +19,7 @@ from typing import Any
 from study.cli import ArgumentParser, parse_set, resolve_weights, run_cli
 from study.store.checkpoints import load_checkpoint, save_checkpoint
 from study.store.trials import epochs_table, write_atomic, write_json_atomic
+from trainables.checkpoint_format import CHECKPOINT_FILE
 from trainables.config import ARCHS, TrialConfig
 
 # CLI flag -> TrialConfig key (the flags a person types most; --set reaches every other key)
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"trial_id": out.name, **metrics})
         write_atomic(epochs_table(rows), out / "epochs.parquet")
         if state:
-            save_checkpoint(state, out / "checkpoint.pt")
+            save_checkpoint(state, out / CHECKPOINT_FILE)
             score = metrics.get("val.objective", math.nan)
             if math.isfinite(score) and score > best:
                 best = score
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.extend({"trial_id": out.name, **h} for h in resume["history"])
     result = fit(cfg, data, report=report, resume=resume, progress=not args.quiet)
     print(f"status: {result.status}{' — ' + result.reason if result.reason else ''}")
-    print(f"wrote {out / 'config.json'}, {out / 'epochs.parquet'}, {out / 'checkpoint.pt'}")
+    print(f"wrote {out / 'config.json'}, {out / 'epochs.parquet'}, {out / CHECKPOINT_FILE}")
     return 0 if result.status == "finished" else 1
 
 
