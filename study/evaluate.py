@@ -49,6 +49,8 @@ def parser() -> argparse.ArgumentParser:
                    help="the data.yaml's own split folders, or a seeded split by patient (default: as trained)")
     p.add_argument("--split-seed", type=int, default=None, help="seed of the patient split / synthetic frames")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None,
+                   help="run the model in fp32 or bf16 autocast (default: the precision it trained at)")
     p.add_argument("--json", default=None, metavar="OUT.json", help="also write the results here")
     return p
 
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         if study is not None:
             manifest = json.loads((study / "manifest.json").read_text())
             seed = int(manifest.get("seeds", {}).get("study", manifest.get("settings", {}).get("seed", 0)))
-    result = evaluate_state(state, args.split, args.data, args.split_by, seed, args.device, path)
+    result = evaluate_state(state, args.split, args.data, args.split_by, seed, args.device, path, args.precision)
     print_table(result)
     if args.json:
         write_json_atomic(result, Path(args.json).expanduser())

@@ -58,6 +58,7 @@ from study.media.frames_io import (
 from study.store.checkpoints import load_checkpoint, restore_model
 from trainables.data.decode import boxes_from_letterbox, letterbox, letterbox_file
 from trainables.postprocess import postprocess
+from trainables.precision import Numerics, checkpoint_numerics
 
 BATCH = 16
 
@@ -72,6 +73,8 @@ def parser() -> argparse.ArgumentParser:
                         "0.001, is meant for computing mAP and would draw every faint candidate)")
     p.add_argument("--batch", type=int, default=BATCH, help=f"frames per forward pass (default {BATCH})")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None,
+                   help="run the model in fp32 or bf16 autocast (default: the precision it trained at)")
     return p
 
 
@@ -87,14 +90,15 @@ def model_input(frame: Frame, imgsz: int) -> tuple[np.ndarray, tuple[int, ...]]:
 
 @torch.no_grad()
 def predict_batch(model: Any, frames: list[Frame], imgsz: int, conf: float, iou: float, max_det: int,
-                  device: torch.device) -> list[dict[str, Any]]:
+                  numerics: Numerics) -> list[dict[str, Any]]:
     """Per frame: ``boxes`` (M, 4) xyxy original pixels, ``scores`` (M,), ``labels`` (M,) (None without a
     detector) and ``view`` index / ``view_prob`` (None without a classifier). Boxes whose centre lies on
     the letterbox padding are dropped; the rest are clipped to the frame."""
     letterboxed = [model_input(f, imgsz) for f in frames]
     raw = torch.from_numpy(np.stack([a for a, _ in letterboxed]))  # (B, 3, S, S) uint8
-    images = raw.to(device).float().div_(255.0)  # (B, 3, S, S) in [0, 1], as the engine feeds it
-    det_out, logits = model(images)  # L x (B, A, H, W, 5 + nc) or None; (B, V) or None
+    images = raw.to(numerics.device).float().div_(255.0)  # (B, 3, S, S) in [0, 1], as the engine feeds it
+    with numerics.autocast():  # as the model trained (evaluate runs it so too)
+        det_out, logits = model(numerics.images(images))  # L x (B, A, H, W, 5 + nc) or None; (B, V) or None
     dets = postprocess([d.float() for d in det_out], model.detect, conf, iou, max_det) \
         if det_out is not None else [None] * len(frames)
     probs = logits.float().softmax(1).cpu() if logits is not None else None  # (B, V)
@@ -254,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     model, cfg = restore_model(state, path)
     names, view_names = list(state.get("names", [])), list(state.get("view_names", []))
     device = resolve_device(args.device)
-    model.to(device)
+    numerics = checkpoint_numerics(state, cfg.train, device, args.precision)
+    model = numerics.module(model.to(device))
     sink = Sink(out, files, names, view_names)
     columns: dict[str, list] = {k: [] for k in SCHEMA.names}
     total = sum(clip_info(f)[0] for f in files)  # 0 for a file that states no count: the bar shows no total
@@ -263,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         while batch := list(islice(stream, args.batch)):
             items = predict_batch(model, batch, cfg.data.imgsz, args.conf, cfg.train.iou_thres, cfg.train.max_det,
-                                  device)
+                                  numerics)
             for frame, item in zip(batch, items, strict=True):
                 add_rows(columns, frame, item, names, view_names)
                 sink.put(frame, item)

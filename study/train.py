@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from trainables.data.loader import load_data
-    from trainables.engine import fit
+    from trainables.engine import fit, resolve_device
+    from trainables.precision import Numerics
 
     args = parser().parse_args(argv)
     cfg = config_from_args(args)
@@ -107,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"data: {len(data.splits['train'])} train / {len(data.splits['val'])} val images at "
           f"{data.imgsz} px, {data.num_classes} box classes, {data.num_views} views "
           f"({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
+    device = resolve_device(cfg.train.device)
+    print(Numerics.resolve(cfg.train.precision, cfg.train.memory_format, device).explain(cfg.train.precision),
+          file=sys.stderr)
     rows: list[dict[str, Any]] = []
     best = -math.inf
     _print_header()

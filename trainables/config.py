@@ -23,6 +23,8 @@ ARCHS = ("shared", "dual", "det_only", "cls_only")
 Arch = Literal["shared", "dual", "det_only", "cls_only"]
 # The dual model's view classifiers: each name here is built by trainables/models/dual.py: build_classifier;
 # the config checks a name before anything is built, and the tests run every one (tests/test_models.py)
+Precision = Literal["auto", "fp32", "bf16"]
+MemoryFormat = Literal["auto", "channels_last", "contiguous"]
 ClassifierBackbone = Literal["yolo", "resnet18", "mobilenet_v3_small"]
 CLASSIFIER_BACKBONES: tuple[str, ...] = get_args(ClassifierBackbone)
 
@@ -168,7 +170,10 @@ class TrainConfig:
     epochs: int = 10
     seed: int = 0
     device: str = "auto"
-    amp: bool = True  # bf16 autocast, CUDA only
+    # bf16 autocast where the hardware runs it natively, channels-last memory: trainables/precision.py says how
+    # ``auto`` resolves (on this project's CPUs, bf16 + channels-last: docs/benchmarks.md#bf16-and-channels-last)
+    precision: Precision = "auto"
+    memory_format: MemoryFormat = "auto"
     interference_batches: int = 2  # fixed training batches for the gradient-cosine measurement
     bn_recalibration_batches: int = 8  # re-estimate BatchNorm statistics before validating (0: off)
     max_det: int = 300
@@ -229,7 +234,8 @@ class TrialConfig:
         each balancer owned its keys carried every balancer's; a row of a mixed-method trials.parquet
         carries the union of its methods' columns, NaN where a method has no such key), and the
         retired ``train.fail`` at its inert value. Keys added since (``_ADDED``: ``model.shared_stages``,
-        ``data.folds``, ``data.fold``) may be missing: they take the value that means what the stored config meant."""
+        ``data.folds``, ``data.fold``, ``train.memory_format``) may be missing: they take the value that means what
+        the stored config meant; ``train.amp`` is read as the ``train.precision`` it became."""
         flat = _fill_added(_drop_retired(_drop_foreign(flat)))
         name = flat.get("balancer.name")
         expected = set(cls.flat_keys(name if name is not None else "equal"))
@@ -329,11 +335,26 @@ def _drop_foreign(flat: dict[str, Any]) -> dict[str, Any]:
 
 # Keys added after configs were first stored (checkpoints, Tune configs, trials.parquet rows), with the value that
 # means what such a config meant: a stored config without the key is read with it.
-_ADDED: dict[str, Any] = {"model.shared_stages": -1, "data.folds": 0, "data.fold": 0}
+# train.memory_format: such a run kept PyTorch's default (contiguous) layout.
+_ADDED: dict[str, Any] = {"model.shared_stages": -1, "data.folds": 0, "data.fold": 0,
+                          "train.memory_format": "contiguous"}
 
 
 def _fill_added(flat: dict[str, Any]) -> dict[str, Any]:
-    return {**{k: v for k, v in _ADDED.items() if k not in flat}, **flat}
+    return {**{k: v for k, v in _ADDED.items() if k not in flat}, **_upgrade_amp(flat)}
+
+
+def _upgrade_amp(flat: dict[str, Any]) -> dict[str, Any]:
+    """``train.amp`` (bf16 autocast on CUDA only) became ``train.precision``: true is ``auto``, false ``fp32``.
+
+    A checkpoint of that era is still *run* at the precision it trained at (``precision.checkpoint_numerics``).
+    """
+    if "train.amp" not in flat:
+        return flat
+    out = dict(flat)
+    amp = _coerce("train.amp", out.pop("train.amp"), bool)
+    out.setdefault("train.precision", "auto" if amp else "fp32")
+    return out
 
 
 # Keys a stored config may still carry, with the only value under which dropping them changes nothing.

@@ -35,6 +35,7 @@ from trainables.metrics.classification import classification_metrics, clip_view_
 from trainables.metrics.detection import detection_metrics
 from trainables.optim import lr_factor
 from trainables.postprocess import postprocess
+from trainables.precision import Numerics
 
 Report = Callable[[dict[str, Any], dict[str, Any]], None]
 
@@ -83,6 +84,7 @@ def fit(
     torch.manual_seed(cfg.train.seed)
     view_weights = _view_class_weights(data, device) if cfg.loss.view_class_weights else None
     learner = Learner(cfg, data.num_classes, data.num_views, device, view_class_weights=view_weights)
+    numerics = learner.numerics
     if learner.transfer is not None and resume is None:
         print(learner.transfer.summary(), file=sys.stderr, flush=True)
 
@@ -94,7 +96,7 @@ def fit(
     start_epoch, step, train_seconds, static_eff = 0, 0, 0.0, None
     factor = lr_factor(max(step - 1, 0), total_steps, warmup_steps, cfg.optim)
     if resume is not None:
-        _check_checkpoint(resume, cfg)
+        _check_checkpoint(resume, cfg, numerics)
         learner.load_state_dict(resume)
         start_epoch, step = int(resume["epoch"]), int(resume["step"])
         train_seconds = float(resume["train_seconds"])
@@ -109,13 +111,21 @@ def fit(
         shuffle = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + epoch)  # order and augmentation
         learner.model.train()
         sums: dict[str, float] = {}
-        count, seen = 0, 0
+        count, seen, data_time = 0, 0, 0.0
         t0 = time.perf_counter()
-        for images, targets, views, _ in iterate_batches(
+        batches = iterate_batches(
             data, "train", cfg.data.batch, shuffle=True, generator=shuffle, device=device,
             augment=cfg.data if cfg.data.augment else None,
             mosaic=cfg.data.mosaic and epoch < cfg.train.epochs - cfg.data.close_mosaic,
-        ):
+        )
+        while True:
+            # what the batches cost beside the steps (conversion, augmentation; on CUDA only their launches)
+            t_data = time.perf_counter()
+            batch = next(batches, None)
+            data_time += time.perf_counter() - t_data
+            if batch is None:
+                break
+            images, targets, views, _ = batch
             factor = lr_factor(step, total_steps, warmup_steps, cfg.optim)
             out = learner.step(images, targets, views, factor)
             if not out.finite:
@@ -149,8 +159,9 @@ def fit(
 
         eval_model = learner.eval_model
         t1 = time.perf_counter()
-        if cfg.train.bn_recalibration_batches > 0:
-            recalibrate_batchnorm(eval_model, _calibration_images(data, cfg, device, epoch))
+        if cfg.train.bn_recalibration_batches > 0:  # the statistics of the activations eval will see
+            with numerics.autocast():
+                recalibrate_batchnorm(eval_model, _calibration_images(data, cfg, device, epoch, numerics))
         metrics = {"epoch": epoch + 1, "step": step, "status": "running", "reason": "",
                    "resumed_from_epoch": start_epoch}
         metrics["lr"] = learner.base_lr("main") * factor  # the trunk's (and detector's) rate at the last step
@@ -158,15 +169,17 @@ def fit(
         for key in names.keys("loss", "weight"):
             metrics[key] = sums[key] / max(count, 1) if key in sums else math.nan
         metrics.update(gradient_interference(learner.model, data, cfg, device, learner.tasks,
-                                             learner.view_class_weights))
-        metrics.update(evaluate(eval_model, data, "val", cfg, device))
+                                             learner.view_class_weights, numerics))
+        metrics.update(evaluate(eval_model, data, "val", cfg, device, numerics))
         metrics[names.OBJECTIVE] = objective(metrics, cfg.arch)
         eval_time = time.perf_counter() - t1
         if static_eff is None:
-            static_eff = {**_static_efficiency(eval_model, cfg, device), "eff.balanced": float(learner.balanced)}
+            static_eff = {**_static_efficiency(eval_model, cfg, numerics), "eff.balanced": float(learner.balanced),
+                          **numerics.as_row()}
         metrics.update(static_eff)
         metrics["eff.peak_mem_mb"] = efficiency.peak_memory_mb(device)
         metrics["time.epoch_s"] = train_time
+        metrics["time.data_s"] = data_time
         metrics["time.train_s"] = train_seconds
         metrics["time.eval_s"] = eval_time
         metrics["throughput.img_per_s"] = seen / train_time if train_time > 0 else math.nan
@@ -190,22 +203,28 @@ def fit(
                 **learner.state_dict(),
                 "history": history,
                 "static_eff": static_eff,
+                "numerics": numerics.as_state(),  # evaluate and predict run the model as it trained
             }
             report(metrics, state)
     return FitResult(status=status, reason=reason, history=history, model=learner.eval_model)
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: DecodedData, split: str, cfg: TrialConfig, device: torch.device) -> dict:
+def evaluate(model: nn.Module, data: DecodedData, split: str, cfg: TrialConfig, device: torch.device,
+             numerics: Numerics | None = None) -> dict:
     """Validation metrics of ``model`` on one split: ``val.*`` keys (detection and/or view; with a view
-    head also the view per clip, ``val.view_clip_accuracy`` and ``val.n_clips``, from the file names)."""
+    head also the view per clip, ``val.view_clip_accuracy`` and ``val.n_clips``, from the file names).
+
+    ``numerics``: how to run the model (a checkpoint's: ``precision.checkpoint_numerics``); by default the
+    config's, resolved on ``device``. Outputs are cast to float32 before post-processing and metrics."""
+    numerics = numerics or Numerics.resolve(cfg.train.precision, cfg.train.memory_format, device)
     model.eval()
     preds, gts, view_true, view_prob, order = [], [], [], [], []
     for images, targets, views, indices in iterate_batches(
         data, split, max(cfg.data.batch, 32), shuffle=False, generator=None, device=device, augment=None
     ):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.amp and device.type == "cuda"):
-            det_out, cls_logits = model(images)
+        with numerics.autocast():
+            det_out, cls_logits = model(numerics.images(images))
         if det_out is not None:
             det_out = [d.float() for d in det_out]
             preds.extend(
@@ -243,15 +262,16 @@ def evaluate(model: nn.Module, data: DecodedData, split: str, cfg: TrialConfig, 
     return out
 
 
-def _calibration_images(data: DecodedData, cfg: TrialConfig, device: torch.device, epoch: int):
-    """The first ``train.bn_recalibration_batches`` training batches of a seeded order, unaugmented."""
+def _calibration_images(data: DecodedData, cfg: TrialConfig, device: torch.device, epoch: int, numerics: Numerics):
+    """The first ``train.bn_recalibration_batches`` training batches of a seeded order, unaugmented, in the
+    run's memory format."""
     order = torch.Generator().manual_seed(cfg.train.seed * 3_000_017 + epoch)
     batches = iterate_batches(data, "train", cfg.data.batch, shuffle=True, generator=order, device=device,
                               augment=None)
     for i, (images, _, _, _) in enumerate(batches):
         if i >= cfg.train.bn_recalibration_batches:
             return
-        yield images
+        yield numerics.images(images)
 
 
 def _view_class_weights(data: DecodedData, device: torch.device) -> Tensor:
@@ -261,14 +281,17 @@ def _view_class_weights(data: DecodedData, device: torch.device) -> Tensor:
     return torch.tensor(weights / weights[weights > 0].mean(), dtype=torch.float32, device=device)
 
 
-def _static_efficiency(model: nn.Module, cfg: TrialConfig, device: torch.device) -> dict[str, float]:
-    """Figures that do not change during training: parameters, GFLOPs, inference latency."""
+def _static_efficiency(model: nn.Module, cfg: TrialConfig, numerics: Numerics) -> dict[str, float]:
+    """Figures that do not change during training: parameters, GFLOPs, inference latency (at the run's
+    precision and memory format)."""
+    device = numerics.device
     counts = efficiency.parameter_counts(model.task_parameters())
     out = {f"eff.params_{k}": float(v) for k, v in counts.items()}
     out["eff.shared_units"] = float(getattr(model, "shared_stages", 0))  # dual and single-task: none shared
     out["eff.gflops"] = efficiency.forward_gflops(model, cfg.data.imgsz, device)
-    out["eff.latency_ms_b1"] = efficiency.inference_latency_ms(model, cfg.data.imgsz, 1, device)
-    out["eff.latency_ms_b32"] = efficiency.inference_latency_ms(model, cfg.data.imgsz, 32, device, repeats=3)
+    out["eff.latency_ms_b1"] = efficiency.inference_latency_ms(model, cfg.data.imgsz, 1, device, numerics=numerics)
+    out["eff.latency_ms_b32"] = efficiency.inference_latency_ms(model, cfg.data.imgsz, 32, device, repeats=3,
+                                                               numerics=numerics)
     return out
 
 
@@ -283,11 +306,18 @@ def failure_metrics(epoch: int, step: int, status: str, reason: str) -> dict[str
             **dict.fromkeys(HEADLINE_METRICS, math.nan)}
 
 
-def _check_checkpoint(state: dict[str, Any], cfg: TrialConfig) -> None:
+def _check_checkpoint(state: dict[str, Any], cfg: TrialConfig, numerics: Numerics) -> None:
     if state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT}; retrain")
     if state.get("arch") != cfg.arch:
         raise ValueError(f"checkpoint is for arch={state.get('arch')!r}, config says arch={cfg.arch!r}")
+    # a run is trained at one precision: a resume on a machine where ``auto`` resolves otherwise (a retried
+    # trial on another node) would mix them silently
+    trained = (state.get("numerics") or {}).get("precision")
+    if trained is not None and trained != numerics.precision:
+        raise ValueError(f"checkpoint trained at {trained}, this run resolves train.precision="
+                         f"{cfg.train.precision} to {numerics.precision} on {numerics.device}; "
+                         f"set train.precision={trained} to continue it")
 
 
 def _progress(epoch: int, epochs: int, done: int, total: int, sums: dict[str, float], t0: float) -> None:

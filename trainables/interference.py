@@ -16,21 +16,25 @@ from trainables.config import TrialConfig
 from trainables.data.loader import iterate_batches
 from trainables.data.types import DecodedData
 from trainables.losses import task_losses
+from trainables.precision import Numerics
 
 
 def gradient_interference(
     model: nn.Module, data: DecodedData, cfg: TrialConfig, device: torch.device, tasks: list[str],
-    view_class_weights: torch.Tensor | None = None,
+    view_class_weights: torch.Tensor | None = None, numerics: Numerics | None = None,
 ) -> dict[str, float]:
     """Cosine between ∇_θ L_det and ∇_θ L_view over all trunk parameters θ, and both norms.
 
     ``view_class_weights`` (V,): the weights the training view loss uses (``loss.view_class_weights``),
-    so the measured view gradient is the one training follows.
+    so the measured view gradient is the one training follows. ``numerics``: the forward pass runs at the
+    training step's precision and memory format (fp32 by default); the gradients, norms and cosine are
+    float32 either way.
 
     Returns ``grad.cosine``, ``grad.norm_det``, ``grad.norm_view`` averaged over
     ``cfg.train.interference_batches`` batches; NaN when the model has no shared trunk (dual and
     single-task models: no shared weights, so no interference by construction).
     """
+    numerics = numerics or Numerics.fp32(device)
     params = [p for p in model.trunk_parameters() if p.requires_grad]
     nan = {"grad.cosine": math.nan, "grad.norm_det": math.nan, "grad.norm_view": math.nan}
     if not params or tasks != ["det", "view"] or cfg.train.interference_batches < 1:
@@ -46,7 +50,8 @@ def gradient_interference(
     for i, (images, targets, views, _) in enumerate(batches):
         if i >= cfg.train.interference_batches:
             break
-        det_out, cls_logits = model(images)
+        with numerics.autocast():
+            det_out, cls_logits = model(numerics.images(images))
         _, losses = task_losses(det_out, cls_logits, targets, views, model, cfg.loss, view_class_weights)
         g_det = _flat_grad(losses[0], params)
         g_view = _flat_grad(losses[1], params)
@@ -68,5 +73,5 @@ def gradient_interference(
 def _flat_grad(loss: torch.Tensor, params: list[nn.Parameter]) -> torch.Tensor:
     """(P,) gradient of ``loss`` over ``params``, zeros for parameters it does not reach."""
     grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params,
-                                                                                                strict=True)])
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float()
+                      for g, p in zip(grads, params, strict=True)])

@@ -15,6 +15,7 @@ from trainables.losses import task_loss_terms
 from trainables.models.build import build_model
 from trainables.models.transfer import load_initial_weights
 from trainables.optim import ModelEMA, build_optimizer
+from trainables.precision import Numerics
 
 
 def tasks_of(arch: str) -> list[str]:
@@ -40,7 +41,8 @@ class Learner:
         model = build_model(cfg, num_classes, num_views)
         # before the EMA copies the model and the optimizers see it: both must start from these weights
         self.transfer = load_initial_weights(model, cfg.model.weights) if cfg.model.weights else None
-        self.model = model.to(device)
+        self.numerics = Numerics.resolve(cfg.train.precision, cfg.train.memory_format, device)
+        self.model = self.numerics.module(model.to(device))  # before the EMA copy: it inherits the layout
         # one rule: what only the view task trains learns at optim.cls_lr, the rest at optim.lr: the view head, the
         # view branch's own units after a split, dual's whole classifier network, cls_only's whole network
         view_only = getattr(self.model, "view_modules", list)()
@@ -78,14 +80,16 @@ class Learner:
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * lr_scale
             opt.zero_grad(set_to_none=True)
-        amp = cfg.train.amp and self.device.type == "cuda"
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
+        images = self.numerics.images(images)
+        with self.numerics.autocast():
             # the heads run on detached copies of the trunk's features, so a balancer can read each
             # task's feature gradient and send one combined gradient through the trunk
             shared = SharedGraph.split(model.trunk(images), model.shared_parameters())
             det_out, cls_logits = model.heads(shared.detached)
-            parts, terms = task_loss_terms(det_out, cls_logits, targets, views, model, cfg.loss,
-                                           view_class_weights=self.view_class_weights)
+        # the losses outside autocast, on float32 outputs (losses.py casts too): task scales and the
+        # balancers' inputs must not carry bf16's 3 significant digits
+        parts, terms = task_loss_terms(det_out, cls_logits, targets, views, model, cfg.loss,
+                                       view_class_weights=self.view_class_weights)
         shared.terms = tuple(terms)
         losses = torch.stack(terms).float()
         detached_parts = {k: v.detach() for k, v in parts.items()}

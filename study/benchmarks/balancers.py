@@ -2,6 +2,7 @@
 
     python -m study.bench balancers [--imgsz 320] [--batch 16] [--size n] [--steps 5] [--warmup 2]
                                     [--device cpu] [--threads 0] [--no-memory] [--set KEY=VALUE ...]
+                                    [--precision fp32 bf16] [--memory-format contiguous channels_last]
 
 A step is the engine's own ``Learner.step``: split forward, task losses, ``balancer.backward``,
 gradient clip, optimizer step, ``after_step``. All strategies are timed in one process, round-robin,
@@ -11,7 +12,9 @@ one, so every timed step does the strategy's full work. Peak memory: CUDA, the p
 that strategy's steps; CPU, the peak RSS of a fresh process running only that strategy (one shared
 process could not attribute its peak), measured from after the imports. ``--set`` changes every
 strategy's config alike, e.g. ``--set model.shared_stages=2``: the strategies at that split (with
-nothing shared, 0, every strategy trains as ``equal`` does).
+nothing shared, 0, every strategy trains as ``equal`` does). ``--precision`` / ``--memory-format`` with
+several values time every strategy once per (precision, format) pair in the same round-robin: ``ratio`` is
+to ``equal`` at the same pair, ``ratio_to_first`` to the same strategy at the first pair.
 """
 
 from __future__ import annotations
@@ -23,7 +26,18 @@ from typing import Any
 
 import torch
 
-from study.benchmarks.common import NUM_CLASSES, NUM_VIEWS, emit, make_batch, median, round_robin, shortest_warmups
+from study.benchmarks.common import (
+    NUM_CLASSES,
+    NUM_VIEWS,
+    add_numerics_args,
+    emit,
+    make_batch,
+    median,
+    numerics_variants,
+    round_robin,
+    shortest_warmups,
+    variant_label,
+)
 from study.cli import parse_set
 from trainables.balancing.registry import available
 from trainables.config import TrialConfig, fit_balancer, shared_units
@@ -42,26 +56,34 @@ def learner(name: str, imgsz: int, batch: int, size: str, device: torch.device,
 
 
 def run(imgsz: int = 320, batch: int = 16, size: str = "n", steps: int = 5, warmup: int = 2,
-        device: str = "cpu", memory: bool = True, overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """One dict per strategy: median step seconds, ratio to ``equal``, peak memory. ``overrides``: flat
-    config keys every strategy's config takes (a balancer key: the strategies that declare it)."""
+        device: str = "cpu", memory: bool = True, overrides: dict[str, Any] | None = None,
+        variants: list[dict[str, str]] | None = None) -> list[dict[str, Any]]:
+    """One dict per strategy (and precision / memory-format variant): median step seconds, ratio to ``equal``,
+    peak memory. ``overrides``: flat config keys every strategy's config takes (a balancer key: the strategies
+    that declare it); ``variants``: ``train.precision`` / ``train.memory_format`` overrides, one arm set each."""
     dev = torch.device(device)
-    overrides = dict(overrides or {})
     names = ["equal", *[n for n in available() if n != "equal"]]
+    variants = variants or [{}]
     images, targets, views = make_batch(imgsz, batch, dev)
-    arms = {name: learner(name, imgsz, batch, size, dev, overrides) for name in names}
-    split = shared_units(arms["equal"].cfg.model)
-    times = round_robin({n: (lambda a=a: a.step(images, targets, views)) for n, a in arms.items()},
+    arms = {(name, v): learner(name, imgsz, batch, size, dev, {**(overrides or {}), **variant})
+            for v, variant in enumerate(variants) for name in names}
+    split = shared_units(arms[("equal", 0)].cfg.model)
+    times = round_robin({key: (lambda a=a: a.step(images, targets, views)) for key, a in arms.items()},
                         repeats=steps, warmup=warmup, device=dev)
-    base = median(times["equal"])
     rows = []
-    for name in names:
+    for (name, v), arm in arms.items():
+        step_s = median(times[(name, v)])
         row: dict[str, Any] = {"bench": "balancers", "name": name, "imgsz": imgsz, "batch": batch, "size": size,
                                "threads": torch.get_num_threads(), "shared_stages": split,
-                               "balanced": arms[name].balanced, "step_s": round(median(times[name]), 4),
-                               "ratio": round(median(times[name]) / base, 3)}
+                               "precision": arm.numerics.precision, "memory_format": arm.numerics.memory_format,
+                               "balanced": arm.balanced, "step_s": round(step_s, 4),
+                               "ratio": round(step_s / median(times[("equal", v)]), 3)}
+        if len(variants) > 1:
+            row["variant"] = variant_label(arm.numerics)
+            row["ratio_to_first"] = round(step_s / median(times[(name, 0)]), 3)
         if memory:
-            row["peak_mem_mb"] = _peak_alone(name, imgsz, batch, size, device, overrides)
+            row["peak_mem_mb"] = _peak_alone(name, imgsz, batch, size, device, {**(overrides or {}),
+                                                                                 **variants[v]})
         rows.append(row)
     return rows
 
@@ -98,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a config key for every strategy, e.g. --set model.shared_stages=2")
     p.add_argument("--peak-of", default=None, help=argparse.SUPPRESS)
+    add_numerics_args(p)
     args = p.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -106,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         print(round(_peak_of(args.peak_of, args.imgsz, args.batch, args.size, args.device, overrides), 1))
         return 0
     emit(run(args.imgsz, args.batch, args.size, args.steps, args.warmup, args.device, memory=not args.no_memory,
-             overrides=overrides))
+             overrides=overrides, variants=numerics_variants(args.precision, args.memory_format)))
     return 0
 
 

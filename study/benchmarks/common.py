@@ -61,6 +61,26 @@ def round_robin(steps: dict[str, Callable[[], Any]], repeats: int, warmup: int,
     return times
 
 
+def numerics_variants(precisions: list[str], memory_formats: list[str]) -> list[dict[str, str]]:
+    """Every (precision, memory format) pair asked for, as config overrides, in the order given: the first
+    is the baseline the others' ratios are taken to (``--precision fp32 bf16 --memory-format contiguous
+    channels_last``: fp32 contiguous first)."""
+    return [{"train.precision": p, "train.memory_format": m} for p in precisions for m in memory_formats]
+
+
+def variant_label(numerics: Any) -> str:
+    """``bf16+channels_last``: a resolved ``trainables.precision.Numerics`` in a row or a ratio's name."""
+    return f"{numerics.precision}+{numerics.memory_format}"
+
+
+def add_numerics_args(p: Any) -> None:
+    """The benchmarks' ``--precision`` and ``--memory-format`` (several values: one arm each, side by side)."""
+    p.add_argument("--precision", nargs="+", default=["auto"], choices=["auto", "fp32", "bf16"],
+                   help="train.precision of the arms, several to compare side by side (the first is the baseline)")
+    p.add_argument("--memory-format", nargs="+", default=["auto"], choices=["auto", "channels_last", "contiguous"],
+                   help="train.memory_format of the arms, several to compare side by side")
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

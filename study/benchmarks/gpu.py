@@ -5,7 +5,7 @@
                               [--headroom 0.1] [--device cuda]
 
 Each (arch, size, batch) is measured alone, one after another, in this process: a fresh
-``Learner`` (the engine's own training step: forward under bf16 autocast (``train.amp=true``),
+``Learner`` (the engine's own training step: forward under bf16 autocast (``train.precision=bf16``),
 task losses, balancer backward, clip, optimizer step) on one random batch already on the device;
 ``--warmup`` untimed steps, then at least ``--steps`` timed steps and ``--min-seconds`` seconds,
 each step synchronised. Printed per row:
@@ -145,14 +145,14 @@ def measure(arch: str, size: str, batch: int, imgsz: int, balancer: str, device:
     cuda = device.type == "cuda"
     balancer = balancer if arch == "shared" else "equal"  # no shared weights to balance
     row: dict[str, Any] = {"bench": "gpu", "arch": arch, "size": size, "batch": batch, "imgsz": imgsz,
-                           "balancer": balancer, "amp": "bf16" if cuda else "off (CPU)"}
+                           "balancer": balancer}
     gc.collect()
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     cfg = TrialConfig.from_partial({
         "arch": arch, "model.size": size, "data.imgsz": imgsz, "data.batch": batch, "train.device": str(device),
-        "train.amp": True, "balancer.name": balancer,
+        "train.precision": "bf16" if cuda else "auto", "balancer.name": balancer,
         **shortest_warmups(balancer),  # every timed step does the balancer's full work
     })
     learner = None
@@ -160,6 +160,7 @@ def measure(arch: str, size: str, batch: int, imgsz: int, balancer: str, device:
         torch.manual_seed(0)
         learner = Learner(cfg, NUM_CLASSES, NUM_VIEWS, device)
         learner.model.train()
+        row.update(learner.numerics.as_row())
         data = make_batch(imgsz, batch, device)
         times = time_steps(learner, data, steps, warmup, min_seconds, device, sampler)
         step_s = median(times)

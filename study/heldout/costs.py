@@ -88,14 +88,17 @@ def measure_config(flat: dict[str, Any], data: Any, threads: int, device: str = 
         "cost.throughput_img_s": images.shape[0] / step_s if step_s > 0 else math.nan,
         # a fresh process pays first-call costs (kernel selection, allocator growth) per input shape: the
         # warm-up passes take them, the medians do not
-        "cost.latency_ms_b1": efficiency.inference_latency_ms(model, cfg.data.imgsz, 1, dev, 5, 4 * repeats),
-        "cost.latency_ms_b32": efficiency.inference_latency_ms(model, cfg.data.imgsz, 32, dev, 2, repeats),
+        "cost.latency_ms_b1": efficiency.inference_latency_ms(model, cfg.data.imgsz, 1, dev, 5, 4 * repeats,
+                                                              learner.numerics),
+        "cost.latency_ms_b32": efficiency.inference_latency_ms(model, cfg.data.imgsz, 32, dev, 2, repeats,
+                                                               learner.numerics),
     }
     out["cost.peak_mem_mb"] = max(0.0, efficiency.peak_memory_mb(dev) - start_mb)
     out["cost.params"] = float(efficiency.count_parameters(model))
     out["cost.gflops"] = efficiency.forward_gflops(model, cfg.data.imgsz, dev)
     out.update({"cost.batch": float(images.shape[0]), "cost.imgsz": float(cfg.data.imgsz),
                 "cost.threads": float(torch.get_num_threads()), "cost.device": str(dev),
+                "cost.precision": learner.numerics.precision, "cost.memory_format": learner.numerics.memory_format,
                 "cost.host": os.uname().nodename})
     return out
 

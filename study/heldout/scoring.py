@@ -16,8 +16,11 @@ from study.store.checkpoints import restore_model
 
 def evaluate_state(state: dict[str, Any], split: str = "test", data_source: str | None = None,
                    split_by: str | None = None, seed: int | None = None, device: str = "auto",
-                   path: Path | str = "checkpoint") -> dict[str, Any]:
+                   path: Path | str = "checkpoint", precision: str | None = None) -> dict[str, Any]:
     """Score a checkpoint state on ``split``; returns the result dict that --json writes.
+
+    ``precision``: ``fp32`` / ``bf16`` / ``auto``; None runs the model at the precision it trained at
+    (``trainables.precision.checkpoint_numerics``).
 
     ``metrics`` holds ``<split>.*`` keys, e.g. ``test.map``, ``test.view_accuracy``.
     """
@@ -25,6 +28,7 @@ def evaluate_state(state: dict[str, Any], split: str = "test", data_source: str 
 
     from trainables.data.loader import load_data
     from trainables.engine import evaluate, resolve_device
+    from trainables.precision import checkpoint_numerics
 
     model, cfg = restore_model(state, path)
     overrides: dict[str, Any] = {}
@@ -46,10 +50,12 @@ def evaluate_state(state: dict[str, Any], split: str = "test", data_source: str 
                          f"{list(state.get('view_names', []))}, but {cfg.data.source} has boxes {list(data.names)} "
                          f"and views {list(data.view_names)}; score it on data with the same classes")
     dev = resolve_device(device)
+    numerics = checkpoint_numerics(state, cfg.train, dev, precision)
     with torch.no_grad():
-        raw = evaluate(model.to(dev), data, split, cfg, dev)
+        raw = evaluate(numerics.module(model.to(dev)), data, split, cfg, dev, numerics)
     metrics = {f"{split}.{k.removeprefix('val.')}": v for k, v in raw.items()}
     return {"checkpoint": str(path), "arch": cfg.arch, "balancer": cfg.balancer.name, "epoch": state.get("epoch"),
             "ema": bool(state.get("ema")), "data": cfg.data.source, "split": split, "split_by": cfg.data.split,
             "split_seed": seed, "images": len(data.splits[split]), "imgsz": cfg.data.imgsz,
+            "precision": numerics.precision,
             "metrics": metrics}

@@ -39,6 +39,18 @@ def git_commit() -> str:
         return "unknown"
 
 
+def driver_numerics(settings: Any, base: dict[str, Any]) -> Any:
+    """The precision and memory format the base config resolves to on this machine, on the trials' device kind
+    (CUDA when trials ask for GPUs, else the CPU): what the study prints once and the manifest records."""
+    import torch
+
+    from trainables.precision import Numerics
+
+    device = torch.device("cuda" if getattr(settings, "gpus_per_trial", 0) > 0 else "cpu")
+    return Numerics.resolve(str(base.get("train.precision", "auto")), str(base.get("train.memory_format", "auto")),
+                            device)
+
+
 def write_manifest(study_dir: Path, settings: Any, base: dict[str, Any], fingerprint: str, started: float) -> None:
     path = study_dir / "manifest.json"
     previous: dict[str, Any] = {}
@@ -55,6 +67,11 @@ def write_manifest(study_dir: Path, settings: Any, base: dict[str, Any], fingerp
         "base_config": base,
         "dataset_fingerprint": fingerprint,
         "seeds": {"study": settings.seed, "repeat_seeds": settings.seeds if settings.repeat_best else 0},
+        # how trials compute where they run on this machine's kind of device; each trial's own is
+        # trials.parquet's eff.precision / eff.memory_format (another node may resolve ``auto`` otherwise)
+        "compute": {"requested": {"train.precision": base.get("train.precision"),
+                                  "train.memory_format": base.get("train.memory_format")},
+                    "resolved_on_driver": driver_numerics(settings, base).as_state()},
         "versions": versions(),
         "git_commit": git_commit(),
     }

@@ -26,7 +26,7 @@ from search_spaces import registry as spaces
 from study.analysis.headline import HEADLINE_FILE
 from study.errors import UsageError
 from study.store.folder import OPTUNA_DB, prepare_folder
-from study.store.manifest import write_manifest
+from study.store.manifest import driver_numerics, write_manifest
 from study.store.selection import best_trials
 from study.store.trials import read_trials
 from study.tuning.nodes import check_nodes, describe
@@ -59,6 +59,7 @@ def run_study(s: StudySettings) -> Path:
     print(f"data: {data.images.shape[0]} images at {data.imgsz} px, {data.images.nbytes / 2**20:.1f} MiB decoded, "
           f"splits {', '.join(f'{k}={len(v)}' for k, v in data.splits.items())} ({time.perf_counter() - t0:.1f}s)",
           flush=True)
+    print(driver_numerics(s, base).explain(str(base["train.precision"])), flush=True)
     if s.test and len(data.splits.get("test", ())) == 0:
         have = [k for k, v in data.splits.items() if len(v)]
         raise UsageError(f"--test: {base['data.source']} has no 'test' images (it has {have}); give the data.yaml a "

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from trainables.precision import Numerics
+
 
 def count_parameters(params: nn.Module | Iterable[nn.Parameter]) -> int:
     """Number of scalar parameters (trainable or not), each shared tensor counted once."""
@@ -151,8 +153,11 @@ def inference_latency_ms(
     device: torch.device | str,
     warmup: int = 2,
     repeats: int = 5,
+    numerics: Numerics | None = None,
 ) -> float:
     """Milliseconds per image of an eval-mode, no-grad forward pass at batch size ``batch``.
+
+    ``numerics``: the precision and memory format to run at (the trial's); None: fp32, as the input comes.
 
     ``warmup`` untimed passes (allocator, cuDNN autotuning), then the median of ``repeats`` timed
     passes, divided by ``batch``. CUDA is synchronised around each pass, so the time is the
@@ -160,11 +165,13 @@ def inference_latency_ms(
     """
     device = torch.device(device)
     x = _image_batch(imgsz, batch, device)  # (B, 3, H, W)
+    numerics = numerics or Numerics.fp32(device)
+    x = numerics.images(x)
     was_training = model.training
     model.eval()
     times = []
     try:
-        with torch.no_grad():
+        with torch.no_grad(), numerics.autocast():
             for i in range(warmup + repeats):
                 sync(device)
                 t0 = time.perf_counter()

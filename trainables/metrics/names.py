@@ -103,6 +103,7 @@ REGISTRY: dict[str, Metric] = _declare(
     # wall clock (the last epoch's value in trials.parquet)
     Metric("time.train_s", "time", "train time (s)", headline=True, direction="min"),  # training so far
     Metric("time.epoch_s", "time", "epoch time (s)"),  # this epoch's training
+    Metric("time.data_s", "time", "batch preparation (s)"),  # the part of time.epoch_s spent making batches
     Metric("time.eval_s", "time", "evaluation time (s)"),  # this epoch's validation
     Metric("time.total_s", "time", "total time (s)"),  # training and validation so far
     Metric("throughput.img_per_s", "time", "training images / s"),
@@ -114,6 +115,9 @@ REGISTRY: dict[str, Metric] = _declare(
     Metric("eff.params_cls", "eff", "parameters: view"),
     Metric("eff.shared_units", "eff", "shared backbone units"),  # model.shared_stages resolved (0: none)
     Metric("eff.balanced", "eff", "balancer applied"),  # 1: the balancer weighed the losses on a shared layer
+    # how the run computed (trainables/precision.py): "bf16" | "fp32", "channels_last" | "contiguous"
+    Metric("eff.precision", "eff", "precision"),
+    Metric("eff.memory_format", "eff", "memory format"),  # 1: the balancer weighed the losses on a shared layer
     Metric("eff.peak_mem_mb", "eff", "peak memory (MB)", headline=True, direction="min"),
     Metric("eff.latency_ms_b1", "eff", "latency, batch 1 (ms)", headline=True, direction="min"),
     Metric("eff.latency_ms_b32", "eff", "latency, batch 32 (ms)"),
