@@ -152,3 +152,16 @@ def test_nothing_identifying_reaches_any_output_of_predict_or_frames(checkpoint,
                        capsys)
     kept = pq.read_table(tmp_path / "kept" / "predictions.parquet").column("sop_uid").to_pylist()
     assert code == 0 and "this output identifies studies" in err and by_uid.SOPInstanceUID in kept
+
+
+def test_a_videos_file_name_does_not_reach_its_frame_names(tmp_path, capsys):
+    """A video carries no header, but its name may carry a patient's name and a date: the clip part is a
+    keyed hash of it (the patient part is --patient)."""
+    from tests.test_predict import synthetic_frames, write_video
+
+    video = tmp_path / "Quennell_Ottilie_20240311.mp4"
+    write_video(video, synthetic_frames(2, 32, 32))
+    code, _, err = cli(data_main, ["frames", video, "--out", tmp_path / "f", "--patient", "p1"], capsys)
+    names = sorted(p.name for p in (tmp_path / "f").iterdir())
+    assert code == 0 and names == [f"p1-{Pseudonyms.load().clip(video.name)}-{i:04d}.jpg" for i in range(2)]
+    assert "dicom:" not in err  # no DICOM read, no audit line

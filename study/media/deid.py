@@ -69,8 +69,9 @@ class Naming:
         elif h.patient_id:
             patient = keys.patient(h.patient_id, h.issuer)
         else:
-            patient = keys.patient(h.study_uid or path.name, "StudyInstanceUID")
-            print(f"warning: {patient}-{clip}: no PatientID; its patient is named by its StudyInstanceUID, so "
+            by = "StudyInstanceUID" if h.study_uid else "file name"
+            patient = keys.patient(h.study_uid or path.name, by)
+            print(f"warning: {patient}-{clip}: no PatientID; its patient is named by its {by}, so "
                   "follow-up studies of one person will not group as one patient", file=sys.stderr)
         if self.keep_uids:
             return Written(patient, clip, h.study_uid, h.series_uid, h.sop_uid, str(path))
