@@ -14,8 +14,12 @@ label (``patient``, ``uid``, ``clip``), so a pseudonym of one kind never equals 
   44 characters. pydicom's ``generate_uid(prefix=None)`` gives the same form but only from random
   bits (its ``entropy_srcs`` work with a prefix and hash with unkeyed SHA-512, giving a number too large
   for a UUID under ``2.25.``), so the UUID is built here from the keyed hash. Study, Series and SOP
-  Instance UIDs are replaced, as PS3.15 Annex E's Basic Profile does (dicognito replaces every UI
-  element except the class and transfer syntax UIDs the same way; those are not written here at all).
+  Instance UIDs are replaced, as PS3.15 Annex E's Basic Profile does (and as dicognito does for every
+  UI element but the class and transfer syntax UIDs, which are not written here at all).
+
+Why not dicognito itself: it rewrites whole DICOM datasets (names, dates, addresses, UIDs) for
+re-export, while these tools write no DICOM, only a few pseudonyms; and its repeatable mapping hashes
+a seed string prepended to the value with MD5 (``Randomizer.to_int``), not a keyed HMAC.
 - A clip: 10 hex characters (40 bits) of a SOP Instance UID or a video's file name, for frame names.
 
 The key: 32 random bytes (``secrets``), written once as 64 hex characters to ``key_path()`` --
