@@ -52,8 +52,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     frames.add_argument("--out", required=True, metavar="DIR", help="folder for the frames")
     frames.add_argument("--every", type=int, default=1, metavar="K", help="every K-th frame (default 1: all)")
     frames.add_argument("--patient", default=None, metavar="P",
-                        help="the patient part of the names (default for a DICOM: a short hash of its "
-                             "StudyInstanceUID; a video needs it)")
+                        help="the patient part of the names (default for a DICOM: the keyed pseudonym of its "
+                             "PatientID; a video needs it)")
+    frames.add_argument("--key-file", default=None, metavar="FILE",
+                        help="the pseudonym key to use (default: this installation's, created on first use; "
+                             "README 'Patient data')")
     return parser.parse_args(argv)
 
 
@@ -63,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from study.media.export_frames import extract
 
         out = Path(args.out).expanduser()
-        written, clips = extract(Path(args.source).expanduser(), out, args.every, args.patient)
+        key_file = Path(args.key_file).expanduser() if args.key_file else None
+        written, clips = extract(Path(args.source).expanduser(), out, args.every, args.patient, key_file)
         print(f"wrote {written} frame{'s' * (written != 1)} of {clips} clip{'s' * (clips != 1)} to {out}")
         return 0
     try:

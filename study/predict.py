@@ -10,18 +10,25 @@ frame's original pixels. Written to DIR:
   ``<stem>.jpg`` / ``<stem>.mp4``  annotated copies (boxes with class and confidence, the frame's view and
                                    its probability; a clip -- a video or a cine loop -- keeps its frame
                                    rate, a DICOM's from its header, and shows the clip's view too)
-  ``predictions.parquet``          one row per box: source, frame, study_uid, series_uid, sop_uid (a
-                                   DICOM's UIDs, null otherwise), x1, y1, x2, y2 (original pixels), class,
-                                   class_id, confidence, view, view_prob. A frame without a box still has
-                                   one row (box columns null) carrying its view. Columns a single-task
-                                   model has no head for (det_only: view; cls_only: boxes) are null.
-  ``clips.parquet``                one row per clip: source, frames, view, view_prob -- the view whose
+  ``predictions.parquet``          one row per box: source, frame, patient, study_uid, series_uid, sop_uid,
+                                   x1, y1, x2, y2 (original pixels), class, class_id, confidence, view,
+                                   view_prob. A frame without a box still has one row (box columns null)
+                                   carrying its view. Columns a single-task model has no head for
+                                   (det_only: view; cls_only: boxes) are null.
+  ``clips.parquet``                one row per clip: source, patient, frames, view, view_prob -- the view whose
                                    probability averaged over the clip's frames is highest, and that mean.
+
+A DICOM is named in all of these by keyed pseudonyms (study/media/deid.py): ``source`` and its
+annotated copy's stem are ``<patient>-<clip>``, ``patient`` the keyed pseudonym of its PatientID, the
+three UID columns ``2.25.`` pseudonyms of its Study, Series and SOP Instance UIDs (rows of one study
+still join); ``--keep-uids`` writes the original UIDs and paths instead, for joining back to the
+archive inside the hospital. Images and videos carry their paths and null patient and UIDs. No
+identifying DICOM field (patient name, ID, birth date, dates, ...) is written anywhere; text burned
+into the pixels is copied as it is. The ``dicom:`` line on stderr says what was used and written.
 
 In a folder, a file that cannot be read is left out with a warning line (a DICOMDIR or a DICOM without
 pixels with a note); a single SOURCE that cannot be read is an error. Images are used as stored (no
-EXIF rotation), as in training. No identifying DICOM field (patient name, ID, birth date, ...) is
-written anywhere; text burned into the pixels is copied as it is.
+EXIF rotation), as in training.
 """
 
 from __future__ import annotations
@@ -38,12 +45,14 @@ import torch
 
 from study.cli import CHECKPOINT_HELP, ArgumentParser, run_cli
 from study.errors import UsageError
-from study.media.dicom import NotAnImage
+from study.media.deid import Naming
+from study.media.dicom import NotAnImage, read_header
 from study.media.frames_io import (
     CLIP_SCHEMA,
     DEFAULT_RATE,
     IMAGE_EXTS,
     SCHEMA,
+    VIDEO_EXTS,
     Frame,
     Progress,
     VideoWriter,
@@ -75,6 +84,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None,
                    help="run the model in fp32 or bf16 autocast (default: the precision it trained at)")
+    p.add_argument("--key-file", default=None, metavar="FILE",
+                   help="the DICOM pseudonym key (default: this installation's, created on first use; README "
+                        "'Patient data')")
+    p.add_argument("--keep-uids", action="store_true",
+                   help="write DICOMs' original Study/Series/SOP Instance UIDs and file paths instead of "
+                        "pseudonyms: the output then identifies studies (for use inside the hospital only)")
     return p
 
 
@@ -123,16 +138,16 @@ def predict_batch(model: Any, frames: list[Frame], imgsz: int, conf: float, iou:
 
 
 def add_rows(columns: dict[str, list], frame: Frame, item: dict[str, Any], names: list[str],
-             view_names: list[str]) -> None:
+             view_names: list[str], naming: Naming) -> None:
     """One row per box, or one box-less row when the frame has none (it still carries the view)."""
     view = view_names[item["view"]] if item["view"] is not None else None
     n = len(item["scores"]) if item["scores"] is not None else 0
+    ids = _ids(frame, naming)
     for i in range(max(n, 1)):
         box = item["boxes"][i].tolist() if n else [None] * 4
-        columns["source"].append(str(frame.source))
         columns["frame"].append(frame.index)
-        for key, uid in zip(("study_uid", "series_uid", "sop_uid"), _uids(frame), strict=True):
-            columns[key].append(uid)
+        for key, value in zip(("source", "patient", "study_uid", "series_uid", "sop_uid"), ids, strict=True):
+            columns[key].append(value)
         for key, v in zip(("x1", "y1", "x2", "y2"), box, strict=True):
             columns[key].append(v)
         columns["class_id"].append(int(item["labels"][i]) if n else None)
@@ -142,9 +157,13 @@ def add_rows(columns: dict[str, list], frame: Frame, item: dict[str, Any], names
         columns["view_prob"].append(item["view_prob"])
 
 
-def _uids(frame: Frame) -> tuple[str | None, str | None, str | None]:
-    d = frame.dicom
-    return (d.study_uid, d.series_uid, d.sop_uid) if d is not None else (None, None, None)
+def _ids(frame: Frame, naming: Naming) -> tuple[str, str | None, str | None, str | None, str | None]:
+    """(source, patient, study_uid, series_uid, sop_uid) as written: a DICOM's pseudonyms (study/media/deid.py),
+    an image's or video's path and nulls."""
+    if frame.dicom is None:
+        return str(frame.source), None, None, None, None
+    w = naming.of(frame.source, frame.dicom)
+    return w.source, w.patient, w.study_uid or None, w.series_uid or None, w.sop_uid or None
 
 
 def drawn(frame: Frame, item: dict[str, Any], names: list[str], view_names: list[str],
@@ -176,14 +195,20 @@ class Sink:
     decoded frames instead would take gigabytes for a long cine loop). ``clips`` collects the
     clips.parquet columns."""
 
-    def __init__(self, out: Path, files: list[Path], names: list[str], view_names: list[str]) -> None:
+    def __init__(self, out: Path, files: list[Path], names: list[str], view_names: list[str],
+                 naming: Naming) -> None:
         ext = {f: ".mp4" if is_clip(f) else ".jpg" for f in files}
-        stems = [f.stem + ext[f] for f in files]  # a.png and a.jpg would both give a.jpg: keep their full names
-        self.targets = {f: out / (n if stems.count(n) == 1 else f.name + ext[f])
-                        for f, n in zip(files, stems, strict=True)}
+        stems = {f: out_stem(f, naming) for f in files}
+        wanted = [stem + ext[f] for f, (stem, _) in stems.items()]
+        self.targets: dict[Path, Path] = {}
+        for k, f in enumerate(files):  # a.png and a.jpg would both give a.jpg: keep their full names
+            stem, own = stems[f]
+            unique = wanted.count(stem + ext[f]) == 1
+            self.targets[f] = out / (stem + ext[f] if unique else f.name + ext[f] if own else f"{stem}_{k}{ext[f]}")
         clash = [f for f, t in self.targets.items() if t.resolve() in {g.resolve() for g in files}]
         if clash:
             raise UsageError(f"--out {out}: writing there would overwrite the input {clash[0]}; choose another folder")
+        self.naming = naming
         self.names, self.view_names = names, view_names
         self.clip_source: Path | None = None
         self.clip_items: list[dict[str, Any]] = []
@@ -207,14 +232,18 @@ class Sink:
         if source is None or not keep:
             return
         view, prob = clip_view(items)
-        self.clips["source"].append(str(source))
+        header = read_header(source) if source.suffix.lower() not in VIDEO_EXTS else None
+        written = self.naming.of(source, header) if header is not None else None
+        name = written.source if written is not None else str(source)
+        self.clips["source"].append(name)
+        self.clips["patient"].append(written.patient if written is not None else None)
         self.clips["frames"].append(len(items))
         self.clips["view"].append(self.view_names[view] if view is not None else None)
         self.clips["view_prob"].append(prob)
         label = f"clip: {self.view_names[view]} {prob:.2f}" if view is not None else None
         rate = clip_info(source)[1]
         if rate is None:
-            print(f"note: {source} states no frame rate; its annotated video plays at {DEFAULT_RATE} fps",
+            print(f"note: {name} states no frame rate; its annotated video plays at {DEFAULT_RATE} fps",
                   file=sys.stderr)
         video = VideoWriter(self.targets[source], rate or DEFAULT_RATE)
         try:
@@ -227,12 +256,26 @@ class Sink:
         self.videos += 1
 
 
-def all_frames(files: list[Path], strict: bool, skipped: list[Path], not_images: list[Path]) -> Iterator[Frame]:
+def out_stem(path: Path, naming: Naming) -> tuple[str, bool]:
+    """(the stem of a file's annotated copy, whether it is the file's own): a DICOM's pseudonymous
+    ``<patient>-<clip>`` (its own stem with --keep-uids), an image's or video's own stem. A DICOM whose
+    header cannot be read keeps its stem: it is left out with a warning and nothing is written for it."""
+    if path.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS or naming.keep_uids:
+        return path.stem, True
+    try:
+        header = read_header(path)
+    except UsageError:
+        return path.stem, True
+    return naming.of(path, header).name, False
+
+
+def all_frames(files: list[Path], strict: bool, skipped: list[Path], not_images: list[Path],
+               naming: Naming) -> Iterator[Frame]:
     """Every frame of every file; in a folder (not ``strict``) an unreadable file is warned about and left
     out, a DICOM without an image (a DICOMDIR, a report) noted and left out."""
     for path in files:
         try:
-            yield from read_frames(path)
+            yield from read_frames(path, naming=naming)
         except NotAnImage as err:
             if strict:
                 raise
@@ -260,17 +303,18 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     numerics = checkpoint_numerics(state, cfg.train, device, args.precision)
     model = numerics.module(model.to(device))
-    sink = Sink(out, files, names, view_names)
+    naming = Naming(Path(args.key_file).expanduser() if args.key_file else None, args.keep_uids)
+    sink = Sink(out, files, names, view_names, naming)
     columns: dict[str, list] = {k: [] for k in SCHEMA.names}
     total = sum(clip_info(f)[0] for f in files)  # 0 for a file that states no count: the bar shows no total
     bar, skipped, not_images, frames_done, boxes = Progress(total), [], [], 0, 0
-    stream = all_frames(files, strict=not source.is_dir(), skipped=skipped, not_images=not_images)
+    stream = all_frames(files, strict=not source.is_dir(), skipped=skipped, not_images=not_images, naming=naming)
     try:
         while batch := list(islice(stream, args.batch)):
             items = predict_batch(model, batch, cfg.data.imgsz, args.conf, cfg.train.iou_thres, cfg.train.max_det,
                                   numerics)
             for frame, item in zip(batch, items, strict=True):
-                add_rows(columns, frame, item, names, view_names)
+                add_rows(columns, frame, item, names, view_names, naming)
                 sink.put(frame, item)
                 boxes += 0 if item["labels"] is None else len(item["labels"])
             frames_done += len(batch)
@@ -282,6 +326,11 @@ def main(argv: list[str] | None = None) -> int:
     if frames_done == 0:
         raise UsageError(f"{source}: none of its {len(files)} files could be read")
     bar.finish(len(files) - len(skipped) - len(not_images))
+    if naming.used:
+        print(naming.audit(), file=sys.stderr)
+        if args.keep_uids:
+            print("warning: --keep-uids: predictions.parquet and clips.parquet carry the DICOMs' original UIDs and "
+                  "paths, so this output identifies studies; keep it inside the hospital", file=sys.stderr)
     write_predictions(columns, out / "predictions.parquet")
     write_predictions(sink.clips, out / "clips.parquet", CLIP_SCHEMA)
     print(f"wrote {sink.images} annotated image{'s' * (sink.images != 1)} and {sink.videos} "

@@ -39,8 +39,10 @@ def ray_cluster():
 
 @pytest.fixture(autouse=True)
 def _tool_cache(tmp_path_factory, monkeypatch):
-    """Decoded-data caches of tests go to a temporary folder, never to the user's cache or next to data."""
+    """Decoded-data caches and the DICOM pseudonym key of tests go to a temporary folder, never to the user's
+    cache or settings, or next to data."""
     monkeypatch.setenv("MTL_STUDY_CACHE", str(tmp_path_factory.getbasetemp() / "mtl-cache"))
+    monkeypatch.setenv("MTL_STUDY_CONFIG", str(tmp_path_factory.getbasetemp() / "mtl-config"))
 
 
 @pytest.fixture(scope="session")

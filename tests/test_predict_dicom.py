@@ -1,10 +1,9 @@
 """DICOM in: cine loops written here with pydicom (uncompressed RGB; JPEG Baseline YBR_FULL_422 encoded
-by Pillow and encapsulated) through ``study.predict`` and ``study.data frames``, and bad DICOMs."""
+by Pillow and encapsulated) through ``study.predict`` and ``study.data frames``, and bad DICOMs.
+(tests/test_dicom_pixels.py: the pixels of every other kind; tests/test_dicom_privacy.py: what is written.)"""
 
 from __future__ import annotations
 
-import hashlib
-import io
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -12,11 +11,11 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
 from study.cli import run_cli
 from study.data import main as data_main
 from study.media.frames_io import CLIP_SCHEMA, SCHEMA, read_frames
+from study.media.pseudonyms import Pseudonyms
 from study.predict import main as predict_main
 from tests.test_evaluate import tiny_checkpoint
 from trainables.data.clips import clip_ids
@@ -24,13 +23,10 @@ from trainables.data.clips import clip_ids
 av = pytest.importorskip("av")
 pydicom = pytest.importorskip("pydicom")
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
-from pydicom.encaps import encapsulate  # noqa: E402
-from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid  # noqa: E402
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: E402
 
-US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"  # Ultrasound Multi-frame Image Storage
-# identifying fields the files carry: none of them may reach any output
-PATIENT = {"PatientName": "Doe^Janet", "PatientID": "PID-7731946", "PatientBirthDate": "19610427",
-           "InstitutionName": "Saint Elsewhere Echo Lab"}
+from tests.dicom_files import PATIENT, dataset, identifying_values, jpeg_baseline, save  # noqa: E402
+
 JPEG_TOLERANCE = 12  # per channel, inside flat colour blocks: JPEG at quality 95 with 4:2:2 chroma
 
 
@@ -54,37 +50,10 @@ def block_interiors(frame: np.ndarray) -> np.ndarray:
     return np.stack([frame[r + 8:r + 24, c + 8:c + 24] for r in range(0, h, 32) for c in range(0, w, 32)])
 
 
-def write_dicom(path: Path, frames: np.ndarray, jpeg: bool, **timing: Any) -> Dataset:
+def write_dicom(path: Path, frames: np.ndarray, jpeg: bool, **attrs: Any) -> Dataset:
     """A multi-frame ultrasound DICOM of RGB ``frames`` (n, H, W, 3): uncompressed RGB, or JPEG Baseline
-    YBR_FULL_422 (each frame encoded by Pillow in YCbCr 4:2:2, encapsulated). ``timing``: FrameTime etc."""
-    n, h, w, _ = frames.shape
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = US_MULTIFRAME
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = JPEGBaseline8Bit if jpeg else ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = US_MULTIFRAME, meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = generate_uid(), generate_uid(), "US"
-    for key, value in {**PATIENT, **timing}.items():
-        setattr(ds, key, value)
-    ds.Rows, ds.Columns, ds.NumberOfFrames = h, w, n
-    ds.SamplesPerPixel, ds.PlanarConfiguration = 3, 0
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    if jpeg:
-        encoded = []
-        for frame in frames:
-            buffer = io.BytesIO()
-            Image.fromarray(frame).save(buffer, "JPEG", quality=95, subsampling="4:2:2")  # YCbCr, 2x1 chroma
-            encoded.append(buffer.getvalue())
-        ds.PhotometricInterpretation = "YBR_FULL_422"
-        ds.PixelData = encapsulate(encoded)
-        ds["PixelData"].VR = "OB"
-    else:
-        ds.PhotometricInterpretation = "RGB"
-        ds.PixelData = frames.tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return ds
+    YBR_FULL_422 (tests/dicom_files.py). ``attrs``: FrameTime, identity fields, ..."""
+    return save(jpeg_baseline(frames, **attrs) if jpeg else dataset(frames, "RGB", **attrs), path)
 
 
 @pytest.fixture(scope="module")
@@ -126,13 +95,15 @@ def cli(main, argv: list[Any], capsys) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def no_identifying_field_in(folder: Path) -> None:
+def no_identifying_field_in(folder: Path, datasets: list[Dataset]) -> None:
+    """No file under ``folder`` holds, as bytes, any identifying value of ``datasets`` (the full check of
+    every output, Parquet cells and logs included, is tests/test_dicom_privacy.py)."""
+    values = {v for ds in datasets for v in identifying_values(ds)}
     for path in folder.rglob("*"):
         if path.is_file():
             data = path.read_bytes()
-            for value in PATIENT.values():
-                assert value.encode() not in data, f"{value} written to {path}"
-            assert b"Doe" not in data and b"7731946" not in data
+            for value in values:
+                assert value.encode() not in data and value not in path.name, f"{value} written to {path}"
 
 
 def test_the_frame_reader_gives_rgb_within_jpeg_error_once_converted(echo_folder):
@@ -156,23 +127,29 @@ def test_a_folder_of_dicoms_goes_through_predict(checkpoint, echo_folder, tmp_pa
     assert "note:" in err and "report.dcm" in err and "without pixel data" in err
     assert "DICOMDIR: a DICOMDIR (an index of other files)" in err
     assert "predict: 9 frames from 2 files" in err and "wrote 0 annotated images and 2 videos" in stdout
+    assert err.count("dicom: used PatientID") == 1  # the audit line
     table = pq.read_table(out / "predictions.parquet")
     assert table.schema.equals(SCHEMA)
     df = table.to_pandas()  # a view-only model: one box-less row per frame
-    for name, (ds, frames) in written.items():
-        rows = df[df["source"] == str(folder / name)]
-        assert rows["frame"].tolist() == list(range(len(frames)))
-        assert (rows["study_uid"] == ds.StudyInstanceUID).all() and (rows["series_uid"] == ds.SeriesInstanceUID).all()
-        assert (rows["sop_uid"] == ds.SOPInstanceUID).all()
+    keys = Pseudonyms.load()
+    names = {}
+    for name, (ds, frames) in written.items():  # named by keyed pseudonyms: <patient>-<clip>, 2.25. UIDs
+        patient = keys.patient(PATIENT["PatientID"], PATIENT["IssuerOfPatientID"])
+        names[name] = f"{patient}-{keys.clip(ds.SOPInstanceUID)}"
+        rows = df[df["source"] == names[name]]
+        assert rows["frame"].tolist() == list(range(len(frames))) and (rows["patient"] == patient).all()
+        assert (rows["study_uid"] == keys.uid(ds.StudyInstanceUID)).all()
+        assert (rows["series_uid"] == keys.uid(ds.SeriesInstanceUID)).all()
+        assert (rows["sop_uid"] == keys.uid(ds.SOPInstanceUID)).all()
     clips = pq.read_table(out / "clips.parquet")
     assert clips.schema.equals(CLIP_SCHEMA)
     clips_df = clips.to_pandas().set_index("source")
-    assert len(clips_df) == 2 and clips_df["frames"].to_dict() == {str(folder / "loop"): 4, str(folder / "rgb.dcm"): 5}
+    assert len(clips_df) == 2 and clips_df["frames"].to_dict() == {names["loop"]: 4, names["rgb.dcm"]: 5}
     for name in written:  # the clip's view: the argmax of its frames' mean probability
-        rows = df[df["source"] == str(folder / name)]
-        assert clips_df.loc[str(folder / name), "view"] in set(rows["view"]) | {None}
-        assert 1 / 3 <= clips_df.loc[str(folder / name), "view_prob"] <= rows["view_prob"].max() + 1e-9
-    for stem, frames, rate in (("rgb", written["rgb.dcm"][1], 20), ("loop", written["loop"][1], 15)):
+        rows = df[df["source"] == names[name]]
+        assert clips_df.loc[names[name], "view"] in set(rows["view"]) | {None}
+        assert 1 / 3 <= clips_df.loc[names[name], "view_prob"] <= rows["view_prob"].max() + 1e-9
+    for stem, frames, rate in ((names["rgb.dcm"], written["rgb.dcm"][1], 20), (names["loop"], written["loop"][1], 15)):
         with av.open(str(out / f"{stem}.mp4")) as container:
             assert Fraction(container.streams.video[0].average_rate) == rate  # from FrameTime / CineRate
             decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
@@ -180,7 +157,7 @@ def test_a_folder_of_dicoms_goes_through_predict(checkpoint, echo_folder, tmp_pa
         for got, source in zip(decoded, frames, strict=True):  # the text sits in the top rows: compare below
             error = np.abs(block_interiors(got[32:]).astype(int) - block_interiors(source[32:]))
             assert np.median(error) <= JPEG_TOLERANCE  # DICOM JPEG, then the MP4's own yuv420 compression
-    no_identifying_field_in(out)
+    no_identifying_field_in(out, [ds for ds, _ in written.values()])
 
 
 @pytest.mark.parametrize("case", ["text", "report", "dicomdir", "no-decoder"])
@@ -212,12 +189,13 @@ def test_frames_writes_every_frame_named_for_the_patient_split(echo_folder, tmp_
     assert code == 0 and "wrote 9 frames of 2 clips" in stdout and "bad.dcm" in err
     names = sorted(p.name for p in (tmp_path / "frames").iterdir())
     assert len(names) == 9
+    patient = Pseudonyms.load().patient(PATIENT["PatientID"], PATIENT["IssuerOfPatientID"])  # keyed, not the ID
+    assert all(n.startswith(f"{patient}-") for n in names) and len(set(clip_ids(names))) == 2  # one patient
     for ds, frames in written.values():
-        patient = hashlib.sha1(ds.StudyInstanceUID.encode()).hexdigest()[:10]  # never the PatientID
-        mine = [n for n in names if n.startswith(f"{patient}-")]
-        assert len(mine) == len(frames) and len(set(clip_ids(mine))) == 1
+        clip = Pseudonyms.load().clip(ds.SOPInstanceUID)
+        mine = [n for n in names if n.startswith(f"{patient}-{clip}-")]
         assert [int(n.rsplit("-", 1)[1].removesuffix(".jpg")) for n in mine] == list(range(len(frames)))
-    no_identifying_field_in(tmp_path / "frames")
+    no_identifying_field_in(tmp_path / "frames", [ds for ds, _ in written.values()])
     code, stdout, _ = cli(data_main, ["frames", folder / "rgb.dcm", "--out", tmp_path / "every2", "--every", "2",
                                       "--patient", "p-1"], capsys)
     assert code == 0 and sorted(p.name for p in (tmp_path / "every2").iterdir())[0].startswith("p_1-")
@@ -227,14 +205,3 @@ def test_frames_writes_every_frame_named_for_the_patient_split(echo_folder, tmp_
     assert code == 2 and "--patient" in err and err.count("\n") == 1
     code, _, err = cli(data_main, ["frames", folder / "bad.dcm", "--out", tmp_path / "b"], capsys)
     assert code == 2 and "not a DICOM file" in err and err.count("\n") == 1
-
-
-@pytest.mark.parametrize(("photometric", "expect"), [("MONOCHROME2", [0, 128, 255]), ("MONOCHROME1", [255, 127, 0])])
-def test_grey_frames_of_more_than_8_bits_become_8_bit_rgb(photometric, expect):
-    """12 stored bits: 0, 2048, 4095 -> 0, 2048 * 255 / 4095 + 0.5 = 128.0, 255; MONOCHROME1's 0 is white."""
-    from study.media.dicom import to_rgb_image
-
-    ds = Dataset()
-    ds.BitsStored = 12
-    image = to_rgb_image(np.array([[0, 2048, 4095]], np.uint16), ds, photometric)
-    assert image.mode == "RGB" and np.asarray(image)[0].tolist() == [[v] * 3 for v in expect]

@@ -3,19 +3,27 @@
 A file is DICOM when its name ends in ``.dcm`` or it carries the ``DICM`` magic at byte 128 (PACS
 exports often have no suffix at all). Single-frame images and multi-frame cine loops are read frame
 by frame as RGB: uncompressed, RLE and JPEG Baseline (YBR_FULL_422, the common echo export) with
-pydicom alone -- pydicom decodes that JPEG through Pillow, which already returns RGB, so nothing here
-converts colour a second time -- and the other compressed syntaxes (JPEG-LS, JPEG 2000, lossless
-JPEG) with the optional ``[dicom]`` extra (pylibjpeg and its plugins).
+pydicom alone, the other compressed syntaxes (JPEG-LS, JPEG 2000, lossless JPEG) with the optional
+``[dicom]`` extra (pylibjpeg and its plugins).
 
-Only the UIDs (study, series, SOP instance) and the frame timing are taken from the header: no
-identifying field (patient name, ID, birth date, ...) is read into anything this tool writes. Text
-burned into the pixels by the machine is part of the image and is copied as it is.
+Pixels go through pydicom's own pipeline, so palette, modality and VOI transforms follow the standard
+(PS3.3 C.7.6.3, C.11): colour converted to RGB once (``iter_pixels(as_rgb=True)``, which calls
+``convert_color_space``; a JPEG Baseline frame that Pillow already returned as RGB is not converted a
+second time), PALETTE COLOR through ``apply_color_lut`` at its table's bit depth, greyscale through
+``apply_modality_lut`` then ``apply_voi_lut`` (the file's first window or VOI LUT). A loop is mapped to
+8 bits by one window taken from the header -- the VOI output range, else the range the stored bit
+depth allows after the modality transform -- never by a frame's own minimum and maximum, so one stored
+value is one grey level in every frame. MONOCHROME1 is inverted (its minimum is white).
+
+From the header this module takes the identity (:data:`IDENTITY`: held in memory for the keyed
+pseudonyms of study/media/pseudonyms.py, never written as it is), the frame count and timing, and the
+pixel description (:data:`PIXEL_ATTRIBUTES`). Text burned into the pixels is part of the image.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -34,15 +42,26 @@ class NotAnImage(UsageError):
     """A DICOM that holds no image (a DICOMDIR, a structured report, ...): left out of a folder quietly."""
 
 
+IDENTITY = ("PatientID", "IssuerOfPatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+TIMING = ("NumberOfFrames", "FrameTime", "CineRate", "RecommendedDisplayFrameRate")
+PIXEL_ATTRIBUTES = ("Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation", "PlanarConfiguration",
+                    "BitsAllocated", "BitsStored", "PixelRepresentation", "palette colour tables",
+                    "RescaleSlope/Intercept", "ModalityLUTSequence", "WindowCenter/Width", "VOILUTFunction",
+                    "VOILUTSequence")
+
+
 @dataclass(frozen=True)
 class DicomHeader:
-    """What this tool reads from a header: nothing that identifies a patient."""
+    """What this tool takes from a header. The identity fields are originals, held only to be pseudonymised
+    (study/media/deid.py): kept out of ``repr`` so that no message or traceback prints them."""
 
     frames: int
     rate: Fraction | None  # frames per second when the header states it
-    study_uid: str
-    series_uid: str
-    sop_uid: str
+    study_uid: str = field(repr=False)
+    series_uid: str = field(repr=False)
+    sop_uid: str = field(repr=False)
+    patient_id: str = field(default="", repr=False)
+    issuer: str = field(default="", repr=False)  # IssuerOfPatientID: qualifies PatientID
 
 
 def is_dicom(path: Path) -> bool:
@@ -87,7 +106,13 @@ def read_header(path: Path) -> DicomHeader:
     _check_decoder(path, ds)
     return DicomHeader(frames=int(ds.get("NumberOfFrames", 1) or 1), rate=frame_rate(ds),
                        study_uid=str(ds.get("StudyInstanceUID", "")), series_uid=str(ds.get("SeriesInstanceUID", "")),
-                       sop_uid=str(ds.get("SOPInstanceUID", "")))
+                       sop_uid=str(ds.get("SOPInstanceUID", "")), patient_id=_text(ds, "PatientID"),
+                       issuer=_text(ds, "IssuerOfPatientID"))
+
+
+def _text(ds, keyword: str) -> str:
+    """A text attribute without DICOM's space padding; '' when absent or empty."""
+    return str(ds.get(keyword, "") or "").strip()
 
 
 def _check_decoder(path: Path, ds) -> None:
@@ -123,27 +148,59 @@ def read_dicom_frames(path: Path) -> Iterator[Image.Image]:
     from pydicom.pixels import iter_pixels
 
     ds = _dataset(path)
-    photometric = str(ds.get("PhotometricInterpretation", ""))
     try:
         for array in iter_pixels(path, as_rgb=True):  # YBR_FULL(_422) -> RGB once; a JPEG's RGB stays as it is
-            yield to_rgb_image(array, ds, photometric)
-    except (RuntimeError, ValueError, NotImplementedError, OSError, EOFError, AttributeError, KeyError) as err:
+            yield Image.fromarray(to_8bit(array, ds), "RGB")
+    except (RuntimeError, ValueError, NotImplementedError, OSError, EOFError, AttributeError, KeyError,
+            TypeError, IndexError) as err:
         raise UsageError(f"{path}: cannot decode its pixel data ({_why(err)})") from None
 
 
-def to_rgb_image(array: np.ndarray, ds, photometric: str) -> Image.Image:
-    """One decoded frame, (H, W) or (H, W, 3), as an 8-bit RGB image: palette colour through its
-    lookup table, MONOCHROME1 inverted (its 0 is white), more than 8 stored bits scaled down."""
+def to_8bit(array: np.ndarray, ds) -> np.ndarray:
+    """One decoded frame -- (H, W) stored values or palette indices, or (H, W, 3) RGB -- as (H, W, 3) uint8
+    RGB for display, by a mapping that depends on the header alone (the same for every frame of a loop)."""
+    photometric = str(ds.get("PhotometricInterpretation", ""))
     if photometric == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut
 
-        array = apply_color_lut(array, ds)  # (H, W, 3), 8 or 16 bits as the table is
-    if array.dtype != np.uint8:
-        bits = 16 if photometric == "PALETTE COLOR" else int(ds.get("BitsStored", 8 * array.itemsize))
-        low = float(array.min()) if array.dtype.kind == "i" else 0.0  # signed: shift to start at 0
-        array = np.clip((array.astype(np.float64) - low) * 255.0 / (2.0 ** bits - 1.0) + 0.5, 0, 255).astype(np.uint8)
+        bits = int(ds.RedPaletteColorLookupTableDescriptor[2])  # 8 or 16 bits per entry, however they are stored
+        return scale(apply_color_lut(array, ds)[..., :3], 0.0, 2.0 ** bits - 1)  # (H, W, 3); an alpha table dropped
+    if array.ndim == 3:  # RGB (YBR already converted): as many levels as the stored bits give
+        return scale(array[..., :3], 0.0, 2.0 ** int(ds.get("BitsStored", 8 * array.itemsize)) - 1)
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    values = apply_modality_lut(array, ds)  # (H, W): stored values to modality values (rescale or LUT)
+    low, high = modality_range(ds)
+    if "VOILUTSequence" in ds:  # a VOI LUT's output is 0 .. 2^bits - 1 of its own descriptor
+        values = apply_voi_lut(values, ds, index=0)
+        low, high = 0.0, 2.0 ** int(ds.VOILUTSequence[0].LUTDescriptor[2]) - 1
+    elif "WindowCenter" in ds and "WindowWidth" in ds:  # a window's output spans the modality range
+        values = apply_voi_lut(values, ds, index=0)
+    grey = scale(values, low, high)
     if photometric == "MONOCHROME1":
-        array = 255 - array
-    if array.ndim == 2:
-        return Image.fromarray(array, "L").convert("RGB")
-    return Image.fromarray(np.ascontiguousarray(array[..., :3]), "RGB")
+        grey = 255 - grey
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
+def modality_range(ds) -> tuple[float, float]:
+    """(lowest, highest) modality value the stored bit depth allows, after the rescale or modality LUT;
+    the output range of a window as pydicom's ``apply_windowing`` (PS3.3 C.11.2.1.2) computes it."""
+    if "ModalityLUTSequence" in ds:  # its output is unsigned, 0 .. 2^bits - 1
+        return 0.0, 2.0 ** int(ds.ModalityLUTSequence[0].LUTDescriptor[2]) - 1
+    bits = int(ds.get("BitsStored", 8))
+    if int(ds.get("PixelRepresentation", 0)) == 1:
+        low, high = -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1
+    else:
+        low, high = 0.0, 2.0 ** bits - 1
+    if ds.get("RescaleSlope") is not None and ds.get("RescaleIntercept") is not None:
+        slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+        low, high = sorted((low * slope + intercept, high * slope + intercept))  # a negative slope flips them
+    return low, high
+
+
+def scale(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """``values`` mapped linearly from [low, high] to uint8 [0, 255], rounding half up, clipped."""
+    if values.dtype == np.uint8 and (low, high) == (0.0, 255.0):
+        return np.ascontiguousarray(values)
+    out = np.floor((values.astype(np.float64) - low) * (255.0 / (high - low)) + 0.5)
+    return np.clip(out, 0, 255).astype(np.uint8)

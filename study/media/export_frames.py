@@ -6,43 +6,39 @@ naming the dataset reader, the patient split (the patient is the part before the
 clip-level view accuracy read. The frames are read by the same reader as ``study.predict``
 (``study.media.frames_io.read_frames``), so a labelled frame is the frame the model is later shown.
 
-The patient part is ``--patient`` or, for a DICOM, a short hash of its StudyInstanceUID -- never the
-PatientID or any other identifying field; the clip part is a short hash of a DICOM's SOPInstanceUID,
-or a video's file name. A video carries no patient: give ``--patient``. Text burned into the pixels
-is copied as it is.
+The patient part is ``--patient`` or, for a DICOM, the keyed pseudonym of its PatientID (with
+IssuerOfPatientID), so two studies of one person are one patient to the split and the folds; without a
+PatientID the StudyInstanceUID's, with a warning (study/media/deid.py). The clip part is a keyed hash of
+a DICOM's SOPInstanceUID or of a video's file name (which may carry a name or a date). A video carries
+no patient: give ``--patient``. Text burned into the pixels is copied as it is.
 """
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 
 from study.errors import UsageError
+from study.media.deid import Naming
 from study.media.dicom import NotAnImage, is_dicom
 from study.media.frames_io import IMAGE_EXTS, Frame, list_sources, read_frames, write_jpeg
 from trainables.data.clips import frame_name
 
-HASH_CHARS = 10  # 40 bits: no two studies of one lab collide in practice
 
-
-def short_hash(uid: str) -> str:
-    return hashlib.sha1(uid.encode()).hexdigest()[:HASH_CHARS]
-
-
-def name_parts(frame: Frame, patient: str | None) -> tuple[str, str]:
+def name_parts(frame: Frame, naming: Naming) -> tuple[str, str]:
     """(patient, clip) of a frame's file name."""
-    d = frame.dicom
-    if d is None:
-        assert patient is not None  # checked for every video before any frame is written
-        return patient, frame.source.name
-    if patient is None and not d.study_uid:
-        raise UsageError(f"{frame.source}: the DICOM has no StudyInstanceUID to name its patient by; give --patient")
-    return patient or short_hash(d.study_uid), short_hash(d.sop_uid or str(frame.source.name))
+    if frame.dicom is None:
+        assert naming.patient is not None  # checked for every video before any frame is written
+        return naming.patient, naming.video_clip(frame.source)
+    written = naming.of(frame.source, frame.dicom)
+    return written.patient, written.clip
 
 
-def extract(source: Path, out: Path, every: int = 1, patient: str | None = None) -> tuple[int, int]:
-    """Write the frames; (frames written, clips read). One warning per unreadable file in a folder."""
+def extract(source: Path, out: Path, every: int = 1, patient: str | None = None,
+            key_file: Path | None = None) -> tuple[int, int]:
+    """Write the frames; (frames written, clips read). One warning per unreadable file in a folder; the
+    audit line (study/media/deid.py) once any DICOM was read. ``key_file``: the pseudonym key, else this
+    installation's."""
     if every < 1:
         raise UsageError(f"--every {every}: give a whole number of at least 1 (1 = every frame)")
     files = [f for f in list_sources(source) if f.suffix.lower() not in IMAGE_EXTS]
@@ -53,12 +49,12 @@ def extract(source: Path, out: Path, every: int = 1, patient: str | None = None)
         if videos:
             raise UsageError(f"{videos[0]}: a video names no patient; give --patient P (the part of each frame's "
                              "name the patient split groups by)")
-    strict, written, clips = not source.is_dir(), 0, 0
+    strict, written, clips, naming = not source.is_dir(), 0, 0, Naming(key_file, patient=patient)
     for path in files:
         try:
-            for frame in read_frames(path):
+            for frame in read_frames(path, naming=naming):
                 if frame.index % every == 0:
-                    who, clip = name_parts(frame, patient)
+                    who, clip = name_parts(frame, naming)
                     write_jpeg(frame.image, out / frame_name(who, clip, frame.index))
                     written += 1
             clips += 1
@@ -70,6 +66,8 @@ def extract(source: Path, out: Path, every: int = 1, patient: str | None = None)
             if strict:
                 raise
             print(f"warning: {err}; left out", file=sys.stderr)
+    if naming.used:
+        print(naming.audit(frames=True), file=sys.stderr)
     if clips == 0:
         raise UsageError(f"{source}: none of its {len(files)} DICOMs or videos could be read")
     return written, clips

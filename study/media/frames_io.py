@@ -23,19 +23,20 @@ import pyarrow.parquet as pq
 from PIL import Image, ImageDraw, ImageFont
 
 from study.errors import UsageError
+from study.media.deid import Naming
 from study.media.dicom import DicomHeader, is_dicom, read_dicom_frames, read_header
 from study.store.atomic import atomic_path
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 DEFAULT_RATE = Fraction(25)  # frames per second of a clip whose file states none
-SCHEMA = pa.schema([("source", pa.string()), ("frame", pa.int64()),
+SCHEMA = pa.schema([("source", pa.string()), ("frame", pa.int64()), ("patient", pa.string()),
                     ("study_uid", pa.string()), ("series_uid", pa.string()), ("sop_uid", pa.string()),
                     ("x1", pa.float64()), ("y1", pa.float64()), ("x2", pa.float64()), ("y2", pa.float64()),
                     ("class", pa.string()), ("class_id", pa.int64()), ("confidence", pa.float64()),
                     ("view", pa.string()), ("view_prob", pa.float64())])
-CLIP_SCHEMA = pa.schema([("source", pa.string()), ("frames", pa.int64()), ("view", pa.string()),
-                         ("view_prob", pa.float64())])
+CLIP_SCHEMA = pa.schema([("source", pa.string()), ("patient", pa.string()), ("frames", pa.int64()),
+                         ("view", pa.string()), ("view_prob", pa.float64())])
 COLOURS = [(255, 56, 56), (72, 249, 10), (0, 194, 255), (255, 157, 151), (207, 210, 49), (132, 56, 255)]
 
 
@@ -109,17 +110,19 @@ def is_clip(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTS or (path.suffix.lower() not in IMAGE_EXTS and clip_info(path)[0] > 1)
 
 
-def read_frames(path: Path, quiet: bool = False) -> Iterator[Frame]:
+def read_frames(path: Path, quiet: bool = False, naming: Naming | None = None) -> Iterator[Frame]:
     """The frames of one image, video or DICOM file; UsageError (one line) when it cannot be read
     (:class:`study.media.dicom.NotAnImage` for a DICOM that holds no image). ``quiet``: no warning when fewer
-    frames decode than the file states (for a second reading of a file already warned about)."""
+    frames decode than the file states (for a second reading of a file already warned about); ``naming``:
+    how that warning names a DICOM (its pseudonym; else its path)."""
     if path.suffix.lower() not in IMAGE_EXTS | VIDEO_EXTS:  # is_supported: a DICOM
         header = read_header(path)
         n = 0
         for n, image in enumerate(read_dicom_frames(path), start=1):
             yield Frame(path, n - 1, image, header.frames > 1, header)
         if n < header.frames and not quiet:
-            print(f"warning: {path}: its header states {header.frames} frames, {n} could be decoded", file=sys.stderr)
+            name = naming.of(path, header).source if naming is not None else path
+            print(f"warning: {name}: its header states {header.frames} frames, {n} could be decoded", file=sys.stderr)
         return
     if path.suffix.lower() in IMAGE_EXTS:
         try:
