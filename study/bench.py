@@ -8,6 +8,8 @@
   gpu        (CUDA only) img/s at batch 16/64 with bf16, utilisation, trials per GPU by memory
   recipe     does the recipe learn: det_only, cls_only, shared + equal / GradNorm and dual trained
              on one data.yaml, best-epoch mAP and view scores side by side
+  precision  bf16 + channels-last vs fp32 training of one recipe, paired by seed: score differences with
+             95% intervals, and the training-time ratio
   peer       Ultralytics YOLOv8n and YOLOv8n-cls trained on the recipe's frames and split, scored by
              this project's metrics beside our arms, with seconds per epoch (needs the [peer] extra)
 """
@@ -20,7 +22,7 @@ import sys
 from study.cli import run_cli
 from study.errors import UsageError
 
-BENCHES = ("train", "balancers", "data", "eval", "study", "gpu", "recipe", "peer")
+BENCHES = ("train", "balancers", "data", "eval", "study", "gpu", "recipe", "precision", "peer")
 
 
 def main(argv: list[str] | None = None) -> int:

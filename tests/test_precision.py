@@ -138,3 +138,35 @@ def test_bench_train_times_each_precision_side_by_side():
     steps = [r["step_s"] for r in rows if "step_s" in r]
     assert ratio["ratio"] == "shared/n bf16+channels_last / fp32+channels_last"
     assert ratio["time_ratio"] == pytest.approx(steps[1] / steps[0], rel=0.01)  # rows round step_s to 0.1 ms
+
+
+def test_bench_precision_pairs_each_seed_by_hand(tmp_path):
+    import pandas as pd
+
+    from study.benchmarks.precision import summarize
+
+    # two seeds; each run's epochs with val.objective choosing the best epoch, a diverged last row ignored
+    runs = {  # (precision, seed): (map50 per epoch, view accuracy per epoch, train seconds at the end)
+        ("fp32", 0): ([0.10, 0.30, 0.20], [0.50, 0.60, 0.70], 100.0),
+        ("bf16", 0): ([0.20, 0.25, 0.40], [0.40, 0.50, 0.60], 50.0),
+        ("fp32", 1): ([0.30, 0.10, 0.10], [0.70, 0.40, 0.40], 80.0),
+        ("bf16", 1): ([0.10, 0.30, 0.10], [0.60, 0.60, 0.50], 60.0),
+    }
+    for (precision, seed), (map50, view, train_s) in runs.items():
+        rows = [{"epoch": e + 1, "status": "running", "val.map50": m, "val.map": m / 4, "val.view_accuracy": v,
+                 "val.objective": 0.5 * m / 4 + 0.5 * v, "time.train_s": train_s * (e + 1) / 3,
+                 "eff.precision": precision} for e, (m, v) in enumerate(zip(map50, view, strict=True))]
+        rows.append({"epoch": 4, "status": "diverged", "val.objective": float("nan")})
+        folder = tmp_path / f"{precision}-s{seed}"
+        folder.mkdir()
+        pd.DataFrame(rows).to_parquet(folder / "epochs.parquet")
+    out = {r["metric"]: r for r in summarize(tmp_path, [0, 1]) if "metric" in r}
+    # best epochs by objective: fp32 s0 epoch 3 (0.375), bf16 s0 epoch 3 (0.35), fp32 s1 epoch 1 (0.3875),
+    # bf16 s1 epoch 2 (0.3375); deltas of map50 at best: 0.40 - 0.20 = 0.20, 0.30 - 0.30 = 0.0
+    assert out["best.val.map50"]["deltas"] == [0.2, 0.0]
+    assert out["best.val.map50"]["delta_mean"] == pytest.approx(0.1)
+    # t(1) at 95% is 12.706; s = 0.1414, half-width = 12.706 * 0.1414 / sqrt(2) = 1.2706
+    assert out["best.val.map50"]["delta_ci95"] == pytest.approx(1.2706, abs=1e-3)
+    assert out["best.val.view_accuracy"]["deltas"] == [-0.1, -0.1]
+    assert out["last.val.map50"]["deltas"] == [0.2, 0.0]  # the last scored epoch (3), not the diverged row
+    assert out["train_s ratio bf16/fp32"]["ratios"] == [0.5, 0.75]

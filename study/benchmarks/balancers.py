@@ -3,6 +3,7 @@
     python -m study.bench balancers [--imgsz 320] [--batch 16] [--size n] [--steps 5] [--warmup 2]
                                     [--device cpu] [--threads 0] [--no-memory] [--set KEY=VALUE ...]
                                     [--precision fp32 bf16] [--memory-format contiguous channels_last]
+                                    [--only gradnorm ...]
 
 A step is the engine's own ``Learner.step``: split forward, task losses, ``balancer.backward``,
 gradient clip, optimizer step, ``after_step``. All strategies are timed in one process, round-robin,
@@ -57,12 +58,13 @@ def learner(name: str, imgsz: int, batch: int, size: str, device: torch.device,
 
 def run(imgsz: int = 320, batch: int = 16, size: str = "n", steps: int = 5, warmup: int = 2,
         device: str = "cpu", memory: bool = True, overrides: dict[str, Any] | None = None,
-        variants: list[dict[str, str]] | None = None) -> list[dict[str, Any]]:
+        variants: list[dict[str, str]] | None = None, only: list[str] | None = None) -> list[dict[str, Any]]:
     """One dict per strategy (and precision / memory-format variant): median step seconds, ratio to ``equal``,
     peak memory. ``overrides``: flat config keys every strategy's config takes (a balancer key: the strategies
-    that declare it); ``variants``: ``train.precision`` / ``train.memory_format`` overrides, one arm set each."""
+    that declare it); ``variants``: ``train.precision`` / ``train.memory_format`` overrides, one arm set each;
+    ``only``: these strategies (``equal``, the reference, always)."""
     dev = torch.device(device)
-    names = ["equal", *[n for n in available() if n != "equal"]]
+    names = ["equal", *[n for n in available() if n != "equal" and (not only or n in only)]]
     variants = variants or [{}]
     images, targets, views = make_batch(imgsz, batch, dev)
     arms = {(name, v): learner(name, imgsz, batch, size, dev, {**(overrides or {}), **variant})
@@ -120,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a config key for every strategy, e.g. --set model.shared_stages=2")
     p.add_argument("--peak-of", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--only", nargs="+", default=None, choices=available(), metavar="NAME",
+                   help="time only these strategies beside equal (default: every registered one)")
     add_numerics_args(p)
     args = p.parse_args(argv)
     if args.threads > 0:
@@ -129,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         print(round(_peak_of(args.peak_of, args.imgsz, args.batch, args.size, args.device, overrides), 1))
         return 0
     emit(run(args.imgsz, args.batch, args.size, args.steps, args.warmup, args.device, memory=not args.no_memory,
-             overrides=overrides, variants=numerics_variants(args.precision, args.memory_format)))
+             overrides=overrides, variants=numerics_variants(args.precision, args.memory_format), only=args.only))
     return 0
 
 
