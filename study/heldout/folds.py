@@ -5,8 +5,9 @@ stratified by the views and detection classes they carry (trainables/data/folds.
 study of its own in ``STORAGE/NAME/fold-k/`` (its Tune experiment, optuna.db, trials.parquet, its
 re-runs in ``fold-k-repeats/``): the search and the epoch choice see the development patients only
 (an inner patient split validates), each method's chosen configuration is re-run with ``--seeds N``
-and scored once on fold k's patients. The trials' configs carry ``data.folds`` and ``data.fold``,
-so every checkpoint reloads its own split (``study.evaluate`` scores it on the right patients).
+and scored once on fold k's patients. The trials' configs carry ``data.split_seed``, ``data.folds``,
+``data.fold`` and ``data.test_patients`` (a fingerprint of fold k's patients), so every checkpoint rebuilds
+its own split from itself alone, and ``study.evaluate`` refuses it where the rebuilt patients differ.
 
 At the study's root, after the folds:
   folds.parquet      one row per patient: patient, fold (the fold whose test split holds it), frames
@@ -14,7 +15,11 @@ At the study's root, after the folds:
   costs.parquet      every fold's isolated costs, with a ``fold`` column
   headline.parquet   per method: mean over folds of the mean over seeds, 95% CI over folds (unit: fold)
   verdict.parquet    every pair of methods, paired by fold (study/heldout/verdict.py)
-A resumed study skips what its folds finished (each phase resumes) and rewrites the root files.
+A resumed study skips what its folds finished (each phase resumes) and rewrites the root files; a resume
+that would change what is measured is refused before anything runs (study/tuning/resume.py).
+
+The command calls ``run_folds`` instead of ``run_study`` (study/tuning/phases.py); this module uses that
+one's ``begin_study`` and ``run_phases``, and the imports go one way.
 
 (trainables/data/folds.py, the same name, assigns the patients to the folds this module runs.)
 """
@@ -23,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +40,11 @@ from study.heldout import reruns
 from study.heldout.verdict import print_verdict, write_verdict
 from study.store.manifest import write_manifest
 from study.store.trials import write_atomic
+from study.tuning.phases import begin_study, run_phases
 from trainables.config import TrialConfig
 from trainables.data.folds import VIEW, missing_labels, patient_labels, stratified_folds
 from trainables.data.loader import apply_groups
+from trainables.data.splits import patients_fingerprint, split_seed_of
 from trainables.data.types import DecodedData
 
 FOLDS_FILE = "folds.parquet"
@@ -69,28 +75,30 @@ def check_folds(data: DecodedData, k: int, seed: int) -> pd.DataFrame:
                          "frames": frames.astype("int64")})
 
 
-def run_folds(s: Any, study_dir: Path, base: dict[str, Any], data: DecodedData,
-              objectives: list[tuple[str, str]]) -> None:
-    """Each fold's complete study (study/tuning/phases.py: ``run_phases``), then the root's files and the verdict."""
-    from study.tuning.phases import run_phases
-
-    started = time.time()
-    table = check_folds(data, s.folds, s.seed)
-    write_atomic(pa.Table.from_pandas(table, preserve_index=False), study_dir / FOLDS_FILE)
-    cfg = TrialConfig.from_flat(base).data
-    for k, fold_dir in enumerate(fold_dirs(study_dir, s.folds)):
-        fold_base = {**base, "data.fold": k}
-        fold_data = apply_groups(data, dataclasses.replace(cfg, fold=k), s.seed)
+def run_folds(s: Any) -> Path:
+    """Run (or resume) a folds study: each fold's complete study (study/tuning/phases.py: ``run_phases``), then
+    the root's files and the verdict; returns the study folder. ``s``: StudySettings with ``folds`` >= 2."""
+    b = begin_study(s)
+    cfg = TrialConfig.from_flat(b.base).data
+    seed = split_seed_of(cfg, s.seed)
+    table = check_folds(b.data, s.folds, seed)
+    write_atomic(pa.Table.from_pandas(table, preserve_index=False), b.study_dir / FOLDS_FILE)
+    for k, fold_dir in enumerate(fold_dirs(b.study_dir, s.folds)):
+        fold_data = apply_groups(b.data, dataclasses.replace(cfg, fold=k), seed)
+        # every trial of the fold carries what decides its split, its test patients' fingerprint included
+        fold_base = {**b.base, "data.fold": k,
+                     "data.test_patients": patients_fingerprint(fold_data.groups, fold_data.splits["test"])}
         sizes = ", ".join(f"{name} {len(idx)} frames / {len(set(fold_data.groups[idx]))} patients"
                           for name, idx in fold_data.splits.items())
         print(f"\nfold {k + 1}/{s.folds}: {sizes}", flush=True)
         fold_dir.mkdir(parents=True, exist_ok=True)
         settings = dataclasses.replace(s, config={**s.config, "data.fold": k})
-        run_phases(settings, fold_dir, fold_base, fold_data, objectives)
-        write_manifest(fold_dir, settings, fold_base, data.fingerprint, started)
-    write_manifest(study_dir, s, base, data.fingerprint, started)
+        run_phases(settings, fold_dir, fold_base, fold_data, b.objectives)
+        write_manifest(fold_dir, settings, fold_base, b.data.fingerprint, b.started)
+    write_manifest(b.study_dir, s, b.base, b.data.fingerprint, b.started)
     if s.test:
-        summarise(study_dir, s.folds, cfg.source, s.seed)
+        summarise(b.study_dir, s.folds, cfg.source, seed)
+    return b.study_dir
 
 
 def summarise(study_dir: Path, k: int, source: str, split_seed: int) -> None:
