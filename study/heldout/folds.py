@@ -115,7 +115,9 @@ def summarise(study_dir: Path, k: int, source: str, split_seed: int) -> None:
                        for t in str(r["configs"]).split(",") if t]
     all_runs = pd.concat(runs, ignore_index=True) if runs else pd.DataFrame()
     all_costs = pd.concat(costs, ignore_index=True) if costs else pd.DataFrame()
-    if all_runs.empty:
+    if all_runs.empty or not reruns.has_score(all_runs).any():
+        if len(all_runs):
+            write_atomic(pa.Table.from_pandas(all_runs, preserve_index=False), study_dir / RUNS_FILE)
         print("folds: no re-run was scored; no headline or verdict", file=sys.stderr)
         return
     write_atomic(pa.Table.from_pandas(all_runs, preserve_index=False), study_dir / RUNS_FILE)
