@@ -89,7 +89,7 @@ def print_table(result: dict[str, Any]) -> None:
     width = max(len(k) for k in keys)
     for k in keys:
         v = metrics[k]
-        shown = "—" if not math.isfinite(v) else f"{v:.0f}" if k.endswith(".n_clips") else f"{v:.4f}"
+        shown = "—" if not math.isfinite(v) else f"{v:.0f}" if k.split(".")[-1].startswith("n_") else f"{v:.4f}"
         print(f"  {k:<{width}}  {shown}")
 
 

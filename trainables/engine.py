@@ -198,7 +198,8 @@ def fit(
 @torch.no_grad()
 def evaluate(model: nn.Module, data: DecodedData, split: str, cfg: TrialConfig, device: torch.device) -> dict:
     """Validation metrics of ``model`` on one split: ``val.*`` keys (detection and/or view; with a view
-    head also the view per clip, ``val.view_clip_accuracy`` and ``val.n_clips``, from the file names)."""
+    head also the view per clip, ``val.view_clip_accuracy``, ``val.n_clips`` and what the clips are, from the file
+    names: trainables/metrics/classification.py, ``clip_view_metrics``)."""
     model.eval()
     preds, gts, view_true, view_prob, order = [], [], [], [], []
     for images, targets, views, indices in iterate_batches(
@@ -237,7 +238,7 @@ def evaluate(model: nn.Module, data: DecodedData, split: str, cfg: TrialConfig, 
         # one view per clip where the file names give the clip (<patient>-<clip>-<frame>)
         files = data.files[np.concatenate(order)] if len(data.files) else np.full(len(truth), "")
         clip = clip_view_metrics(clip_ids(files), truth, probs)
-        out.update({prefix + "view_clip_accuracy": clip["clip_accuracy"], prefix + "n_clips": clip["n_clips"]})
+        out.update({prefix + k: v for k, v in clip.items()})  # and what the clips are: mixed, single-frame
     else:
         out[prefix + "view_accuracy"] = math.nan
     return out
