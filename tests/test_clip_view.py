@@ -46,9 +46,10 @@ def test_clip_view_accuracy_by_hand():
 
 def test_clips_whose_labels_alternate_or_change_once_set_the_ceiling_by_hand():
     """Two clips as the shared data has them: one alternating between two views frame by frame (label noise),
-    one where the probe moved once; a perfect frame classifier is right on every frame, the clip view not."""
+    one where the probe moved once: a perfect frame classifier gets every clip right, yet one view per clip is the
+    right label for only 7 of its 10 frames."""
     clips = ["alt"] * 5 + ["moved"] * 4 + ["one"]
-    truth = [0, 1, 0, 1, 0] + [2, 2, 2, 1] + [1]
+    truth = [0, 1, 0, 1, 0, 2, 2, 2, 1, 1]  # alt | moved | one
     probs = np.eye(3)[truth]  # the frames' own labels, with certainty
     got = clip_view_metrics(clips, truth, probs)
     # alt: majority 0 (3 of 5), mean (0.6, 0.4, 0) -> 0, right; moved: majority 2 (3 of 4) -> 2, right; one: right

@@ -138,7 +138,8 @@ class DataConfig:
     val_fraction: float = 0.2  # patient split only
     test_fraction: float = 0.2  # patient split only (without folds)
     # patient split only: K >= 2 outer patient folds (trainables/data/folds.py), ``fold`` the one held out as the
-    # test split; val_fraction then sizes the inner validation split of the other folds' patients. 0: no folds
+    # test split; the other folds' patients are dealt into round(1 / val_fraction) inner folds (at least 2) and one
+    # validates (0.3: 1/3 of them, 0.4: 1/2; trainables/data/folds.py). 0: no folds
     folds: int = 0
     fold: int = 0
     # what decides the split, carried by every trial's config so a checkpoint knows its own patients (study.evaluate

@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -41,13 +42,14 @@ from study.heldout.verdict import print_verdict, write_verdict
 from study.store.manifest import write_manifest
 from study.store.trials import write_atomic
 from study.tuning.phases import begin_study, run_phases
-from trainables.config import TrialConfig
+from trainables.config import DataConfig, TrialConfig
 from trainables.data.folds import VIEW, missing_labels, patient_labels, stratified_folds
 from trainables.data.loader import apply_groups
 from trainables.data.splits import patients_fingerprint, split_seed_of
 from trainables.data.types import DecodedData
 
 FOLDS_FILE = "folds.parquet"
+MIN_VAL_FRAMES = 10  # fewer frames of a view in a fold's validation split: a warning (check_validation)
 FOLD_DIR = "fold-{}"
 
 
@@ -55,8 +57,9 @@ def fold_dirs(study_dir: Path, k: int) -> list[Path]:
     return [study_dir / FOLD_DIR.format(i) for i in range(k)]
 
 
-def check_folds(data: DecodedData, k: int, seed: int) -> pd.DataFrame:
-    """folds.parquet's table; a UsageError when a fold would miss a view, a warning when one misses a class."""
+def check_folds(data: DecodedData, cfg: DataConfig, k: int, seed: int) -> pd.DataFrame:
+    """folds.parquet's table; a UsageError when a fold would miss a view, a warning when one misses a class or
+    when a fold's validation split holds fewer than ``MIN_VAL_FRAMES`` frames of a view (``check_validation``)."""
     patients, labels, frames = patient_labels(data.groups, data.views, data.boxes)
     try:
         fold = stratified_folds(labels, frames, k, seed)
@@ -71,8 +74,22 @@ def check_folds(data: DecodedData, k: int, seed: int) -> pd.DataFrame:
         if kind == VIEW:
             raise UsageError(f"--folds {k}: {message}; every fold must hold every view: use fewer folds")
         print(f"warning: --folds {k}: {message}: those folds cannot score it", file=sys.stderr)
+    check_validation(data, cfg, k, seed)
     return pd.DataFrame({"patient": [str(p) for p in patients], "fold": fold.astype("int64"),
                          "frames": frames.astype("int64")})
+
+
+def check_validation(data: DecodedData, cfg: DataConfig, k: int, seed: int) -> None:
+    """A ``warning:`` line for each fold whose inner validation split (the one its search and epoch choice read)
+    holds fewer than ``MIN_VAL_FRAMES`` frames of a view: that view's score there is a few frames' chance."""
+    for fold in range(k):
+        split = apply_groups(data, dataclasses.replace(cfg, folds=k, fold=fold), seed)
+        counts = np.bincount(split.views[split.splits["val"]], minlength=data.num_views)  # (V,) frames per view
+        for view, n in enumerate(counts):
+            if n < MIN_VAL_FRAMES:
+                print(f"warning: --folds {k}: fold {fold}'s validation split holds {n} frames of view "
+                      f"{data.view_names[view]!r} (fewer than {MIN_VAL_FRAMES}): its search and epoch choice barely "
+                      "see that view; use fewer folds or a larger data.val_fraction", file=sys.stderr)
 
 
 def run_folds(s: Any) -> Path:
@@ -81,7 +98,7 @@ def run_folds(s: Any) -> Path:
     b = begin_study(s)
     cfg = TrialConfig.from_flat(b.base).data
     seed = split_seed_of(cfg, s.seed)
-    table = check_folds(b.data, s.folds, seed)
+    table = check_folds(b.data, cfg, s.folds, seed)
     write_atomic(pa.Table.from_pandas(table, preserve_index=False), b.study_dir / FOLDS_FILE)
     for k, fold_dir in enumerate(fold_dirs(b.study_dir, s.folds)):
         fold_data = apply_groups(b.data, dataclasses.replace(cfg, fold=k), seed)

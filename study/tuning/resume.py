@@ -27,6 +27,8 @@ BINDING = {"space": "--space", "methods": "--methods", "samples": "--samples", "
 CONFIG_FLAGS = {"data.source": "--data", "data.split": "--split", "data.imgsz": "--imgsz", "train.epochs": "--epochs",
                 "train.seed": "--seed", "data.split_seed": "--seed", "data.folds": "--folds"}
 FREE_CONFIG = ("data.fold",)  # which fold runs now: the study's loop, not the user's choice
+# config keys a study from before they were recorded did not write, with the value it used in their place
+IMPLIED = {"data.split_seed": lambda settings: settings.get("seed")}
 
 
 def recorded(study_dir: Path) -> dict[str, Any] | None:
@@ -47,7 +49,8 @@ def differences(manifest: dict[str, Any], settings: Any) -> list[tuple[str, Any,
             out.setdefault(flag, (flag, old[field], new[field]))
     if "gpus_per_trial" in old and (old["gpus_per_trial"] > 0) != (new["gpus_per_trial"] > 0):  # the device
         out["--gpus-per-trial"] = ("--gpus-per-trial", old["gpus_per_trial"], new["gpus_per_trial"])
-    before, now = old.get("config", {}), new["config"]
+    before = {**{k: implied(old) for k, implied in IMPLIED.items()}, **old.get("config", {})}
+    now = new["config"]
     for key in sorted(set(before) | set(now)):
         if key in FREE_CONFIG or before.get(key) == now.get(key):
             continue
@@ -62,6 +65,8 @@ def check_resume(study_dir: Path, settings: Any, fingerprint: str | None = None)
     this check existed)."""
     manifest = recorded(study_dir)
     if manifest is None:
+        if fingerprint is not None:  # said once (the check runs before and after the data is read)
+            return
         print(f"warning: --resume: {study_dir} has no {MANIFEST} (a study interrupted before it was written "
               "at the start): what it resumes cannot be checked against what it began", file=sys.stderr)
         return
