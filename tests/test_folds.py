@@ -171,6 +171,7 @@ def test_every_validation_split_of_the_shared_data_sees_every_view(shared_datase
         counts.append([per_view[v] for v in range(data.num_views)])
     assert min(min(c) for c in counts) >= MIN_VAL_FRAMES
     monkeypatch.setattr(folds_module, "MIN_VAL_FRAMES", 30)
+    capsys.readouterr()  # (the loads above said which files they skip)
     check_folds(data, cfg, 5, 0)
     err = capsys.readouterr().err
     expected = [(f, v, n) for f, c in enumerate(counts) for v, n in enumerate(c) if n < 30]
@@ -178,3 +179,18 @@ def test_every_validation_split_of_the_shared_data_sees_every_view(shared_datase
     for f, v, n in expected:
         assert (f"warning: --folds 5: fold {f}'s validation split holds {n} frames of view "
                 f"{data.view_names[v]!r} (fewer than 30)") in err
+
+
+def test_a_folds_study_is_a_loop_over_the_phases_and_the_imports_go_one_way():
+    """study/heldout/folds.py uses study/tuning/phases.py; phases imports nothing of folds (the command chooses)."""
+    import ast
+    from pathlib import Path
+
+    def imports(module: str) -> set[str]:
+        tree = ast.parse(Path(__import__(module, fromlist=["_"]).__file__).read_text())
+        return ({n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} |
+                {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names})
+
+    assert "study.tuning.phases" in imports("study.heldout.folds")
+    assert not {m for m in imports("study.tuning.phases") if m.startswith("study.heldout.folds")}
+    assert "study.heldout.folds" in imports("study.run") and "study.tuning.phases" in imports("study.run")
