@@ -69,7 +69,7 @@ def unit_means(runs: pd.DataFrame, column: str, unit: str) -> dict[str, dict[Any
     out: dict[str, dict[Any, float]] = {}
     if column not in runs:
         return out
-    key = "fold" if unit == "fold" else "train.seed"
+    key = _unit_key(unit)
     values = runs.assign(_v=pd.to_numeric(runs[column], errors="coerce"))
     values = values[values["_v"].map(math.isfinite)]
     for (method, u), group in values.groupby(["method", key], sort=True):
