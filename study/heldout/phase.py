@@ -33,7 +33,7 @@ def run_heldout(s: StudySettings, study_dir: Path, data: Any, chosen: Any) -> No
     if not s.test:
         return
     data_cfg = TrialConfig.from_partial(s.config).data
-    runs = reruns.score_reruns(study_dir, chosen, scored=reruns.read_runs(study_dir))
+    runs = reruns.score_reruns(study_dir, chosen, scored=reruns.read_runs(study_dir), study_seed=s.seed)
     leaks = split_overlap(data.groups, {k: v for k, v in data.splits.items() if len(v)}).leaks
     path = reruns.write_heldout(study_dir, chosen, runs, costs, data_cfg.split, split_seed_of(data_cfg, s.seed),
                                 data_cfg.source, leaks)

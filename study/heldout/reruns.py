@@ -58,7 +58,8 @@ OK = ("finished", "stopped")  # a re-run's statuses that are not failures (trial
 CONFIDENCE = 0.95
 
 
-def score_reruns(study_dir: Path, chosen: pd.DataFrame, scored: pd.DataFrame | None = None) -> pd.DataFrame:
+def score_reruns(study_dir: Path, chosen: pd.DataFrame, scored: pd.DataFrame | None = None,
+                 study_seed: int = 0) -> pd.DataFrame:
     """Score every re-run of ``chosen`` once on the test split; one row per re-run, scored or not.
 
     A re-run is scored at its best epoch's checkpoint whatever its status: a run that diverged (or failed)
@@ -69,7 +70,8 @@ def score_reruns(study_dir: Path, chosen: pd.DataFrame, scored: pd.DataFrame | N
     decides the patients it is scored on (study/heldout/scoring.py).
 
     ``scored``: rows of an earlier scoring (test_runs.parquet of a resumed study); a re-run scored there at
-    the same best epoch keeps its row and is not scored again."""
+    the same best epoch keeps its row and is not scored again. ``study_seed``: the split seed of a checkpoint
+    that does not record its own (a study from before ``data.split_seed``)."""
     trials = read_trials(study_dir)
     method_of = dict(zip(chosen["trial_id"].astype(str), chosen["method"], strict=True))
     repeat = trials["repeat_of"].fillna("").astype(str)
@@ -93,7 +95,9 @@ def score_reruns(study_dir: Path, chosen: pd.DataFrame, scored: pd.DataFrame | N
             print(f"test: re-run {trial} of {r['repeat_of']} ({base['status']}): {reason}; not scored, counted as "
                   "failed", file=sys.stderr)
             continue
-        result = evaluate_state(load_checkpoint(path), SPLIT, device="cpu", path=path)
+        state = load_checkpoint(path)
+        recorded = int(state["config"].get("data.split_seed", -1)) >= 0
+        result = evaluate_state(state, SPLIT, seed=None if recorded else study_seed, device="cpu", path=path)
         row = {**base, "scored": True, "reason": "", "checkpoint": str(path), "split_by": result["split_by"],
                "split_seed": int(result["split_seed"]), "data": result["data"], "images": int(result["images"])}
         row.update({k: float(v) for k, v in result["metrics"].items()})
