@@ -273,7 +273,8 @@ def test_every_rerun_is_recorded_with_its_status_and_a_diverged_one_is_scored_at
     for t in ("r1", "r2"):  # r4's checkpoint of its best epoch is gone
         save_checkpoint(state, study / f"trial_{t}" / "checkpoint_000000" / "checkpoint.pt")
     chosen = pd.DataFrame({"trial_id": ["c1"], "method": ["shared/gradnorm"]})
-    runs = score_reruns(study, chosen).set_index("trial_id")
+    seed = state["config"]["train.seed"]  # the checkpoint records no data.split_seed: its study's seed deals it
+    runs = score_reruns(study, chosen, study_seed=seed).set_index("trial_id")
     assert list(runs.index) == ["r1", "r2", "r3", "r4"]
     assert list(runs["status"]) == ["finished", "diverged", "diverged", "error"]
     assert list(runs["scored"]) == [True, True, False, False]
