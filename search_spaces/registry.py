@@ -30,7 +30,7 @@ from typing import Any
 
 import optuna
 
-from trainables.config import ConfigError, TrialConfig, fit_balancer
+from trainables.config import ConfigError, ModelConfig, TrialConfig, fit_balancer, view_level_units
 
 
 def discover() -> tuple[str, ...]:
@@ -78,10 +78,18 @@ def method_name(arch: str, balancer: str, shared_stages: int = -1) -> str:
 
 def method_label(config: Mapping[str, Any]) -> str:
     """The label of a method dict, a flat config or a trials.parquet row (``arch``, ``balancer.name`` and,
-    when present and not empty, ``model.shared_stages``)."""
+    when present and not empty, ``model.shared_stages``). One model, one label: a split that shares every unit
+    up to the view head's level (``model.cls_level``, p4 when absent) is the shared model itself, so
+    ``shared@4/gradnorm`` is labelled ``shared/gradnorm`` (a verdict never compares a method with itself); a
+    split that shares nothing (K = 0) trains each loss at weight 1 whatever ``balancer.name`` says (no shared
+    weights to balance), so it is labelled ``shared@0/equal``: the label names what runs."""
     stages = config.get(SPLIT_KEY, -1)
     stages = -1 if stages is None or (isinstance(stages, float) and math.isnan(stages)) else int(stages)
-    return method_name(str(config.get("arch")), str(config.get("balancer.name", "equal")), stages)
+    level = config.get("model.cls_level")
+    if stages >= 0 and stages == view_level_units(level if isinstance(level, str) else ModelConfig.cls_level):
+        stages = -1
+    balancer = "equal" if stages == 0 else str(config.get("balancer.name", "equal"))
+    return method_name(str(config.get("arch")), balancer, stages)
 
 
 def parse_method(text: str) -> dict[str, Any]:
@@ -121,8 +129,12 @@ def select_methods(space: str, labels: list[str], config: Mapping[str, Any] | No
         method = {**base, SPLIT_KEY: method[SPLIT_KEY]}
         model = {k: v for k, v in (config or {}).items() if k.startswith("model.")}
         TrialConfig.from_partial({**model, "arch": method["arch"], SPLIT_KEY: method[SPLIT_KEY]})
+        if method_label({**model, **method}) == method_label(base):  # every unit shared: the shared method itself
+            method = base
         chosen.append(method)
-    return chosen
+    unique = {method_label({**{k: v for k, v in (config or {}).items() if k.startswith("model.")}, **m}): m
+              for m in chosen}  # shared/gradnorm and shared@4/gradnorm named together: one method, run once
+    return list(unique.values())
 
 
 def objectives(name: str, kind: str | None) -> list[tuple[str, str]]:

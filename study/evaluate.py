@@ -9,9 +9,12 @@ split by patient (``--split-by patient``). Prints a table and, with ``--json``, 
 the method ``--method arch/balancer`` names, and scores that trial's best epoch's checkpoint (the
 study keeps it: study/tuning/keep_checkpoints.py), with EMA weights when the trial trained with EMA.
 
-Which split seed: a patient split and the synthetic frames both depend on a seed. A checkpoint
-inside a study folder uses the study's seed from ``manifest.json`` (the seed its trials were split
-with); a ``study.train`` checkpoint uses its config's ``train.seed``; ``--split-seed`` overrides.
+Which split seed: a patient split and the synthetic frames both depend on a seed. A checkpoint of a study
+carries its own (``data.split_seed``, with ``data.folds``/``data.fold`` and a fingerprint of its test patients:
+study/heldout/scoring.py), so it is scored on its own patients wherever it lies, and refused with one line
+when the patients rebuilt do not match; a checkpoint from before that uses its study's seed from
+``manifest.json`` above it, and a ``study.train`` checkpoint its config's ``train.seed``. ``--split-seed``
+overrides (and is refused when it deals other test patients than the checkpoint's).
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ def print_table(result: dict[str, Any]) -> None:
     width = max(len(k) for k in keys)
     for k in keys:
         v = metrics[k]
-        shown = "—" if not math.isfinite(v) else f"{v:.0f}" if k.endswith(".n_clips") else f"{v:.4f}"
+        shown = "—" if not math.isfinite(v) else f"{v:.0f}" if k.split(".")[-1].startswith("n_") else f"{v:.4f}"
         print(f"  {k:<{width}}  {shown}")
 
 
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         path = Path(args.checkpoint).expanduser()
     state = load_checkpoint(path)
-    if seed is None:
+    if seed is None and int(state["config"].get("data.split_seed", -1)) < 0:  # recorded: the checkpoint decides
         study = study_of(path)
         if study is not None:
             manifest = json.loads((study / "manifest.json").read_text())

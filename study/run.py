@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             space = registry.load(name)
             print(f"{name:<10} {space.DESCRIPTION} [objective: {space.DEFAULT_OBJECTIVE}]")
         return 0
+    from study.heldout.folds import run_folds
     from study.tuning.phases import run_study
     from study.tuning.settings import StudySettings
 
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         args.test = True
         args.repeat_best = 1 if args.repeat_best is None else args.repeat_best
     args.repeat_best = 0 if args.repeat_best is None else args.repeat_best
-    config = {"train.epochs": args.epochs, "train.seed": args.seed, "data.split": args.split,
+    config = {"train.epochs": args.epochs, "train.seed": args.seed, "data.split_seed": args.seed,
+              "data.split": args.split,
               "data.source": args.data if args.data == "synthetic" else str(Path(args.data).expanduser().resolve())}
     if args.imgsz is not None:
         config["data.imgsz"] = args.imgsz
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         methods=args.methods.split(",") if args.methods else None,
         config=config, argv=list(sys.argv[1:] if argv is None else argv),
     )
-    run_study(settings)
+    (run_folds if settings.folds else run_study)(settings)  # a folds study is a loop over the ordinary one
     return 0
 
 

@@ -222,7 +222,8 @@ def test_shared_dataset_patient_split(ray_cluster, shared_dataset, tmp_path, cap
         assert path.parent.parent.name == f"trial_{run['trial_id']}" and path.parent.parent.parent.name == "p-repeats"
         assert int(load_checkpoint(path)["epoch"]) == int(run["best_epoch"]) == int(trials.loc[run["trial_id"],
                                                                                               "best_epoch"])
-    scores = runs[[c for c in runs if c.startswith("test.") and c != "test.n_clips"]]
+    scores = runs[[c for c in runs if c.startswith("test.") and not c.split(".")[-1].startswith("n_")]]  # no counts
+    assert (runs["test.n_mixed_clips"] <= runs["test.n_clips"]).all()
     assert ((scores >= 0) & (scores <= 1)).all().all()
     assert runs["test.view_accuracy"].gt(0).all()  # a view head, scored: 3 views, 260 frames
 
@@ -234,7 +235,7 @@ def test_shared_dataset_patient_split(ray_cluster, shared_dataset, tmp_path, cap
                               "--json", str(tmp_path / f"{split}.json")]) == 0
     val = json.loads((tmp_path / "val.json").read_text())
     test = json.loads((tmp_path / "test.json").read_text())
-    assert val["split_seed"] == test["split_seed"] == seed  # read from the study's manifest
+    assert val["split_seed"] == test["split_seed"] == seed  # the checkpoint's own data.split_seed
     assert val["images"] == len(data.splits["val"]) and test["images"] == len(data.splits["test"])
     reported = trials.loc[one["trial_id"]]
     assert val["metrics"]["val.n_clips"] == clips["val"]
@@ -250,3 +251,41 @@ def test_shared_dataset_patient_split(ray_cluster, shared_dataset, tmp_path, cap
         assert head.loc[0, f"test.{m}.mean"] == pytest.approx((a + b) / 2, abs=1e-12), m
         assert head.loc[0, f"test.{m}.ci95"] == pytest.approx(12.706204736174696 * abs(a - b) / 2, rel=1e-9), m
     assert head.loc[0, "cost.train_step_ms"] > 0 and pd.isna(head.loc[0, "cost.train_step_ms.ratio_dual"])
+
+
+def test_every_rerun_is_recorded_with_its_status_and_a_diverged_one_is_scored_at_its_best_epoch(tmp_path, capsys):
+    """score_reruns on a study folder holding four re-runs of one chosen configuration: finished; diverged after a
+    scored epoch (scored there); diverged before any (unscored); errored after a scored epoch whose checkpoint is
+    gone (unscored). Every one has its row; the headline counts three failed and two scored."""
+    from study.heldout.reruns import score_reruns
+    from study.store.checkpoints import save_checkpoint
+    from study.store.trials import trial_row, trials_table
+    from tests.test_evaluate import tiny_checkpoint
+
+    path, state, history = tiny_checkpoint(tmp_path / "ckpt")
+    scored = {**history[-1], "val.objective": 0.5}
+    diverged = {"epoch": 2, "status": "diverged", "val.objective": math.nan}
+    epochs = {"r1": [scored], "r2": [scored, diverged], "r3": [{**diverged, "epoch": 1}], "r4": [scored]}
+    status = {"r1": "finished", "r2": "diverged", "r3": "diverged", "r4": "error"}
+    study = tmp_path / "s"
+    rows = [trial_row(t, "gradnorm", {**state["config"], "train.seed": 1000 + i}, epochs[t], status[t], repeat_of="c1")
+            for i, t in enumerate(epochs)]
+    write_atomic(trials_table(rows), study / "trials.parquet")
+    for t in ("r1", "r2"):  # r4's checkpoint of its best epoch is gone
+        save_checkpoint(state, study / f"trial_{t}" / "checkpoint_000000" / "checkpoint.pt")
+    chosen = pd.DataFrame({"trial_id": ["c1"], "method": ["shared/gradnorm"]})
+    seed = state["config"]["train.seed"]  # the checkpoint records no data.split_seed: its study's seed deals it
+    runs = score_reruns(study, chosen, study_seed=seed).set_index("trial_id")
+    assert list(runs.index) == ["r1", "r2", "r3", "r4"]
+    assert list(runs["status"]) == ["finished", "diverged", "diverged", "error"]
+    assert list(runs["scored"]) == [True, True, False, False]
+    assert runs.loc["r3", "reason"] == "no epoch with a validation score"
+    assert runs.loc["r4", "reason"] == "its best epoch's (1) checkpoint is gone"
+    alone = evaluate_state(load_checkpoint(path), "test", device="cpu")["metrics"]["test.view_accuracy"]
+    assert runs.loc["r2", "test.view_accuracy"] == pytest.approx(alone) and runs.loc["r2", "best_epoch"] == 1
+    assert math.isnan(runs.loc["r3", "test.view_accuracy"])
+    err = capsys.readouterr().err
+    assert "re-run r3 of c1 (diverged): no epoch with a validation score; not scored, counted as failed" in err
+    head = headline_rows(chosen, runs.reset_index(), pd.DataFrame(), "folders", 0, "synthetic")[0]
+    assert (head["n_runs"], head["n_failed"], head["n_seeds"]) == (2, 3, 2)
+    assert head["test.view_accuracy.mean"] == pytest.approx(runs.loc[["r1", "r2"], "test.view_accuracy"].mean())

@@ -206,7 +206,14 @@ def test_a_split_method_label_round_trips_and_is_selected():
     assert registry.method_label({"arch": "shared", "balancer.name": "equal", "model.shared_stages": float("nan")}
                                  ) == "shared/equal"  # a row of an older study: no split column
     chosen = registry.select_methods("compare", ["shared@0/gradnorm", "dual", "shared/gradnorm"])
-    assert [registry.method_label(m) for m in chosen] == ["shared@0/gradnorm", "dual", "shared/gradnorm"]
+    # one model, one label: at K = 0 no balancer acts (each loss at weight 1), so the label says equal
+    assert [registry.method_label(m) for m in chosen] == ["shared@0/equal", "dual", "shared/gradnorm"]
+    # K = 4 shares every unit up to the view head's level (P4): the shared model itself, named and run once
+    assert registry.method_label(registry.parse_method("shared@4/gradnorm")) == "shared/gradnorm"
+    assert registry.method_label({**registry.parse_method("shared@4/gradnorm"), "model.cls_level": "p5"}
+                                 ) == "shared@4/gradnorm"  # at P5 the view head's level is 6 units deep
+    both = registry.select_methods("compare", ["shared/gradnorm", "shared@4/gradnorm", "shared@0/equal"])
+    assert [registry.method_label(m) for m in both] == ["shared/gradnorm", "shared@0/equal"]
     trial = optuna.create_study().ask()
     flat = registry.define_with_base(trial, "gradnorm", TrialConfig.from_partial({"balancer.name": "gradnorm"}
                                                                                  ).to_flat(), chosen[0])

@@ -87,3 +87,77 @@ def test_pairs_of_multi_task_methods_come_first():
     pairs = method_pairs(["det_only", "dual", "cls_only", "shared/gradnorm", "shared@2/gradnorm"])
     multi = [p for p in pairs if "det_only" not in p and "cls_only" not in p]
     assert pairs[:len(multi)] == multi and len(pairs) == 10 and len(multi) == 3  # a split is multi-task too
+
+
+T1 = 12.706204736174696  # t quantile 0.975 with 1 degree of freedom
+
+
+def failing(runs: pd.DataFrame, where: pd.Series, status: str = "diverged") -> pd.DataFrame:
+    """``runs`` with the rows ``where`` turned into failed, unscored re-runs (as score_reruns records them)."""
+    runs = runs.assign(status="finished", scored=True, reason="")
+    runs.loc[where, ["status", "scored", "reason"]] = [status, False, "no epoch with a validation score"]
+    runs.loc[where, [c for c in runs if c.startswith("test.")]] = math.nan
+    return runs
+
+
+def test_a_nan_seed_is_counted_and_its_fold_judged_on_the_seeds_that_scored():
+    runs = fold_runs()
+    runs = failing(runs, (runs["method"] == "dual") & (runs["fold"] == 1) & (runs["train.seed"] == 1001))
+    rows = {r["metric"]: r for r in verdict_rows(runs, fold_costs())}
+    m = rows["map50"]
+    d = [0.5 - 0.4, 0.6 - (0.45 - 0.01), 0.7 - 0.5]  # dual's fold 1: its one scored seed, 0.44
+    mean = sum(d) / 3
+    s = math.sqrt(sum((x - mean) ** 2 for x in d) / 2)
+    assert m["n_pairs"] == 3 and m["diff_mean"] == pytest.approx(mean)
+    assert m["diff_ci95"] == pytest.approx(T2 * s / math.sqrt(3))
+    assert (m["n_failed_a"], m["n_failed_b"], m["n_lost"], m["lost"]) == (0, 1, 0, "")
+    line = verdict_lines(pd.DataFrame(verdict_rows(runs, fold_costs())))[0]
+    assert line.startswith("  shared/gradnorm vs dual (3 folds; failed re-runs: dual 1): ")
+
+
+def test_a_method_without_a_score_in_one_fold_loses_that_fold_and_says_why(tmp_path):
+    runs = fold_runs()
+    runs = failing(runs, (runs["method"] == "dual") & (runs["fold"] == 2))  # both seeds of fold 2 diverged
+    rows = {r["metric"]: r for r in verdict_rows(runs, fold_costs())}
+    m = rows["map50"]  # pairs: folds 0 and 1, differences 0.10 and 0.15
+    assert m["n_pairs"] == 2 and m["diff_mean"] == pytest.approx(0.125)
+    assert m["diff_ci95"] == pytest.approx(T1 * math.sqrt(0.00125) / math.sqrt(2))  # s² = (0.025² · 2) / 1
+    assert m["conclusion"] == "no difference at 95%"
+    assert m["n_lost"] == 1 and m["lost"] == "fold 2: dual has no score (2 diverged, 2 unscored)"
+    assert (m["n_failed_a"], m["n_failed_b"]) == (0, 2)
+    assert rows["cost.train_step_ms"]["n_lost"] == 0  # its costs were measured in every fold
+    table = pd.read_parquet(write_verdict(tmp_path, runs, fold_costs()))
+    assert table.loc[table["metric"] == "map50", "lost"].item() == m["lost"]
+    line = verdict_lines(table)[0]
+    assert line.startswith("  shared/gradnorm vs dual (2 folds; 1 LOST: fold 2: dual has no score (2 diverged, 2 "
+                           "unscored); failed re-runs: dual 2): map50 +0.125 ± ")
+    # the headline counts the folds actually scored and the failures
+    from study.heldout.reruns import headline_rows
+
+    chosen = pd.DataFrame({"trial_id": ["g", "d"], "method": ["shared/gradnorm", "dual"], "fold": [0, 0]})
+    head = {r["method"]: r for r in headline_rows(chosen, runs, fold_costs(), "patient", 0, "d")}
+    assert (head["dual"]["n_folds"], head["dual"]["n_runs"], head["dual"]["n_failed"]) == (2, 4, 2)
+    assert (head["shared/gradnorm"]["n_folds"], head["shared/gradnorm"]["n_failed"]) == (3, 0)
+    assert head["dual"]["test.map50.mean"] == pytest.approx((0.4 + 0.45) / 2)  # the mean over its 2 scored folds
+
+
+def test_one_fold_only_is_one_pair_of_folds_and_too_few():
+    runs = fold_runs()
+    rows = {r["metric"]: r for r in verdict_rows(runs[runs["fold"] == 0], fold_costs()[fold_costs()["fold"] == 0])}
+    m = rows["map50"]
+    assert (m["unit"], m["n_pairs"], m["conclusion"]) == ("fold", 1, "too few pairs")
+    assert m["diff_mean"] == pytest.approx(0.1) and m["diff_ci95"] is None
+
+
+def test_a_cost_ratio_with_spread_has_the_hand_computed_log_interval():
+    costs = fold_costs()
+    costs.loc[costs["method"] == "shared/gradnorm", "cost.train_step_ms"] = [2.0, 3.0, 8.0]
+    costs.loc[costs["method"] == "dual", "cost.train_step_ms"] = [4.0, 3.0, 2.0]  # ratios 0.5, 1, 4
+    step = {r["metric"]: r for r in verdict_rows(fold_runs(), costs)}["cost.train_step_ms"]
+    logs = [math.log(0.5), 0.0, math.log(4.0)]
+    mean = sum(logs) / 3
+    half = T2 * math.sqrt(sum((x - mean) ** 2 for x in logs) / 2) / math.sqrt(3)
+    assert step["diff_mean"] == pytest.approx(2 ** (1 / 3))  # the geometric mean of the ratios
+    assert step["diff_ci95"] == pytest.approx(half)
+    assert (step["ci_low"], step["ci_high"]) == pytest.approx((math.exp(mean - half), math.exp(mean + half)))
+    assert step["conclusion"] == "no difference at 95%" and step["ci_low"] < 1 < step["ci_high"]

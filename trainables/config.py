@@ -140,9 +140,16 @@ class DataConfig:
     val_fraction: float = 0.2  # patient split only
     test_fraction: float = 0.2  # patient split only (without folds)
     # patient split only: K >= 2 outer patient folds (trainables/data/folds.py), ``fold`` the one held out as the
-    # test split; val_fraction then sizes the inner validation split of the other folds' patients. 0: no folds
+    # test split; the other folds' patients are dealt into round(1 / val_fraction) inner folds (at least 2) and one
+    # validates (0.3: 1/3 of them, 0.4: 1/2; trainables/data/folds.py). 0: no folds
     folds: int = 0
     fold: int = 0
+    # what decides the split, carried by every trial's config so a checkpoint knows its own patients (study.evaluate
+    # rebuilds the split from these alone): the seed of the patient split and of the synthetic frames (-1: not
+    # recorded, a config from before: the run's train.seed, or its study's seed), and a fingerprint of the test
+    # split's patients (trainables/data/splits.py: ``patients_fingerprint``; "": not recorded)
+    split_seed: int = -1
+    test_patients: str = ""
     group_regex: str = r"^([^-]+)-"  # first capture group is the patient id
     missing_view: Literal["skip", "error"] = "skip"
     # 512 / 128: a 5-epoch trial of the default study takes 160 steps, enough for both tasks to start
@@ -234,8 +241,9 @@ class TrialConfig:
         each balancer owned its keys carried every balancer's; a row of a mixed-method trials.parquet
         carries the union of its methods' columns, NaN where a method has no such key), and the
         retired ``train.fail`` at its inert value. Keys added since (``_ADDED``: ``model.shared_stages``,
-        ``data.folds``, ``data.fold``, ``train.memory_format``) may be missing: they take the value that means what
-        the stored config meant; ``train.amp`` is read as the ``train.precision`` it became."""
+        ``data.folds``, ``data.fold``, ``data.split_seed``, ``data.test_patients``, ``train.memory_format``) may be
+        missing: they take the value that means what the stored config meant; ``train.amp`` is read as the
+        ``train.precision`` it became."""
         flat = _fill_added(_drop_retired(_drop_foreign(flat)))
         name = flat.get("balancer.name")
         expected = set(cls.flat_keys(name if name is not None else "equal"))
@@ -336,8 +344,8 @@ def _drop_foreign(flat: dict[str, Any]) -> dict[str, Any]:
 # Keys added after configs were first stored (checkpoints, Tune configs, trials.parquet rows), with the value that
 # means what such a config meant: a stored config without the key is read with it.
 # train.memory_format: such a run kept PyTorch's default (contiguous) layout.
-_ADDED: dict[str, Any] = {"model.shared_stages": -1, "data.folds": 0, "data.fold": 0,
-                          "train.memory_format": "contiguous"}
+_ADDED: dict[str, Any] = {"model.shared_stages": -1, "data.folds": 0, "data.fold": 0, "data.split_seed": -1,
+                          "data.test_patients": "", "train.memory_format": "contiguous"}
 
 
 def _fill_added(flat: dict[str, Any]) -> dict[str, Any]:
@@ -466,6 +474,7 @@ def validate(cfg: TrialConfig) -> None:
     need(folds == 0 or cfg.data.split == "patient",
          f"data.folds={folds} splits by patient: set data.split=patient (study.run: --split patient)")
     need(0 <= fold < max(folds, 1), f"data.fold={fold} must be in [0, {max(folds, 1) - 1}] (data.folds={folds})")
+    need(cfg.data.split_seed >= -1, f"data.split_seed={cfg.data.split_seed} must be >= 0 (-1: not recorded)")
 
 
 def _get(cfg: TrialConfig, key: str) -> Any:

@@ -213,7 +213,8 @@ def fit(
 def evaluate(model: nn.Module, data: DecodedData, split: str, cfg: TrialConfig, device: torch.device,
              numerics: Numerics | None = None) -> dict:
     """Validation metrics of ``model`` on one split: ``val.*`` keys (detection and/or view; with a view
-    head also the view per clip, ``val.view_clip_accuracy`` and ``val.n_clips``, from the file names).
+    head also the view per clip, ``val.view_clip_accuracy``, ``val.n_clips`` and what the clips are, from the file
+    names: trainables/metrics/classification.py, ``clip_view_metrics``).
 
     ``numerics``: how to run the model (a checkpoint's: ``precision.checkpoint_numerics``); by default the
     config's, resolved on ``device``. Outputs are cast to float32 before post-processing and metrics."""
@@ -256,7 +257,7 @@ def evaluate(model: nn.Module, data: DecodedData, split: str, cfg: TrialConfig, 
         # one view per clip where the file names give the clip (<patient>-<clip>-<frame>)
         files = data.files[np.concatenate(order)] if len(data.files) else np.full(len(truth), "")
         clip = clip_view_metrics(clip_ids(files), truth, probs)
-        out.update({prefix + "view_clip_accuracy": clip["clip_accuracy"], prefix + "n_clips": clip["n_clips"]})
+        out.update({prefix + k: v for k, v in clip.items()})  # and what the clips are: mixed, single-frame
     else:
         out[prefix + "view_accuracy"] = math.nan
     return out

@@ -209,6 +209,8 @@ def _heldout_table(held: Heldout) -> pd.DataFrame:
         runs = r.get("n_runs", r["n_seeds"])  # headline.parquet from before n_runs counted re-runs as n_seeds
         row = {"method": r["method"], **({"folds": int(r["n_folds"])} if held.folds else {}),
                "re-runs": int(runs), "configs": int(r.get("n_configs", 0) or 0)}
+        failed = cell_float(r.get("n_failed"))  # divergence is a result about a method: shown beside its scores
+        row["failed re-runs"] = int(failed) if math.isfinite(failed) else "—"
         for m, label in TEST_METRICS.items():
             mean, half = r.get(f"test.{m}.mean"), r.get(f"test.{m}.ci95")
             row[f"test {label}"] = fmt_ci(cell_float(mean), cell_float(half))

@@ -16,7 +16,7 @@ from study.heldout.costs import measure_isolated
 from study.heldout.verdict import print_verdict, write_verdict
 from study.tuning.settings import StudySettings
 from trainables.config import TrialConfig
-from trainables.data.splits import split_overlap, without_test
+from trainables.data.splits import split_overlap, split_seed_of, without_test
 
 
 def run_heldout(s: StudySettings, study_dir: Path, data: Any, chosen: Any) -> None:
@@ -33,10 +33,11 @@ def run_heldout(s: StudySettings, study_dir: Path, data: Any, chosen: Any) -> No
     if not s.test:
         return
     data_cfg = TrialConfig.from_partial(s.config).data
-    runs = reruns.score_reruns(study_dir, chosen, split_seed=s.seed, scored=reruns.read_runs(study_dir))
+    runs = reruns.score_reruns(study_dir, chosen, scored=reruns.read_runs(study_dir), study_seed=s.seed)
     leaks = split_overlap(data.groups, {k: v for k, v in data.splits.items() if len(v)}).leaks
-    path = reruns.write_heldout(study_dir, chosen, runs, costs, data_cfg.split, s.seed, data_cfg.source, leaks)
+    path = reruns.write_heldout(study_dir, chosen, runs, costs, data_cfg.split, split_seed_of(data_cfg, s.seed),
+                                data_cfg.source, leaks)
     if not s.folds:  # a folds study prints (and pairs) its folds together (study/heldout/folds.py)
         reruns.print_headline(path)
-        if len(runs):
+        if len(runs) and reruns.has_score(runs).any():
             print_verdict(write_verdict(study_dir, runs, costs))

@@ -6,8 +6,10 @@ After the search and its repeats (study/tuning/phases.py), for each method:
    selector ``--repeat-best`` used), and its re-runs are the finished trials whose ``repeat_of`` is
    one of them (K x N seeds);
 2. each re-run's best-epoch checkpoint (study/store/checkpoints.py: ``trial_checkpoint``; the study keeps
-   it, study/tuning/keep_checkpoints.py) is scored once on the ``test`` split by ``evaluate_state``, with the
-   study's own split (``--split patient``: held-out patients) and split seed;
+   it, study/tuning/keep_checkpoints.py) is scored once on the ``test`` split by ``evaluate_state``, on the
+   split its own config records (``--split patient``: held-out patients), whatever the re-run's status: one
+   that diverged after a good epoch is scored at that epoch and counted as failed; one with no best epoch or
+   no checkpoint of it keeps an unscored row, also counted as failed;
 3. the scores are pooled over all of the method's re-runs: mean and the half-width of the two-sided
    95% Student-t interval (study/analysis/stats.py), over n = the re-runs scored (seeds on one split);
    a study with ``--folds K`` (study/heldout/folds.py) takes the mean over seeds within each fold first, and
@@ -16,12 +18,15 @@ After the search and its repeats (study/tuning/phases.py), for each method:
    ratio to ``dual``'s join the row.
 
 Files written to the study folder (pyarrow, atomically):
-  test_runs.parquet   one row per scored re-run: trial_id, repeat_of, method, train.seed, best_epoch,
-                      checkpoint, test.* metrics (and ``fold`` in a folds study)
+  test_runs.parquet   one row per re-run, scored or not: trial_id, repeat_of, method, train.seed, status (the
+                      re-run's own: finished, diverged, error, oom), scored, reason (why not scored),
+                      best_epoch, checkpoint, test.* metrics (and ``fold`` in a folds study)
   costs.parquet       one row per method (and fold): its isolated ``cost.*`` figures
-  headline.parquet    one row per method: method, n_folds, n_seeds (distinct seeds), n_runs (re-runs
-                      scored), n_configs, interval_unit ("fold" | "seed"), split_leaks_patients, split,
-                      split_by, split_seed, data, test.<metric>.mean / .ci95, cost.*, cost.*.ratio_dual
+  headline.parquet    one row per method: method, n_folds (folds with a scored re-run), n_seeds (distinct
+                      seeds scored), n_runs (re-runs scored), n_failed (re-runs that diverged, errored or
+                      have no score: scored ones are in n_runs too), n_configs, interval_unit ("fold" |
+                      "seed"), split_leaks_patients, split, split_by, split_seed, data,
+                      test.<metric>.mean / .ci95, cost.*, cost.*.ratio_dual
 A resumed study keeps the re-runs it scored before (same trial, same best epoch) as they were.
 A single-task method has no score for the other task: those cells are empty (null).
 """
@@ -49,52 +54,80 @@ SPLIT = "test"
 COSTS_FILE = "costs.parquet"
 METRICS = TEST_POOLED  # test.<metric>, pooled per method (trainables/metrics/names.py)
 REFERENCE = "dual"  # cost ratios are method / dual
+OK = ("finished", "stopped")  # a re-run's statuses that are not failures (trials.parquet: status)
 CONFIDENCE = 0.95
 
 
-def score_reruns(study_dir: Path, chosen: pd.DataFrame, split_seed: int,
-                 scored: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Score every finished re-run of ``chosen`` once on the test split; one row per re-run.
+def score_reruns(study_dir: Path, chosen: pd.DataFrame, scored: pd.DataFrame | None = None,
+                 study_seed: int = 0) -> pd.DataFrame:
+    """Score every re-run of ``chosen`` once on the test split; one row per re-run, scored or not.
 
-    ``scored``: rows of an earlier scoring (test_runs.parquet of a resumed study); a re-run already
-    there at the same best epoch keeps its row and is not scored again. A re-run whose best epoch's
-    checkpoint is gone is not scored (one line says so): scoring another epoch would record a number
-    the selection rule did not choose."""
+    A re-run is scored at its best epoch's checkpoint whatever its status: a run that diverged (or failed)
+    after a good epoch is judged at that epoch, never dropped (divergence is a result about a method:
+    ``status`` says it, and ``headline.parquet``'s ``n_failed`` counts it). A re-run without a best epoch, or
+    whose best epoch's checkpoint is gone, keeps a row with ``scored`` false and the ``reason``: scoring
+    another epoch would record a number the selection rule did not choose. The checkpoint's own config
+    decides the patients it is scored on (study/heldout/scoring.py).
+
+    ``scored``: rows of an earlier scoring (test_runs.parquet of a resumed study); a re-run scored there at
+    the same best epoch keeps its row and is not scored again. ``study_seed``: the split seed of a checkpoint
+    that does not record its own (a study from before ``data.split_seed``)."""
     trials = read_trials(study_dir)
     method_of = dict(zip(chosen["trial_id"].astype(str), chosen["method"], strict=True))
     repeat = trials["repeat_of"].fillna("").astype(str)
-    reruns = trials[repeat.isin(method_of) & (trials["status"] == "finished") & trials["best_epoch"].notna()]
-    skipped = trials[repeat.isin(method_of) & ~trials.index.isin(reruns.index)]
-    for _, r in skipped.iterrows():
-        print(f"test: re-run {r['trial_id']} of {r['repeat_of']} is {r['status']}: not scored", file=sys.stderr)
-    earlier = {(str(r["trial_id"]), int(r["best_epoch"])): r.to_dict()
-               for _, r in (scored if scored is not None else pd.DataFrame()).iterrows()}
+    earlier = {(str(r["trial_id"]), _epoch(r.get("best_epoch"))): r.to_dict()
+               for _, r in (scored if scored is not None else pd.DataFrame()).iterrows()
+               if bool(r.get("scored", True))}
     rows, reused = [], 0
-    for _, r in reruns.iterrows():
-        key = (str(r["trial_id"]), int(r["best_epoch"]))
-        if key in earlier:
-            rows.append(earlier[key])
+    for _, r in trials[repeat.isin(method_of)].iterrows():
+        trial, epoch = str(r["trial_id"]), _epoch(r["best_epoch"])
+        base = {"trial_id": trial, "repeat_of": str(r["repeat_of"]), "method": method_of[str(r["repeat_of"])],
+                "train.seed": int(r["train.seed"]), "status": str(r["status"]), "best_epoch": epoch}
+        if (trial, epoch) in earlier:
+            rows.append({**earlier[(trial, epoch)], "status": base["status"]})
             reused += 1
             continue
-        path = trial_checkpoint(study_dir, key[0], key[1], strict=True)
+        path = trial_checkpoint(study_dir, trial, epoch, strict=True) if epoch is not None else None
         if path is None:
-            print(f"test: re-run {key[0]} of {r['repeat_of']}: the checkpoint of its best epoch ({key[1]}) is gone; "
-                  "not scored", file=sys.stderr)
+            reason = (f"its best epoch's ({epoch}) checkpoint is gone" if epoch is not None
+                      else "no epoch with a validation score")
+            rows.append({**base, "scored": False, "reason": reason})
+            print(f"test: re-run {trial} of {r['repeat_of']} ({base['status']}): {reason}; not scored, counted as "
+                  "failed", file=sys.stderr)
             continue
-        result = evaluate_state(load_checkpoint(path), SPLIT, seed=split_seed, device="cpu", path=path)
-        row = {"trial_id": key[0], "repeat_of": str(r["repeat_of"]), "method": method_of[str(r["repeat_of"])],
-               "train.seed": int(r["train.seed"]), "best_epoch": key[1], "checkpoint": str(path),
-               "split_by": result["split_by"], "split_seed": int(result["split_seed"]), "data": result["data"],
-               "images": int(result["images"])}
+        state = load_checkpoint(path)
+        recorded = int(state["config"].get("data.split_seed", -1)) >= 0
+        result = evaluate_state(state, SPLIT, seed=None if recorded else study_seed, device="cpu", path=path)
+        row = {**base, "scored": True, "reason": "", "checkpoint": str(path), "split_by": result["split_by"],
+               "split_seed": int(result["split_seed"]), "data": result["data"], "images": int(result["images"])}
         row.update({k: float(v) for k, v in result["metrics"].items()})
         rows.append(row)
         shown = ", ".join(f"{m} {row[f'{SPLIT}.{m}']:.4f}" for m in ("map50", "map", "view_accuracy")
                           if math.isfinite(row.get(f"{SPLIT}.{m}", math.nan)))
-        print(f"test: {row['method']} re-run {row['trial_id']} (seed {row['train.seed']}, epoch {row['best_epoch']}) "
+        ended = "" if row["status"] in OK else f", {row['status']} after it"
+        print(f"test: {row['method']} re-run {trial} (seed {row['train.seed']}, epoch {epoch}{ended}) "
               f"on {row['images']} {SPLIT} images split by {row['split_by']}: {shown}", flush=True)
     if reused:
         print(f"test: {reused} re-runs scored before (test_runs.parquet) kept as they were", flush=True)
     return pd.DataFrame(rows)
+
+
+def failed(runs: pd.DataFrame) -> pd.Series:
+    """(rows,) bool: a re-run that failed: it did not finish (diverged, error, oom), or it has no score."""
+    if runs.empty:
+        return pd.Series(dtype=bool)
+    status = runs["status"].astype(str) if "status" in runs else pd.Series("finished", index=runs.index)
+    scored = runs["scored"].astype(bool) if "scored" in runs else pd.Series(True, index=runs.index)
+    return ~status.isin(OK) | ~scored
+
+
+def has_score(runs: pd.DataFrame) -> pd.Series:
+    """(rows,) bool: a re-run with test scores (test_runs.parquet from before ``scored``: every row)."""
+    return runs["scored"].astype(bool) if "scored" in runs else pd.Series(len(runs) > 0, index=runs.index)
+
+
+def _epoch(value: Any) -> int | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else int(value)
 
 
 def read_runs(study_dir: Path) -> pd.DataFrame | None:
@@ -111,7 +144,7 @@ def headline_rows(chosen: pd.DataFrame, runs: pd.DataFrame, costs: pd.DataFrame,
     of its mean over seeds within each fold, and the interval's unit is the fold (``interval_unit``
     "fold"); otherwise the re-runs are pooled and the interval covers seeds on one split ("seed").
     Costs with a ``fold`` column are each method's mean over folds."""
-    folds = "fold" in runs and runs["fold"].nunique() > 1
+    folds = "fold" in runs  # a folds study's runs, even when one fold alone was scored
     if len(costs) and "fold" in costs:
         costs = costs.groupby("method", sort=False).agg(
             {c: ("mean" if c in COSTS else "first") for c in costs.columns if c not in ("method", "fold")}
@@ -120,11 +153,13 @@ def headline_rows(chosen: pd.DataFrame, runs: pd.DataFrame, costs: pd.DataFrame,
     ref = by_cost.get(REFERENCE)
     rows = []
     for method in order_methods(dict.fromkeys(chosen["method"])):  # the report's fixed order of methods
-        mine = runs[runs["method"] == method] if len(runs) else runs
+        every = runs[runs["method"] == method] if len(runs) else runs
+        mine = every[has_score(every)]  # the re-runs with a score (a diverged one's, at its best epoch, too)
         configs = chosen[chosen["method"] == method]
         row: dict[str, Any] = {
-            "method": method, "n_folds": int(mine["fold"].nunique()) if folds else 1,
+            "method": method, "n_folds": int(mine["fold"].nunique()) if folds else int(len(mine) > 0),
             "n_seeds": int(mine["train.seed"].nunique()) if len(mine) else 0, "n_runs": len(mine),
+            "n_failed": int(failed(every).sum()),
             "n_configs": len(configs) // (configs["fold"].nunique() if "fold" in configs else 1),
             "configs": ",".join(configs["trial_id"].astype(str)), "split": SPLIT, "split_by": split_by,
             "split_seed": split_seed, "data": data, "interval_unit": "fold" if folds else "seed",
@@ -157,7 +192,7 @@ def headline_table(rows: list[dict[str, Any]]) -> pa.Table:
     """headline.parquet's schema: identity and counts typed, every statistic and cost float64."""
     text = ("method", "configs", "split", "split_by", "data", "cost.trial_id", "cost.device", "cost.host",
             "interval_unit")
-    ints = ("n_folds", "n_seeds", "n_runs", "n_configs", "split_seed")
+    ints = ("n_folds", "n_seeds", "n_runs", "n_failed", "n_configs", "split_seed")
     flags = ("split_leaks_patients",)
     keys = list(dict.fromkeys(k for r in rows for k in r)) or ["method", "n_seeds"]
     fields = [pa.field(k, pa.string() if k in text else pa.int64() if k in ints else pa.bool_() if k in flags
@@ -207,7 +242,8 @@ def print_headline(path: Path) -> None:
     first = df.iloc[0]
     where = "held-out patients" if first["split_by"] == "patient" else "the dataset's own test folder"
     folds = first.get("interval_unit") == "fold"
-    unit = (f"mean ± 95% CI over {int(first['n_folds'])} patient folds (seeds averaged within each fold)" if folds
+    unit = (f"mean ± 95% CI over each method's scored patient folds (of {int(df['n_folds'].max())}; seeds averaged "
+            "within each fold)" if folds
             else "mean ± 95% CI over each method's re-runs: the interval covers seeds only, on one split")
     print(f"\nheld-out headline: {SPLIT} split ({where}, split by {first['split_by']}, seed {first['split_seed']}); "
           f"{unit}; costs measured alone (×dual)")
@@ -220,7 +256,12 @@ def print_headline(path: Path) -> None:
                           for c, label in COSTS.items() if c in ("cost.train_step_ms", "cost.latency_ms_b1",
                                                                  "cost.peak_mem_mb"))
         counts = f"{int(r['n_folds'])} folds, " if folds else ""
-        print(f"  {r['method']:<16} {counts}{int(r['n_seeds'])} seeds, {int(r['n_runs'])} runs: {scores}; {costs}")
+        lost = f", {int(r['n_failed'])} FAILED" if r.get("n_failed", 0) else ""
+        print(f"  {r['method']:<16} {counts}{int(r['n_seeds'])} seeds, {int(r['n_runs'])} runs{lost}: {scores}; "
+              f"{costs}")
+    if df.get("n_failed", pd.Series(dtype=float)).fillna(0).any():
+        print("  FAILED: re-runs that diverged or errored (scored at their best epoch where they had one) or have "
+              "no score; test_runs.parquet: status, scored, reason")
     print(f"headline: {path}")
 
 

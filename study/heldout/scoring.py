@@ -3,6 +3,12 @@
 The same metric code as training (``trainables.engine.evaluate``: COCO-exact mAP, view accuracy,
 clip-level view accuracy, ...), on the data and split named, with the checkpoint's own config for
 everything not overridden.
+
+A checkpoint knows its patients: its config carries what decided its split (``data.split_seed``,
+``data.folds``, ``data.fold``) and a fingerprint of its test patients (``data.test_patients``). The split is
+rebuilt from those alone, wherever the file lies; when the rebuilt test patients are not the recorded ones
+(another ``--split-seed``, a changed data set) the checkpoint is refused with one line, never scored on
+patients it may have trained on.
 """
 
 from __future__ import annotations
@@ -27,10 +33,12 @@ def evaluate_state(state: dict[str, Any], split: str = "test", data_source: str 
     import torch
 
     from trainables.data.loader import load_data
+    from trainables.data.splits import split_seed_of
     from trainables.engine import evaluate, resolve_device
     from trainables.precision import checkpoint_numerics
 
     model, cfg = restore_model(state, path)
+    trained = cfg
     overrides: dict[str, Any] = {}
     if data_source is not None:
         overrides["data.source"] = data_source if data_source == "synthetic" else \
@@ -38,8 +46,10 @@ def evaluate_state(state: dict[str, Any], split: str = "test", data_source: str 
     if split_by is not None:
         overrides["data.split"] = split_by
     cfg = cfg.replace(**overrides) if overrides else cfg
-    seed = cfg.train.seed if seed is None else seed
+    seed = split_seed_of(cfg.data, cfg.train.seed) if seed is None else seed
     data = load_data(cfg.data, seed=seed)
+    if cfg.data.source == trained.data.source and cfg.data.split == trained.data.split:
+        check_patients(trained, data, seed, path)
     if split not in data.splits or len(data.splits[split]) == 0:
         have = [k for k, v in data.splits.items() if len(v)]
         raise UsageError(f"--split {split}: {cfg.data.source} has no '{split}' images (it has {have}); "
@@ -59,3 +69,17 @@ def evaluate_state(state: dict[str, Any], split: str = "test", data_source: str 
             "split_seed": seed, "images": len(data.splits[split]), "imgsz": cfg.data.imgsz,
             "precision": numerics.precision,
             "metrics": metrics}
+
+
+def check_patients(cfg: Any, data: Any, seed: int, path: Path | str) -> None:
+    """A UsageError when ``data``'s test patients (the split rebuilt with ``seed``) are not those ``cfg`` recorded
+    (``data.test_patients``; nothing to check where it recorded none, a checkpoint from before)."""
+    from trainables.data.splits import patients_fingerprint
+
+    recorded = cfg.data.test_patients
+    here = patients_fingerprint(data.groups, data.splits.get("test", ()))
+    if recorded and here != recorded:
+        fold = f", fold {cfg.data.fold} of {cfg.data.folds}" if cfg.data.folds else ""
+        raise UsageError(f"{path}: trained with test patients {recorded}, but the {cfg.data.split} split rebuilt "
+                         f"here (seed {seed}{fold}) tests patients {here or 'none'}: it may have trained on them; "
+                         f"score it on its own split (seed {cfg.data.split_seed}, no --split-seed) and its own data")

@@ -1,4 +1,4 @@
-"""The verdict: every pair of methods compared on the same folds and seeds, with a paired 95% interval.
+"""The verdict: every pair of methods compared fold by fold (seeds averaged within a fold), with a paired 95% interval.
 
 For two methods a and b and a held-out metric, the pairs are the outer folds both were scored on:
 in each fold, each method's score is the mean over its re-runs there (its seeds), and the fold's
@@ -16,9 +16,16 @@ pairs, with the interval of the mean log ratio, back-transformed.
 difference, 1 for a ratio), by the metric's direction; "no difference at 95%" when it does not;
 "too few pairs" when there is one pair (no interval).
 
+Failures are counted, never dropped quietly: a re-run that diverged after a good epoch is scored at that epoch
+(study/heldout/reruns.py); a fold (or seed) either method ran in but one of them has no score for is lost from
+the pairs, and the row says how many were lost and why (``n_lost``, ``lost``); each method's failed re-runs
+(diverged, errored, unscored) are counted beside (``n_failed_a``, ``n_failed_b``). A folds study's pairs are
+folds even when one fold alone was scored (then: "too few pairs").
+
 verdict.parquet: method_a, method_b, metric, kind ("difference" | "ratio"), diff_mean (mean
 difference, or geometric-mean ratio), diff_ci95 (the interval's half-width; for a ratio on the log
-scale), ci_low, ci_high, n_pairs, unit ("fold" | "seed"), conclusion.
+scale), ci_low, ci_high, n_pairs (the units both methods were scored in), unit ("fold" | "seed"),
+conclusion, n_lost, lost, n_failed_a, n_failed_b.
 """
 
 from __future__ import annotations
@@ -45,7 +52,9 @@ COST_RATIOS = tuple(c for c in COSTS if c not in HIGHER_IS_BETTER)  # throughput
 BETTER, SAME, FEW = "{} better", "no difference at 95%", "too few pairs"
 COLUMNS = {"method_a": pa.string(), "method_b": pa.string(), "metric": pa.string(), "kind": pa.string(),
            "diff_mean": pa.float64(), "diff_ci95": pa.float64(), "ci_low": pa.float64(), "ci_high": pa.float64(),
-           "n_pairs": pa.int64(), "unit": pa.string(), "conclusion": pa.string()}
+           "n_pairs": pa.int64(), "unit": pa.string(), "conclusion": pa.string(),
+           # failure accounting (verdict_rows: lost_units, failed_per_method)
+           "n_lost": pa.int64(), "lost": pa.string(), "n_failed_a": pa.int64(), "n_failed_b": pa.int64()}
 
 
 def method_pairs(methods: list[str]) -> list[tuple[str, str]]:
@@ -60,7 +69,7 @@ def unit_means(runs: pd.DataFrame, column: str, unit: str) -> dict[str, dict[Any
     out: dict[str, dict[Any, float]] = {}
     if column not in runs:
         return out
-    key = "fold" if unit == "fold" else "train.seed"
+    key = _unit_key(unit)
     values = runs.assign(_v=pd.to_numeric(runs[column], errors="coerce"))
     values = values[values["_v"].map(math.isfinite)]
     for (method, u), group in values.groupby(["method", key], sort=True):
@@ -84,7 +93,7 @@ def verdict_rows(runs: pd.DataFrame, costs: pd.DataFrame) -> list[dict[str, Any]
 
     runs: test_runs.parquet (``method``, ``train.seed``, ``test.<metric>``, and ``fold`` with folds);
     costs: costs.parquet (``method``, ``cost.*``, and ``fold`` with folds)."""
-    unit = "fold" if "fold" in runs and runs["fold"].nunique() > 1 else "seed"
+    unit = "fold" if "fold" in runs else "seed"  # a folds study pairs folds, even when one alone was scored
     if unit == "fold" and "fold" not in costs:
         costs = costs.assign(fold=0)
     # each metric's per-unit means once, shared by every pair; costs: one measurement per method (and fold),
@@ -92,13 +101,74 @@ def verdict_rows(runs: pd.DataFrame, costs: pd.DataFrame) -> list[dict[str, Any]
     scores = {m: unit_means(runs, f"test.{m}", unit) for m in METRICS}
     cost_means = {c: unit_means(costs.assign(**{"train.seed": 0}), c, unit) if len(costs) else {}
                   for c in COST_RATIOS}
+    ran, why, n_failed = units_run(runs, unit), failure_reasons(runs, unit), failed_per_method(runs)
+    ran_costs = units_run(costs, unit) if len(costs) else {}
     rows = []
     for a, b in method_pairs(list(dict.fromkeys(runs["method"]))):
+        counts = {"n_failed_a": n_failed.get(a, 0), "n_failed_b": n_failed.get(b, 0)}
         for m, per in scores.items():
-            rows.append(_row(a, b, m, per, paired_difference, REGISTRY[f"val.{m}"].direction != "min", unit))
+            rows.append({**_row(a, b, m, per, paired_difference, REGISTRY[f"val.{m}"].direction != "min", unit),
+                         **counts, **lost_units(a, b, per, ran, why, unit)})
         for c, per in cost_means.items():
-            rows.append(_row(a, b, c, per, paired_ratio, c in HIGHER_IS_BETTER, unit))
+            rows.append({**_row(a, b, c, per, paired_ratio, c in HIGHER_IS_BETTER, unit),
+                         **counts, **lost_units(a, b, per, ran_costs, {}, unit)})
     return rows
+
+
+# -- failures: counted and said, never dropped quietly -------------------------------------------------------
+def _unit_key(unit: str) -> str:
+    return "fold" if unit == "fold" else "train.seed"
+
+
+def units_run(table: pd.DataFrame, unit: str) -> dict[str, set[Any]]:
+    """method -> the units (folds, or seeds) it has any row in: re-runs that ran, scored or not."""
+    key = _unit_key(unit)
+    if key not in table:
+        table = table.assign(**{key: 0})
+    return {str(m): set(g[key]) for m, g in table.groupby("method", sort=False)}
+
+
+def failure_reasons(runs: pd.DataFrame, unit: str) -> dict[tuple[str, Any], str]:
+    """(method, unit) -> its failed re-runs there, e.g. "2 diverged, 1 error, 1 unscored"."""
+    from study.heldout.reruns import failed  # late: reruns imports the scorer (torch)
+
+    bad = runs[failed(runs)] if len(runs) else runs
+    out: dict[tuple[str, Any], str] = {}
+    for (method, u), group in bad.groupby(["method", _unit_key(unit)], sort=True):
+        counts = group["status"].astype(str).value_counts() if "status" in group else pd.Series(dtype=int)
+        text = ", ".join(f"{n} {status}" for status, n in counts.items())
+        unscored = int((~group["scored"].astype(bool)).sum()) if "scored" in group else 0
+        out[(str(method), u)] = text + (f", {unscored} unscored" if unscored else "")
+    return out
+
+
+def failed_per_method(runs: pd.DataFrame) -> dict[str, int]:
+    """method -> re-runs that failed (diverged, errored, or without a score; study/heldout/reruns.py: ``failed``)."""
+    from study.heldout.reruns import failed
+
+    if runs.empty or "method" not in runs:
+        return {}
+    return {str(m): int(n) for m, n in failed(runs).groupby(runs["method"]).sum().items()}
+
+
+def lost_units(a: str, b: str, per: dict[str, dict[Any, float]], ran: dict[str, set[Any]],
+               why: dict[tuple[str, Any], str], unit: str) -> dict[str, Any]:
+    """The units either method ran in that are not among the pair's (one of the two has no score there):
+    ``n_lost`` and ``lost``, e.g. "fold 2: dual has no score (3 diverged)". A metric one of the two has no score
+    for anywhere (a single-task method's other task) loses nothing: the pair has no common scores by design
+    (a method whose every re-run failed shows in ``n_failed_*``)."""
+    if not per.get(a) or not per.get(b):
+        return {"n_lost": 0, "lost": ""}
+    shared = set(per[a]) & set(per[b])
+    lost = sorted((ran.get(a, set()) | ran.get(b, set())) - shared)
+    said = []
+    for u in lost:
+        parts = [f"{m} " + ("did not run" if u not in ran.get(m, set()) else
+                            f"has no score ({why[(m, u)]})" if (m, u) in why else "has no finite score")
+                 for m in (a, b) if u not in per[m]]
+        said.append(f"{unit} {u}: {' and '.join(parts)}")
+    return {"n_lost": len(lost), "lost": "; ".join(said)}
+
 
 def _row(a: str, b: str, metric: str, per: dict[str, dict[Any, float]], compare: Any, higher: bool,
          unit: str) -> dict[str, Any]:
@@ -132,9 +202,23 @@ def verdict_lines(table: pd.DataFrame) -> list[str]:
             elif math.isfinite(r["diff_mean"]):
                 half = f" ± {r['diff_ci95']:.3f}" if math.isfinite(r["diff_ci95"]) else ""
                 parts.append(f"{r['metric']} {r['diff_mean']:+.3f}{half} ({_short(r['conclusion'], a, b)})")
-        n, unit = int(group["n_pairs"].max()), group["unit"].iloc[0]
-        lines.append(f"  {a} vs {b} ({n} {unit}s): " + ("; ".join(parts) or "no common scores"))
+        scores = group[group["metric"].isin(METRICS)]
+        n, unit = int((scores if len(scores) else group)["n_pairs"].max()), group["unit"].iloc[0]
+        lines.append(f"  {a} vs {b} ({n} {unit}s{failure_note(group, a, b)}): " + ("; ".join(parts) or
+                                                                               "no common scores"))
     return lines
+
+
+def failure_note(group: pd.DataFrame, a: str, b: str) -> str:
+    """The console's word on a pair's failures: units lost from the pairs (the scores' worst) and failed re-runs."""
+    if "n_lost" not in group:
+        return ""
+    scores = group[group["metric"].isin(METRICS)]
+    worst = scores.loc[scores["n_lost"].idxmax()] if len(scores) else None
+    note = f"; {int(worst['n_lost'])} LOST: {worst['lost']}" if worst is not None and worst["n_lost"] else ""
+    failed = [f"{m} {int(group[col].iloc[0])}" for m, col in ((a, "n_failed_a"), (b, "n_failed_b"))
+              if group[col].iloc[0]]
+    return note + (f"; failed re-runs: {', '.join(failed)}" if failed else "")
 
 
 def _short(text: str, a: str, b: str) -> str:

@@ -51,7 +51,11 @@ def driver_numerics(settings: Any, base: dict[str, Any]) -> Any:
                             device)
 
 
-def write_manifest(study_dir: Path, settings: Any, base: dict[str, Any], fingerprint: str, started: float) -> None:
+def write_manifest(study_dir: Path, settings: Any, base: dict[str, Any], fingerprint: str, started: float,
+                   finished: bool = True) -> None:
+    """Write (or update) ``manifest.json``. A study writes it when it begins (``finished=False``: what a
+    ``--resume`` is checked against, study/tuning/resume.py) and again when it ends; each run of the command
+    is one entry of ``runs``, its ``finished`` time null until it ends."""
     path = study_dir / "manifest.json"
     previous: dict[str, Any] = {}
     if path.exists():
@@ -62,7 +66,8 @@ def write_manifest(study_dir: Path, settings: Any, base: dict[str, Any], fingerp
         "created": previous.get("created", time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started))),
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": [sys.executable, "-m", "study.run", *settings.argv],
-        "runs": [*previous.get("runs", []), {"argv": settings.argv, "started": started, "finished": time.time()}],
+        "runs": [*(r for r in previous.get("runs", []) if r.get("started") != started),
+                 {"argv": settings.argv, "started": started, "finished": time.time() if finished else None}],
         "settings": dataclasses.asdict(settings),
         "base_config": base,
         "dataset_fingerprint": fingerprint,

@@ -8,14 +8,17 @@
 6. costs measured alone and held-out scores (study/heldout/phase.py);
 7. the manifest and a summary.
 
-With ``--folds K`` steps 3-6 run once per outer patient fold (study/heldout/folds.py), each fold a complete
-study of its own. One study = one folder ``STORAGE/NAME`` (study/store/folder.py).
+With ``--folds K`` (study/heldout/folds.py: ``run_folds``, which the command calls instead of ``run_study``)
+steps 3-6 run once per outer patient fold, each fold a complete study of its own: that module uses this one's
+``begin_study`` and ``run_phases``, and this one imports nothing of it. One study = one folder ``STORAGE/NAME``
+(study/store/folder.py).
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,54 +33,77 @@ from study.store.manifest import driver_numerics, write_manifest
 from study.store.selection import best_trials
 from study.store.trials import read_trials
 from study.tuning.nodes import check_nodes, describe
+from study.tuning.resume import check_resume
 from study.tuning.search import run_search
 from study.tuning.searchers import storage_url
 from study.tuning.session import check_reachable, start_ray
 from study.tuning.settings import StudySettings, check_settings, methods_of
 from trainables.config import TrialConfig, fit_balancer
 from trainables.data.loader import load_data
-from trainables.data.splits import without_test
+from trainables.data.splits import patients_fingerprint, split_seed_of, without_test
 from trainables.metrics import names
 from trainables.ray_trial import train_trial
 
 DEFAULT_CONFIG = "default:"  # --samples 0: a method's default configuration stands for its chosen trial
 
 
-def run_study(s: StudySettings) -> Path:
-    """Run (or resume) a study; returns its folder. Raises UsageError for anything the user can fix."""
+@dataclass
+class Begun:
+    """A study checked and begun: its folder, base config (with what decides its split), decoded data,
+    objectives and start time (``time.time()``)."""
+
+    study_dir: Path
+    base: dict[str, Any]
+    data: Any
+    objectives: list[tuple[str, str]]
+    started: float
+
+
+def begin_study(s: StudySettings) -> Begun:
+    """Steps 1-2: settings checked, folder prepared (a resume checked against what the study began with:
+    study/tuning/resume.py), data decoded, the manifest written, Ray started. Raises UsageError for anything
+    the user can fix, before anything is written to a resumed study."""
     objectives = check_settings(s)
     if s.address:
         check_reachable(s.address)
     study_dir = prepare_folder(s.storage, s.name, s.space, s.resume, s.overwrite)
+    if s.resume:
+        check_resume(study_dir, s)
     base = spaces.base_config(s.space, s.config, methods_of(s))
     search = f"{s.samples} trials" if s.samples else "no search (each method's default configuration)"
     print(f"study {study_dir.name}: space {s.space}, {search} x {s.epochs} epochs, objective "
           f"{', '.join(f'{m} ({mode})' for m, mode in objectives)}", flush=True)
 
     t0 = time.perf_counter()
-    data = load_data(TrialConfig.from_flat(base).data, seed=s.seed, progress=True)
+    cfg = TrialConfig.from_flat(base).data
+    data = load_data(cfg, seed=split_seed_of(cfg, s.seed), progress=True)
     print(f"data: {data.images.shape[0]} images at {data.imgsz} px, {data.images.nbytes / 2**20:.1f} MiB decoded, "
           f"splits {', '.join(f'{k}={len(v)}' for k, v in data.splits.items())} ({time.perf_counter() - t0:.1f}s)",
           flush=True)
     print(driver_numerics(s, base).explain(str(base["train.precision"])), flush=True)
+    if s.resume:
+        check_resume(study_dir, s, data.fingerprint)
     if s.test and len(data.splits.get("test", ())) == 0:
         have = [k for k, v in data.splits.items() if len(v)]
         raise UsageError(f"--test: {base['data.source']} has no 'test' images (it has {have}); give the data.yaml a "
                          "'test:' folder or use --split patient")
+    started = time.time()
+    write_manifest(study_dir, s, base, data.fingerprint, started, finished=False)
     start_ray(s.address, s.dashboard_host, s.dashboard_port)
     if s.address:  # every node must import the project and see the study folder: checked before any trial
         for line in describe(check_nodes(study_dir)):
             print(line, flush=True)
-    started = time.time()
-    if s.folds:
-        from study.heldout.folds import run_folds
+    return Begun(study_dir, base, data, objectives, started)
 
-        run_folds(s, study_dir, base, data, objectives)
-        return study_dir
-    errors = run_phases(s, study_dir, base, data, objectives)
-    write_manifest(study_dir, s, base, data.fingerprint, started)
-    print_summary(study_dir, objectives, wall_s=time.time() - started, errors=errors)
-    return study_dir
+
+def run_study(s: StudySettings) -> Path:
+    """Run (or resume) a study on one split; returns its folder. (``--folds K``: study/heldout/folds.py.)"""
+    b = begin_study(s)
+    base = {**b.base, "data.test_patients": patients_fingerprint(b.data.groups, b.data.splits.get("test", ()))}
+    errors = run_phases(s, b.study_dir, base, b.data, b.objectives)
+    write_manifest(b.study_dir, s, base, b.data.fingerprint, b.started)
+    print_summary(b.study_dir, b.objectives, wall_s=time.time() - b.started, errors=errors)
+    return b.study_dir
 
 
 def run_phases(s: StudySettings, study_dir: Path, base: dict[str, Any], data: Any,

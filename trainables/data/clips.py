@@ -3,7 +3,8 @@
 The shared echo dataset names its frames so (``ZmNkwqloa8KTwp8=-unnamed_1_1.mp4-15.jpg``: patient,
 source video, frame number), and ``python -m study.data frames`` writes them so. The patient is the
 text before the first ``-`` (the split's default group), the frame the digits after the last; the
-clip is everything between. One module holds both directions, so writer and reader cannot drift.
+clip is everything between (a copy's ``(1)`` after the frame number is accepted: the frame of the same clip).
+One module holds both directions, so writer and reader cannot drift.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import re
 
 import numpy as np
 
-CLIP_PATTERN = re.compile(r"^([^-]+)-(.+)-(\d+)$")  # applied to the file name without its extension
+# applied to the file name without its extension; a copy's suffix " (1)" / "(1)" after the frame number (a frame
+# saved twice: ``…-16(1).jpg`` on the shared data) belongs to the same clip
+CLIP_PATTERN = re.compile(r"^([^-]+)-(.+)-(\d+)(?: ?\(\d+\))?$")
 
 
 def safe_part(text: str) -> str:

@@ -11,7 +11,10 @@ by rarer labels; ``missing_labels`` says where that happened. Written here becau
 ``StratifiedGroupKFold`` stratifies one label per sample, and a patient carries several.
 
 The inner split of a fold (its development patients into train and validation) is the same
-assignment over the development patients: validation is inner fold 0 of ``round(1 / val_fraction)``.
+assignment over the development patients, balancing each label's frames rather than its patients (the
+validation split scores frames: a view carried by many patients with few frames each must not end up with
+one frame there): validation is inner fold 0 of ``round(1 / val_fraction)`` inner folds (at least 2), so about
+1 / that number of the development patients validates: 0.2 -> 1/5, 0.25 -> 1/4, 0.3 -> 1/3, 0.4 -> 1/2.
 
 (study/heldout/folds.py, the same name, runs one complete study per fold this module assigns.)
 """
@@ -39,9 +42,28 @@ def patient_labels(groups: np.ndarray, views: np.ndarray, boxes: np.ndarray) -> 
     return patients, [frozenset(s) for s in labels], frames
 
 
-def stratified_folds(labels: list[frozenset[str]], frames: np.ndarray, k: int, seed: int) -> np.ndarray:
+def label_frames(groups: np.ndarray, views: np.ndarray, boxes: np.ndarray) -> list[dict[str, int]]:
+    """Per patient (in ``patient_labels``' order): label -> how many of its frames carry it (a view: frames of
+    that view; a class: frames with at least one box of it). Arguments as ``patient_labels``."""
+    patients, inverse = np.unique(groups, return_inverse=True)
+    out: list[dict[str, int]] = [{} for _ in patients]
+    for p, v in zip(inverse, views, strict=True):
+        key = f"{VIEW}:{int(v)}"
+        out[p][key] = out[p].get(key, 0) + 1
+    for image, cls in sorted({(int(i), int(c)) for i, c in boxes[:, :2].astype(np.int64)}):
+        key = f"{BOX}:{cls}"
+        out[inverse[image]][key] = out[inverse[image]].get(key, 0) + 1
+    return out
+
+
+def stratified_folds(labels: list[frozenset[str]], frames: np.ndarray, k: int, seed: int,
+                     weights: list[dict[str, int]] | None = None) -> np.ndarray:
     """(P,) int64 fold (0..k-1) of each patient; see the module docstring. Raises ValueError when k < 2
-    or there are fewer patients than folds."""
+    or there are fewer patients than folds.
+
+    ``weights`` (``label_frames``): balance each label's frames over the folds instead of its patients (a
+    patient then goes to the fold holding the fewest frames of the label so far): what a validation split
+    needs, where a view carried by many patients with few frames each would otherwise be scored on a handful."""
     n = len(labels)
     if k < 2:
         raise ValueError(f"{k} folds: need at least 2")
@@ -60,7 +82,7 @@ def stratified_folds(labels: list[frozenset[str]], frames: np.ndarray, k: int, s
         frames_in[f] += frames[p]
         patients_in[f] += 1
         for label in labels[p]:
-            holding.setdefault(label, np.zeros(k, np.int64))[f] += 1
+            holding.setdefault(label, np.zeros(k, np.int64))[f] += 1 if weights is None else weights[p][label]
 
     carriers: dict[str, list[int]] = {}
     for p in order:
@@ -96,10 +118,12 @@ def fold_split(groups: np.ndarray, views: np.ndarray, boxes: np.ndarray, folds: 
     outer = stratified_folds(labels, frames, folds, seed)
     dev = np.flatnonzero(outer != fold)
     inner_k = max(2, round(1 / val_fraction))
+    weights = label_frames(groups, views, boxes)  # the validation split balances each view's frames
     inner = stratified_folds([labels[p] for p in dev], frames[dev], min(inner_k, len(dev)),
-                             seed=seed * 1009 + fold + 1)
+                             seed=seed * 1009 + fold + 1, weights=[weights[p] for p in dev])
     role = np.full(len(patients), "test", dtype=object)
     role[dev] = np.where(inner == 0, "val", "train")
     per_image = role[np.searchsorted(patients, groups)]
     return {name: np.flatnonzero(per_image == name).astype(np.int64) for name in ("train", "val", "test")}
+
 

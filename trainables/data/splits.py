@@ -8,6 +8,7 @@ applied to its file name (default: the text before the first '-').
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -115,3 +116,21 @@ def without_test(data: Any) -> Any:
     """``data`` (a DecodedData) with an empty test split: what trials and cost measurements are handed, so
     nothing about the test patients reaches the search, the epoch choice or early stopping."""
     return dataclasses.replace(data, splits={**data.splits, "test": np.zeros(0, np.int64)})
+
+
+def patients_fingerprint(groups: np.ndarray, indices: np.ndarray) -> str:
+    """16 hex digits naming the set of patients of ``indices`` (into ``groups``, (N,) str): what a checkpoint's
+    config keeps of its test split (``data.test_patients``), so a rebuilt split can be checked against it.
+
+    The patients are the file names' pseudonyms, already in folds.parquet; the hash only makes a short,
+    order-free name for the set. "" for an empty split."""
+    if len(indices) == 0:
+        return ""
+    members = "\n".join(sorted(set(np.asarray(groups)[indices].astype(str).tolist())))
+    return hashlib.sha256(f"test-patients\n{members}".encode()).hexdigest()[:16]
+
+
+def split_seed_of(cfg: Any, fallback: int) -> int:
+    """The seed that deals a DataConfig's patients (and draws synthetic frames): ``cfg.split_seed``, or
+    ``fallback`` where the config does not record one (-1: a config from before it was recorded)."""
+    return cfg.split_seed if cfg.split_seed >= 0 else fallback

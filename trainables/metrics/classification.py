@@ -82,6 +82,10 @@ def clip_view_metrics(clips: Any, y_true: Any, probs: Any) -> dict[str, float]:
     """One view per clip: each clip's prediction is the argmax of its frames' mean probabilities, scored
     against the clip's majority true label (a tie goes to the lowest class index).
 
+    A clip is what the file names say (trainables/data/clips.py), not a checked unit: on real data a clip can
+    carry frames labelled with two or three views (label noise, or a probe that moved), and then its majority
+    label is wrong for some of its frames. So the figures that say what the clip accuracy can mean come with it.
+
     Args:
         clips: (N,) clip id of each frame (any hashable); None marks a frame whose clip is unknown,
             left out of the score.
@@ -89,7 +93,10 @@ def clip_view_metrics(clips: Any, y_true: Any, probs: Any) -> dict[str, float]:
         probs: (N, C) class probabilities of each frame (rows summing to 1, e.g. a softmax).
 
     Returns:
-        ``clip_accuracy``: correct clips / clips (NaN without a clip); ``n_clips``: clips scored.
+        ``view_clip_accuracy``: correct clips / clips (NaN without a clip); ``n_clips``: clips scored;
+        ``n_mixed_clips``: clips whose frames carry more than one label; ``n_single_frame_clips``: clips of one
+        frame; ``clip_label_agreement``: the share of the clips' frames whose label is their clip's majority
+        label (the most a one-view-per-clip answer can score at frame level; NaN without a clip).
     """
     t, p = _np(y_true).reshape(-1).astype(np.int64), _np(probs).astype(np.float64)
     ids = np.asarray(clips, dtype=object).reshape(-1)
@@ -98,12 +105,17 @@ def clip_view_metrics(clips: Any, y_true: Any, probs: Any) -> dict[str, float]:
                          f"{p.shape}; pass one of each per frame, probabilities as (N, C)")
     known = np.array([c is not None for c in ids], dtype=bool)
     if not known.any():
-        return {"clip_accuracy": math.nan, "n_clips": 0.0}
+        return {"view_clip_accuracy": math.nan, "n_clips": 0.0, "n_mixed_clips": 0.0, "n_single_frame_clips": 0.0,
+                "clip_label_agreement": math.nan}
     _, clip = np.unique(ids[known].astype(str), return_inverse=True)  # (N',) clip number of each frame
     n, c = int(clip.max()) + 1, p.shape[1]
     mean = np.zeros((n, c))
     np.add.at(mean, clip, p[known])  # per-clip sums; the argmax of the sum is the argmax of the mean
-    votes = np.zeros((n, c), dtype=np.int64)
+    votes = np.zeros((n, c), dtype=np.int64)  # (n, C) frames of each label in each clip
     np.add.at(votes, (clip, t[known]), 1)
-    correct = mean.argmax(1) == votes.argmax(1)  # argmax takes the first (lowest) index on a tie
-    return {"clip_accuracy": float(correct.mean()), "n_clips": float(n)}
+    majority = votes.argmax(1)  # argmax takes the first (lowest) index on a tie
+    correct = mean.argmax(1) == majority
+    return {"view_clip_accuracy": float(correct.mean()), "n_clips": float(n),
+            "n_mixed_clips": float(((votes > 0).sum(1) > 1).sum()),
+            "n_single_frame_clips": float((votes.sum(1) == 1).sum()),
+            "clip_label_agreement": float(votes[np.arange(n), majority].sum() / known.sum())}

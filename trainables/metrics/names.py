@@ -96,6 +96,12 @@ REGISTRY: dict[str, Metric] = _declare(
     # the file names give the clip (trainables/data/clips.py); NaN and 0 clips where they do not
     Metric("val.view_clip_accuracy", "val", "view accuracy per clip", direction="max", test="shown"),
     Metric("val.n_clips", "val", "clips scored", test="pooled"),
+    # what a clip is on the data (the names only say which frames share a video): clips whose frames carry more
+    # than one view label, clips of one frame, and the share of frames whose label is their clip's majority
+    # (the ceiling a one-view-per-clip answer sets on frame accuracy)
+    Metric("val.n_mixed_clips", "val", "clips with mixed view labels", test="pooled"),
+    Metric("val.n_single_frame_clips", "val", "clips of one frame", test="pooled"),
+    Metric("val.clip_label_agreement", "val", "frames agreeing with their clip's majority view", test="pooled"),
     Metric("val.view_macro_f1", "val", "view macro F1", test="shown"),
     Metric("val.view_balanced_accuracy", "val", "view balanced accuracy", test="pooled"),
     Metric("val.view_recall_<view>", "val", "view recall"),
