@@ -87,3 +87,50 @@ def test_pairs_of_multi_task_methods_come_first():
     pairs = method_pairs(["det_only", "dual", "cls_only", "shared/gradnorm", "shared@2/gradnorm"])
     multi = [p for p in pairs if "det_only" not in p and "cls_only" not in p]
     assert pairs[:len(multi)] == multi and len(pairs) == 10 and len(multi) == 3  # a split is multi-task too
+
+
+def chance_runs() -> pd.DataFrame:
+    """3 folds x 1 seed, as after one epoch: both detectors find nothing (mAP@.5 0.001-0.006, a consistent
+    +0.004 for dual: an interval that excludes 0), both view heads score at the majority view's share or
+    below (0.40 of the test frames), and their macro F1 differs only by chance."""
+    rows = []
+    for fold, (gn, du) in enumerate([(0.001, 0.005), (0.002, 0.006), (0.0015, 0.0055)]):
+        for method, map50, acc in (("shared/gradnorm", gn, 0.40), ("dual", du, 0.38 + 0.01 * fold)):
+            rows.append({"method": method, "fold": fold, "train.seed": 1000, "test.map50": map50,
+                         "test.map": map50 / 3, "test.view_accuracy": acc, "test.view_macro_f1": acc / 2,
+                         "test.view_majority_share": 0.40})
+    return pd.DataFrame(rows)
+
+
+def test_scores_at_chance_for_both_methods_are_inconclusive_never_no_difference():
+    rows = {r["metric"]: r for r in verdict_rows(chance_runs(), fold_costs())}
+    m = rows["map50"]  # dual is 0.004 higher in every fold: "better" by the interval, but both are at chance
+    assert m["ci_high"] < 0 and m["conclusion"] == "inconclusive" and "mAP@.5 below 0.01" in m["reason"]
+    assert (m["mean_a"], m["mean_b"]) == pytest.approx((0.0015, 0.0055))  # each method's own mean over the folds
+    assert rows["map"]["conclusion"] == "inconclusive"
+    for metric in ("view_accuracy", "view_macro_f1"):  # accuracies 0.40 and 0.39 <= 0.40, the majority's share
+        assert rows[metric]["conclusion"] == "inconclusive" and "majority view" in rows[metric]["reason"]
+    assert rows["view_accuracy"]["mean_b"] == pytest.approx(0.39)
+    # the same scores one step above chance (dual's view accuracy 0.45 > 0.40 in one fold): the view task
+    # is measured again and its interval decides
+    runs = chance_runs()
+    runs.loc[(runs["method"] == "dual") & (runs["fold"] == 2), "test.view_accuracy"] = 0.45 * 3 - 0.38 - 0.39
+    rows = {r["metric"]: r for r in verdict_rows(runs, fold_costs())}
+    assert rows["view_accuracy"]["conclusion"] == "no difference at 95%" and rows["view_accuracy"]["reason"] == ""
+    assert rows["map50"]["conclusion"] == "inconclusive"
+
+
+def test_a_cost_ratio_wider_than_a_factor_of_two_around_one_is_inconclusive():
+    costs = fold_costs()
+    # ratios a / b: 0.25, 4, 1 -> geometric mean 1, log interval ± T2 * ln(4) / sqrt(3): a factor of ~130
+    for fold, (a, b) in enumerate([(1.0, 4.0), (8.0, 2.0), (3.0, 3.0)]):
+        costs.loc[(costs["fold"] == fold) & (costs["method"] == "shared/gradnorm"), "cost.train_step_ms"] = a
+        costs.loc[(costs["fold"] == fold) & (costs["method"] == "dual"), "cost.train_step_ms"] = b
+    rows = {r["metric"]: r for r in verdict_rows(fold_runs(), costs)}
+    step = rows["cost.train_step_ms"]
+    assert step["diff_mean"] == pytest.approx(1.0) and step["conclusion"] == "inconclusive"
+    assert step["ci_high"] / step["ci_low"] == pytest.approx(math.exp(2 * T2 * math.log(4) / math.sqrt(3)))
+    # each method's own value is its geometric mean, so that a / b is the ratio shown
+    assert (step["mean_a"], step["mean_b"]) == pytest.approx((24 ** (1 / 3), 24 ** (1 / 3)))
+    # half of dual's cost in every fold: a narrow interval that excludes 1 stays a finding
+    assert rows["cost.latency_ms_b1"]["conclusion"] == "method_a better" and rows["cost.latency_ms_b1"]["reason"] == ""

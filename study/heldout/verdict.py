@@ -14,11 +14,14 @@ pairs, with the interval of the mean log ratio, back-transformed.
 
 ``conclusion``: "method_a better" / "method_b better" when the interval excludes no difference (0 for a
 difference, 1 for a ratio), by the metric's direction; "no difference at 95%" when it does not;
-"too few pairs" when there is one pair (no interval).
+"too few pairs" when there is one pair (no interval); "inconclusive" where the data cannot tell
+(both methods at chance on the task, or a cost ratio's interval wider than a factor of 2 around 1; the
+rule is study/heldout/informative.py's), with the reason in ``reason``.
 
-verdict.parquet: method_a, method_b, metric, kind ("difference" | "ratio"), diff_mean (mean
-difference, or geometric-mean ratio), diff_ci95 (the interval's half-width; for a ratio on the log
-scale), ci_low, ci_high, n_pairs, unit ("fold" | "seed"), conclusion.
+verdict.parquet: method_a, method_b, metric, kind ("difference" | "ratio"), mean_a and mean_b (each
+method's own value over the pairs: the mean, for a cost the geometric mean, so mean_a / mean_b is the
+ratio), diff_mean (mean difference, or geometric-mean ratio), diff_ci95 (the interval's half-width; for a
+ratio on the log scale), ci_low, ci_high, n_pairs, unit ("fold" | "seed"), conclusion, reason.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import pyarrow as pa
 from study.analysis.loading import order_methods
 from study.analysis.stats import Paired, paired_difference, paired_ratio
 from study.heldout.costs import COSTS, HIGHER_IS_BETTER
+from study.heldout.informative import INCONCLUSIVE, Chance, chance, inconclusive_reason
 from study.store.selection import is_multi_task
 from study.store.trials import write_atomic
 from trainables.metrics.names import REGISTRY, TEST_SHOWN
@@ -44,8 +48,10 @@ METRICS = TEST_SHOWN  # map50, map, view_accuracy, view_macro_f1 (trainables/met
 COST_RATIOS = tuple(c for c in COSTS if c not in HIGHER_IS_BETTER)  # throughput is 1 / step time: said once
 BETTER, SAME, FEW = "{} better", "no difference at 95%", "too few pairs"
 COLUMNS = {"method_a": pa.string(), "method_b": pa.string(), "metric": pa.string(), "kind": pa.string(),
-           "diff_mean": pa.float64(), "diff_ci95": pa.float64(), "ci_low": pa.float64(), "ci_high": pa.float64(),
-           "n_pairs": pa.int64(), "unit": pa.string(), "conclusion": pa.string()}
+           "mean_a": pa.float64(), "mean_b": pa.float64(), "diff_mean": pa.float64(), "diff_ci95": pa.float64(),
+           "ci_low": pa.float64(), "ci_high": pa.float64(),
+           "n_pairs": pa.int64(), "unit": pa.string(), "conclusion": pa.string(),
+           "reason": pa.string()}
 
 
 def method_pairs(methods: list[str]) -> list[tuple[str, str]]:
@@ -90,23 +96,56 @@ def verdict_rows(runs: pd.DataFrame, costs: pd.DataFrame) -> list[dict[str, Any]
     # each metric's per-unit means once, shared by every pair; costs: one measurement per method (and fold),
     # so their pairs are the folds, or the one split (a single pair: no interval)
     scores = {m: unit_means(runs, f"test.{m}", unit) for m in METRICS}
+    majority = unit_means(runs, "test.view_majority_share", unit)  # the view task's chance level, per unit
     cost_means = {c: unit_means(costs.assign(**{"train.seed": 0}), c, unit) if len(costs) else {}
                   for c in COST_RATIOS}
     rows = []
     for a, b in method_pairs(list(dict.fromkeys(runs["method"]))):
+        at_chance = _chance(a, b, scores, majority)
         for m, per in scores.items():
-            rows.append(_row(a, b, m, per, paired_difference, REGISTRY[f"val.{m}"].direction != "min", unit))
+            rows.append(_row(a, b, m, per, paired_difference, REGISTRY[f"val.{m}"].direction != "min", unit,
+                             at_chance))
         for c, per in cost_means.items():
-            rows.append(_row(a, b, c, per, paired_ratio, c in HIGHER_IS_BETTER, unit))
+            rows.append(_row(a, b, c, per, paired_ratio, c in HIGHER_IS_BETTER, unit, at_chance))
     return rows
 
+
+def _chance(a: str, b: str, scores: dict[str, dict[str, dict[Any, float]]],
+            majority: dict[str, dict[Any, float]]) -> Chance:
+    """Whether a and b both score at chance, from their means over the units both were scored on."""
+    def mean(per: dict[str, dict[Any, float]], method: str, units: list[Any]) -> float:
+        values = [per[method][u] for u in units if u in per.get(method, {})]
+        return sum(values) / len(values) if values else math.nan
+
+    def shared(per: dict[str, dict[Any, float]]) -> list[Any]:
+        return sorted(set(per.get(a, {})) & set(per.get(b, {})))
+
+    det, view = shared(scores.get("map50", {})), shared(scores.get("view_accuracy", {}))
+    share = [v for m in (a, b) for u, v in majority.get(m, {}).items() if u in view]
+    return chance(mean(scores.get("map50", {}), a, det), mean(scores.get("map50", {}), b, det),
+                  mean(scores.get("view_accuracy", {}), a, view), mean(scores.get("view_accuracy", {}), b, view),
+                  sum(share) / len(share) if share else math.nan)
+
 def _row(a: str, b: str, metric: str, per: dict[str, dict[Any, float]], compare: Any, higher: bool,
-         unit: str) -> dict[str, Any]:
+         unit: str, at_chance: Chance) -> dict[str, Any]:
     shared = sorted(set(per.get(a, {})) & set(per.get(b, {})))
-    p: Paired = compare([per[a][u] for u in shared], [per[b][u] for u in shared], CONFIDENCE)
-    return {"method_a": a, "method_b": b, "metric": metric, "kind": p.kind, "diff_mean": _num(p.estimate),
-            "diff_ci95": _num(p.half_width), "ci_low": _num(p.low), "ci_high": _num(p.high), "n_pairs": p.n,
-            "unit": unit, "conclusion": conclusion(p, higher)}
+    xa, xb = [per[a][u] for u in shared], [per[b][u] for u in shared]
+    p: Paired = compare(xa, xb, CONFIDENCE)
+    said = conclusion(p, higher)
+    reason = inconclusive_reason(metric, p.kind, p.low, p.high, at_chance) if said != FEW else ""
+    return {"method_a": a, "method_b": b, "metric": metric, "kind": p.kind, "mean_a": _own(xa, p.kind),
+            "mean_b": _own(xb, p.kind), "diff_mean": _num(p.estimate), "diff_ci95": _num(p.half_width),
+            "ci_low": _num(p.low), "ci_high": _num(p.high), "n_pairs": p.n, "unit": unit,
+            "conclusion": INCONCLUSIVE if reason else said, "reason": reason}
+
+
+def _own(values: list[float], kind: str) -> float | None:
+    """A method's own value over the pairs: the mean, or for a ratio's costs the geometric mean (so that
+    mean_a / mean_b is the ratio reported)."""
+    if kind == "ratio":
+        logs = [math.log(v) for v in values if v > 0]
+        return _num(math.exp(sum(logs) / len(logs))) if logs else None
+    return _num(sum(values) / len(values)) if values else None
 
 
 def write_verdict(study_dir: Path, runs: pd.DataFrame, costs: pd.DataFrame) -> Path:
