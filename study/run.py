@@ -55,8 +55,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--costs", action="store_true",
                    help="after the search: time each method's best config alone on an idle worker (costs.parquet); "
                         "implied by --test")
-    p.add_argument("--dashboard-host", default="127.0.0.1")
-    p.add_argument("--dashboard-port", type=int, default=8265)
+    p.add_argument("--dashboard-host", default="127.0.0.1",
+                   help="address the Ray dashboard of a new local instance listens on (default 127.0.0.1: this "
+                        "machine only; anything else is a warning, see the README's Security)")
+    p.add_argument("--dashboard-port", type=int, default=None, metavar="PORT",
+                   help="port of that dashboard (default: the first free one from 8265 on, printed at the start)")
     return p
 
 

@@ -44,7 +44,8 @@ def test_report_with_one_trial(tmp_path, capsys):
     code, _, err = analyze([study], capsys)
     assert code == 0
     page = (study / "report.html").read_text()
-    assert "No dual trial" in page and "No det_only trial" in page
+    # a study of one method: nothing about the methods it never ran
+    assert "No dual trial" not in page and "No det_only trial" not in page and "comparison is not available" not in page
     assert "Hyperparameter importance needs at least 3" in page and "note:" in err
 
 

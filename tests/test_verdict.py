@@ -72,7 +72,11 @@ def test_verdict_pairs_by_fold_with_the_hand_computed_interval(tmp_path):
     table = pd.read_parquet(path)
     assert list(table.columns[:4]) == ["method_a", "method_b", "metric", "kind"] and len(table) == len(rows)
     line = verdict_lines(table)[0]
-    assert line.startswith("  shared/gradnorm vs dual (3 folds): map50 +0.150 ± 0.124 (shared/gradnorm better)")
+    # each method's own mean over the folds beside the difference: (0.5 + 0.6 + 0.7) / 3 and (0.4 + 0.45 + 0.5) / 3
+    assert line.startswith("  shared/gradnorm vs dual (3 folds): map50 0.600 vs 0.450, +0.150 ± 0.124 "
+                           "(shared/gradnorm better)")
+    # step time: gradnorm 2, 3, 4 ms against dual 4, 6, 8 ms: geometric means 24^(1/3) and 192^(1/3), ratio 0.5
+    assert line.endswith("step time 2.88 vs 5.77 ms, ×0.500 [0.500, 0.500] (shared/gradnorm better)")
 
 
 def test_without_folds_the_pairs_are_seeds_and_one_cost_measurement_has_no_interval():

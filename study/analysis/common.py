@@ -37,6 +37,27 @@ def fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def fmt_score(value: float | None, signed: bool = False) -> str:
+    """A score (or a difference of scores) for a person: always three decimals, never scientific notation,
+    never "-0.000"; '—' for missing."""
+    if value is None or not math.isfinite(float(value)):
+        return "—"
+    v = round(float(value), 3) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return f"{v:+.3f}" if signed else f"{v:.3f}"
+
+
+def fmt_sig(value: float | None, sig: int = 3) -> str:
+    """A cost or a ratio for a person: ``sig`` significant figures, never scientific notation (8,100 ms,
+    374 ms, 2.95, 0.0222); '—' for missing."""
+    if value is None or not math.isfinite(float(value)):
+        return "—"
+    v = float(value)
+    if v == 0:
+        return "0"
+    decimals = sig - 1 - math.floor(math.log10(abs(v)))  # may be negative: 8,123 -> 8,120
+    return f"{round(v, decimals):,.{max(0, decimals)}f}"
+
+
 def cell_float(v: object) -> float:
     """A Parquet cell as a float: a number (numpy's too) as is, an empty cell (None) or text as NaN."""
     return float(v) if isinstance(v, numbers.Real) else math.nan

@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from study.analysis.columns import TEST_METRICS
-from study.analysis.common import cell_float, fmt, fmt_ci
+from study.analysis.common import cell_float, fmt, fmt_ci, fmt_score, fmt_sig
 from study.analysis.figures_branch import branch_figure
 from study.analysis.figures_curves import balance_figure, learning_curves_figure
 from study.analysis.figures_headline import headline_figure, heldout_figure
@@ -30,6 +30,7 @@ from study.analysis.summary import (
     takeaways,
 )
 from study.heldout.costs import COSTS
+from study.heldout.informative import RULE
 from study.heldout.verdict import VERDICT_FILE
 
 
@@ -178,18 +179,22 @@ def _verdict_section(study: Study) -> list[Section]:
         return []
     rows = []
     for _, r in table.iterrows():  # one row per pair and metric: a long table reads down, not sideways
+        a, b = (cell_float(r.get(k)) for k in ("mean_a", "mean_b"))  # absent in files from before them
         if r["kind"] == "ratio":
             low, high = cell_float(r["ci_low"]), cell_float(r["ci_high"])
-            estimate = fmt(cell_float(r["diff_mean"]), 3) + "×" + (
-                f" [{fmt(low, 3)}, {fmt(high, 3)}]" if math.isfinite(low) else "")
-            label = f"{COSTS.get(r['metric'], r['metric'])}, ratio a / b"
+            estimate = "×" + fmt_sig(cell_float(r["diff_mean"])) + (
+                f" [{fmt_sig(low)}, {fmt_sig(high)}]" if math.isfinite(low) else "")
+            label, own = f"{COSTS.get(r['metric'], r['metric'])}, ratio a / b", (fmt_sig(a), fmt_sig(b))
         else:
-            estimate = fmt_ci(cell_float(r["diff_mean"]), cell_float(r["diff_ci95"]))
-            label = f"test {TEST_METRICS.get(r['metric'], r['metric'])}, a − b"
-        rows.append({"method a": r["method_a"], "method b": r["method_b"], "metric": label, "estimate (95% CI)":
-                     estimate, "pairs": int(r["n_pairs"]),
-                     "verdict": str(r["conclusion"]).replace("method_a", r["method_a"]).replace("method_b",
-                                                                                                r["method_b"])})
+            half = cell_float(r["diff_ci95"])
+            estimate = fmt_score(cell_float(r["diff_mean"]), signed=True) + (
+                f" ± {fmt_score(half)}" if math.isfinite(half) else "")
+            label, own = f"test {TEST_METRICS.get(r['metric'], r['metric'])}, a − b", (fmt_score(a), fmt_score(b))
+        said = str(r["conclusion"]).replace("method_a", r["method_a"]).replace("method_b", r["method_b"])
+        reason = r.get("reason") if isinstance(r.get("reason"), str) else ""
+        rows.append({"method a": r["method_a"], "method b": r["method_b"], "metric": label, "a": own[0],
+                     "b": own[1], "estimate (95% CI)": estimate, "pairs": int(r["n_pairs"]),
+                     "verdict": f"{said} ({reason})" if reason else said})
     unit = table["unit"].iloc[0]
     how = ("Pairs are the outer patient folds: in each fold both methods were trained and selected without that "
            "fold's patients and scored on them; seeds are averaged within a fold first, so the interval counts "
@@ -198,8 +203,9 @@ def _verdict_section(study: Study) -> list[Section]:
            "patients were held out; run the study with <code>--folds K</code> for a verdict on patients.")
     text = ("Every pair of methods compared on the same held-out patients: the mean difference a − b of each "
             "test score with its two-sided 95% Student-t interval, and each cost as the geometric mean of the "
-            f"ratio a / b with its interval. {how} A method is called better only when the interval excludes no "
-            "difference; read verdict.parquet for the numbers.")
+            f"ratio a / b with its interval; a and b are each method's own value over the pairs (for a cost its "
+            f"geometric mean, so a / b is the ratio). {how} A method is called better only when the interval "
+            f"excludes no difference; {html.escape(RULE)}. Read verdict.parquet for the numbers.")
     return [Section("verdict", "Verdict (paired, held-out)", text, [html_table(pd.DataFrame(rows))])]
 
 

@@ -85,7 +85,7 @@ def takeaways(study: Study, head: Headline, held: Heldout | None = None) -> list
         verdict = _overlap(gn, dual)
         out.append(f"{val}GradNorm (shared) vs dual backbones: {_score(gn)} against {_score(dual)}; "
                    f"difference {d:+.3f} in the objective{verdict}. GradNorm costs {ratios or 'n/a'} of dual.")
-    else:
+    elif {"shared/gradnorm", REFERENCE} <= set(t["method"]):  # both ran, one has no result: say which
         missing = [m for m, r in (("shared/gradnorm", gn), ("dual", dual)) if r is None]
         out.append(f"No finished {' or '.join(missing)} trial: the GradNorm-vs-dual comparison is not available.")
     deltas = [(r.method, r.delta["m"]) for r in head.results if math.isfinite(r.delta.get("m", math.nan))]

@@ -34,10 +34,11 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from study.analysis.common import fmt_score, fmt_sig
 from study.analysis.loading import order_methods
 from study.analysis.stats import Paired, paired_difference, paired_ratio
 from study.heldout.costs import COSTS, HIGHER_IS_BETTER
-from study.heldout.informative import INCONCLUSIVE, Chance, chance, inconclusive_reason
+from study.heldout.informative import INCONCLUSIVE, RULE, Chance, chance, inconclusive_reason
 from study.store.selection import is_multi_task
 from study.store.trials import write_atomic
 from trainables.metrics.names import REGISTRY, TEST_SHOWN
@@ -158,22 +159,30 @@ def write_verdict(study_dir: Path, runs: pd.DataFrame, costs: pd.DataFrame) -> P
 
 
 def verdict_lines(table: pd.DataFrame) -> list[str]:
-    """One line per pair of methods: each score's paired difference and the main cost ratio."""
+    """One line per pair of methods: each score's paired difference and the main cost ratio, each beside the
+    two methods' own values (scores with three decimals, costs with three significant figures and a unit)."""
     lines = []
     for (a, b), group in table.groupby(["method_a", "method_b"], sort=False):
         parts = []
         for _, r in group.iterrows():
             if r["metric"] not in (*METRICS, "cost.train_step_ms"):
                 continue
+            said = _short(r["conclusion"], a, b)
             if r["kind"] == "ratio":
-                interval = f" [{r['ci_low']:.2f}, {r['ci_high']:.2f}]" if math.isfinite(r["ci_low"]) else ""
-                parts.append(f"step time ×{r['diff_mean']:.2f}{interval} ({_short(r['conclusion'], a, b)})")
-            elif math.isfinite(r["diff_mean"]):
-                half = f" ± {r['diff_ci95']:.3f}" if math.isfinite(r["diff_ci95"]) else ""
-                parts.append(f"{r['metric']} {r['diff_mean']:+.3f}{half} ({_short(r['conclusion'], a, b)})")
+                interval = f" [{fmt_sig(r['ci_low'])}, {fmt_sig(r['ci_high'])}]" if _finite(r["ci_low"]) else ""
+                own = f"{fmt_sig(r.get('mean_a'))} vs {fmt_sig(r.get('mean_b'))} ms, " if "mean_a" in r else ""
+                parts.append(f"step time {own}×{fmt_sig(r['diff_mean'])}{interval} ({said})")
+            elif _finite(r["diff_mean"]):
+                half = f" ± {fmt_score(r['diff_ci95'])}" if _finite(r["diff_ci95"]) else ""
+                own = f"{fmt_score(r.get('mean_a'))} vs {fmt_score(r.get('mean_b'))}, " if "mean_a" in r else ""
+                parts.append(f"{r['metric']} {own}{fmt_score(r['diff_mean'], signed=True)}{half} ({said})")
         n, unit = int(group["n_pairs"].max()), group["unit"].iloc[0]
-        lines.append(f"  {a} vs {b} ({n} {unit}s): " + ("; ".join(parts) or "no common scores"))
+        lines.append(f"  {a} vs {b} ({n} {unit}{'s' if n != 1 else ''}): " + ("; ".join(parts) or "no common scores"))
     return lines
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
 
 
 def _short(text: str, a: str, b: str) -> str:
@@ -192,6 +201,8 @@ def print_verdict(path: Path) -> None:
     print(f"\nverdict: method a − method b on the held-out split, mean and 95% CI, {what}")
     for line in verdict_lines(table):
         print(line)
+    if (table["conclusion"] == INCONCLUSIVE).any():
+        print(f"verdict: {RULE}")
     print(f"verdict: {path}")
 
 

@@ -31,8 +31,9 @@ def search_dir_of(folder: Path) -> Path:
 
 
 def prepare_folder(storage: str, name: str | None, space: str, resume: bool, overwrite: bool) -> Path:
-    """The study folder ``storage/name`` (default name: ``SPACE-TIME``), checked before any work: writable,
-    enough free space, never overwritten without ``overwrite`` (which removes its re-runs too)."""
+    """The study folder ``storage/name`` (default name: ``SPACE-TIME``, ``SPACE-TIME-2``, ... for studies started
+    in the same second), checked before any work: writable, enough free space, never overwritten without
+    ``overwrite`` (which removes its re-runs too)."""
     root = Path(storage).expanduser().resolve()
     study_dir = root / (name or f"{space}-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
@@ -47,6 +48,8 @@ def prepare_folder(storage: str, name: str | None, space: str, resume: bool, ove
     if free < MIN_FREE_BYTES:
         raise UsageError(f"--storage {root}: only {free / 2**20:.0f} MiB free; a study needs at least "
                          f"{MIN_FREE_BYTES / 2**20:.0f} MiB for checkpoints and results")
+    if name is None and not resume:  # a default name is new: never another study's folder
+        return _claim(study_dir)
     if study_dir.exists() and any(study_dir.iterdir()):
         if resume:
             return study_dir
@@ -59,3 +62,16 @@ def prepare_folder(storage: str, name: str | None, space: str, resume: bool, ove
         raise UsageError(f"--resume: there is no study at {study_dir} to resume")
     study_dir.mkdir(parents=True, exist_ok=True)
     return study_dir
+
+
+def _claim(study_dir: Path) -> Path:
+    """A new folder named ``study_dir`` or ``study_dir-2``, ``-3``, ...: ``mkdir`` claims it atomically, so two
+    studies started side by side in the same second never share one."""
+    for k in range(1, 1000):
+        candidate = study_dir if k == 1 else study_dir.with_name(f"{study_dir.name}-{k}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise UsageError(f"{study_dir}: a thousand studies of that name; give --name")
