@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
               "data.source": args.data if args.data == "synthetic" else str(Path(args.data).expanduser().resolve())}
     if args.imgsz is not None:
         config["data.imgsz"] = args.imgsz
-    if args.folds:
+    if args.folds >= 2:  # fewer is check_settings' one line, which names the flag (not the config key)
         config.update({"data.folds": args.folds, "data.fold": 0})
     config.update(parse_set(args.set))
     resolve_weights(config)
@@ -107,7 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         methods=args.methods.split(",") if args.methods else None,
         config=config, argv=list(sys.argv[1:] if argv is None else argv),
     )
-    run_study(settings)
+    from study.store.folder import discard_if_empty
+
+    try:
+        run_study(settings)
+    finally:
+        discard_if_empty()  # a study that failed before its first file leaves no empty folder
     return 0
 
 

@@ -159,13 +159,17 @@ def _headline_section(held: Heldout | None, head: Headline, figs: dict[str, go.F
             "default configuration without a search) were re-trained with new seeds, and each re-run's best-epoch "
             f"checkpoint was scored once on the held-out patients: {interval}. Costs: the method's chosen "
             "configuration timed alone on an otherwise idle worker (ratio to dual in brackets); trials' own wall "
-            "seconds are in trials.parquet. Below it, the validation numbers the search selected on.")
+            "seconds are in trials.parquet.")
     leak = ("<p class='notes'><b>Warning: the test split shares patients with the training or validation split</b> "
             "(the dataset's own folders): these scores measure memory as much as generalisation; use "
             "<code>--split patient</code>.</p>" if held.leaks else "")
+    validation = blocks(*validation)
+    below = ("<h3>Validation split (selection; optimistic)</h3>" + (
+        "<p>Each fold validates on its own development patients: per method, the mean over every fold's re-runs "
+        "of its chosen configuration.</p>" if held.folds else "")) if validation else ""
+    text += " Below it, the validation numbers the search selected on." if validation else ""
     return Section("headline", "Headline comparison (held-out)", text,
-                   blocks(leak, html_table(_heldout_table(held)), figs["headline"],
-                          "<h3>Validation split (selection; optimistic)</h3>", *validation))
+                   blocks(leak, html_table(_heldout_table(held)), figs["headline"], below, *validation))
 
 
 def _verdict_section(study: Study) -> list[Section]:

@@ -9,9 +9,10 @@ import pandas as pd
 
 from study.analysis.columns import TEST_METRICS
 from study.analysis.common import cell_float, fmt, fmt_ci
-from study.analysis.headline import REFERENCE, Headline, Heldout, MethodResult
+from study.analysis.headline import REFERENCE, Headline, Heldout, MethodResult, is_folded
 from study.analysis.loading import ACCURACY, COST, OBJECTIVE, SINGLE_TASK, Study
 from study.analysis.pareto import pareto_front
+from study.heldout.verdict import VERDICT_FILE, verdict_lines
 
 FAILED = ("error", "oom", "diverged")
 TOP_N = 10
@@ -53,14 +54,34 @@ def heldout_takeaway(held: Heldout) -> str | None:
     return f"Held-out, on {held.where()}: " + "; ".join(parts) + "."
 
 
+def read_verdict(study: Study) -> pd.DataFrame:
+    """verdict.parquet (study/heldout/verdict.py), or an empty table: what the verdict section shows."""
+    path = study.path / VERDICT_FILE
+    return pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=["method_a", "method_b"])
+
+
+def verdict_takeaways(verdict: pd.DataFrame) -> list[str]:
+    """One sentence per pair of methods, the console's verdict line (verdict.py: ``verdict_lines``) from the
+    same file the verdict table shows, so the summary cannot say otherwise."""
+    if verdict.empty:
+        return []
+    unit = "patients never seen, paired by outer fold" if verdict["unit"].iloc[0] == "fold" else \
+        "one held-out split, paired by seed"
+    return [f"Verdict ({unit}): {line.strip()}." for line in verdict_lines(verdict)]
+
+
 def takeaways(study: Study, head: Headline, held: Heldout | None = None) -> list[str]:
     """Plain sentences (HTML-escaped) with the numbers a reader should leave with. With a held-out
-    headline its scores come first and the sentences after it say that theirs are validation scores."""
+    headline its scores come first, then the verdict's pairs, and the sentences after them say that theirs
+    are validation scores. A folds study ranks no trial across folds (each fold validates on its own patients)."""
     t = study.trials
     out = []
     first = heldout_takeaway(held) if held is not None else None
     if first:
         out.append(first)
+    verdict = read_verdict(study)
+    out += verdict_takeaways(verdict)
+    judged = set(zip(verdict["method_a"], verdict["method_b"], strict=True))
     val = "On the validation split (selection; optimistic): " if first else ""
     ok = t[(t["status"] == "finished") & t[OBJECTIVE].notna()]
     multi = ok[~ok["method"].isin(SINGLE_TASK)]
@@ -69,6 +90,9 @@ def takeaways(study: Study, head: Headline, held: Heldout | None = None) -> list
         return [html.escape(s) for s in out]
     if multi.empty:
         out.append("Only single-task baselines finished: there is no multi-task result to compare yet.")
+    elif is_folded(t):
+        out.append("Each fold's trials were validated on that fold's own development patients: their validation "
+                   "scores do not rank across folds, so no best trial is named; the verdict above compares methods.")
     else:
         scores = multi[OBJECTIVE].astype(float)
         best = multi.loc[scores.idxmax()]
@@ -78,7 +102,9 @@ def takeaways(study: Study, head: Headline, held: Heldout | None = None) -> list
                    f"{fmt(best['best.val.view_accuracy'], 3)}), {fmt(best['time.train_s'], 3)} s of training"
                    + (f"; tied with {ties} other trial{'s' if ties > 1 else ''}." if ties else "."))
     gn, dual = head.get("shared/gradnorm"), head.get(REFERENCE)
-    if gn and dual:
+    if ("shared/gradnorm", REFERENCE) in judged:
+        pass  # the verdict's sentence above says it, on held-out patients
+    elif gn and dual:
         d = gn.stats[OBJECTIVE].mean - dual.stats[OBJECTIVE].mean
         ratios = ", ".join(f"{fmt(gn.cost_ratio[c], 3)}× the {label.split(' (')[0]}" for c, label in COST.items()
                            if math.isfinite(gn.cost_ratio.get(c, math.nan)))

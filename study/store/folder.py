@@ -8,6 +8,7 @@ experiment folder's layout, so the re-runs cannot share the search's).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -18,6 +19,7 @@ from study.errors import UsageError
 MIN_FREE_BYTES = 512 * 2**20  # a few checkpoints per trial plus the Parquet files; less is a failure mid-study
 REPEATS_SUFFIX = "-repeats"
 OPTUNA_DB = "optuna.db"  # the study's Optuna storage: optuna-dashboard sqlite:///STORAGE/NAME/optuna.db
+_CREATED: list[Path] = []  # study folders this process created (prepare_folder), for discard_if_empty
 
 
 def repeats_dir(study_dir: Path) -> Path:
@@ -49,7 +51,8 @@ def prepare_folder(storage: str, name: str | None, space: str, resume: bool, ove
         raise UsageError(f"--storage {root}: only {free / 2**20:.0f} MiB free; a study needs at least "
                          f"{MIN_FREE_BYTES / 2**20:.0f} MiB for checkpoints and results")
     if name is None and not resume:  # a default name is new: never another study's folder
-        return _claim(study_dir)
+        _CREATED.append(_claim(study_dir))
+        return _CREATED[-1]
     if study_dir.exists() and any(study_dir.iterdir()):
         if resume:
             return study_dir
@@ -60,8 +63,18 @@ def prepare_folder(storage: str, name: str | None, space: str, resume: bool, ove
         shutil.rmtree(repeats_dir(study_dir), ignore_errors=True)  # its re-runs belong to the study replaced
     elif resume:
         raise UsageError(f"--resume: there is no study at {study_dir} to resume")
+    if not study_dir.exists():
+        _CREATED.append(study_dir)
     study_dir.mkdir(parents=True, exist_ok=True)
     return study_dir
+
+
+def discard_if_empty() -> None:
+    """Remove the study folders this process created that are still empty (a run that failed before its first
+    file): a failed run leaves no empty ``results/NAME/`` behind. ``rmdir`` removes an empty folder only."""
+    while _CREATED:
+        with contextlib.suppress(OSError):  # it holds something (or is gone): leave it
+            _CREATED.pop().rmdir()
 
 
 def _claim(study_dir: Path) -> Path:
