@@ -138,3 +138,33 @@ def test_a_cost_ratio_wider_than_a_factor_of_two_around_one_is_inconclusive():
     assert (step["mean_a"], step["mean_b"]) == pytest.approx((24 ** (1 / 3), 24 ** (1 / 3)))
     # half of dual's cost in every fold: a narrow interval that excludes 1 stays a finding
     assert rows["cost.latency_ms_b1"]["conclusion"] == "method_a better" and rows["cost.latency_ms_b1"]["reason"] == ""
+
+
+def test_the_headline_cost_ratio_is_the_verdict_ratio():
+    """One ratio definition: headline.parquet's ratio to dual is the verdict's geometric mean of the per-fold
+    ratios, not a ratio of arithmetic means (here 4 ms / 3 ms = 1.33 against per-fold ratios 0.25, 4, 1)."""
+    from study.heldout.reruns import headline_rows
+
+    costs = fold_costs()
+    for fold, (a, b) in enumerate([(1.0, 4.0), (8.0, 2.0), (3.0, 3.0)]):
+        costs.loc[(costs["fold"] == fold) & (costs["method"] == "shared/gradnorm"), "cost.train_step_ms"] = a
+        costs.loc[(costs["fold"] == fold) & (costs["method"] == "dual"), "cost.train_step_ms"] = b
+    chosen = pd.DataFrame({"trial_id": ["default:shared/gradnorm", "default:dual"],
+                           "method": ["shared/gradnorm", "dual"]})
+    head = {r["method"]: r for r in headline_rows(chosen, fold_runs(), costs, "patient", 0, "data.yaml")}
+    step = {r["metric"]: r for r in verdict_rows(fold_runs(), costs)}["cost.train_step_ms"]
+    assert head["shared/gradnorm"]["cost.train_step_ms"] == pytest.approx(24 ** (1 / 3)) == step["mean_a"]
+    assert head["shared/gradnorm"]["cost.train_step_ms.ratio_dual"] == pytest.approx(step["diff_mean"])
+    assert step["diff_mean"] == pytest.approx(1.0)
+
+
+def test_one_configurations_timings_that_disagree_by_more_than_a_factor_of_two_are_flagged_busy():
+    from study.heldout.informative import busy_spreads
+
+    costs = fold_costs().assign(**{"cost.trial_id": lambda d: "default:" + d["method"]})
+    # dual's default configuration timed 374, 8,100 and 900 ms in the three folds: the machine was busy
+    costs.loc[costs["method"] == "dual", "cost.train_step_ms"] = [374.0, 8100.0, 900.0]
+    busy = busy_spreads(costs)
+    assert busy == {"dual": {"cost.train_step_ms": (374.0, 8100.0)}}  # gradnorm's 2-4 ms: exactly x2, not flagged
+    # searched configurations differ per fold (their own trial ids): nothing to compare, nothing flagged
+    assert busy_spreads(costs.assign(**{"cost.trial_id": [f"t{i}" for i in range(len(costs))]})) == {}

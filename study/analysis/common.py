@@ -58,6 +58,20 @@ def fmt_sig(value: float | None, sig: int = 3) -> str:
     return f"{round(v, decimals):,.{max(0, decimals)}f}"
 
 
+def fmt_score_ci(mean: float, half: float) -> str:
+    """A score's mean ± 95% half-width, both with three decimals ('—' for a missing mean)."""
+    if not math.isfinite(mean):
+        return "—"
+    return fmt_score(mean) + (f" ± {fmt_score(half)}" if math.isfinite(half) else "")
+
+
+def fmt_sig_ci(mean: float, half: float) -> str:
+    """A cost's mean ± 95% half-width, significant figures ('—' for a missing mean)."""
+    if not math.isfinite(mean):
+        return "—"
+    return fmt_sig(mean) + (f" ± {fmt_sig(half, 2)}" if math.isfinite(half) else "")
+
+
 def cell_float(v: object) -> float:
     """A Parquet cell as a float: a number (numpy's too) as is, an empty cell (None) or text as NaN."""
     return float(v) if isinstance(v, numbers.Real) else math.nan

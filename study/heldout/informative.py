@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import pandas as pd
+
 INCONCLUSIVE = "inconclusive"
 DETECTION_CHANCE = 0.01  # mAP@.5 below this for both methods: neither detects anything yet
 MAX_RATIO_SPAN = 2.0  # a cost ratio's interval high / low above this says the measurements cannot tell
@@ -58,3 +60,24 @@ def inconclusive_reason(metric: str, kind: str, low: float, high: float, at_chan
     if metric in VIEW and at_chance.view:
         return "both at chance (view accuracy at or below the majority view's share)"
     return ""
+
+
+BUSY_FACTOR = 2.0  # one configuration's timings (max / min) disagreeing by more than this: the machine was busy
+TIMED = ("cost.train_step_ms", "cost.throughput_img_s", "cost.latency_ms_b1", "cost.latency_ms_b32")
+
+
+def busy_spreads(costs: pd.DataFrame) -> dict[str, dict[str, tuple[float, float]]]:
+    """method -> timed cost -> (lowest, highest) where one configuration was measured more than once (one row per
+    fold of costs.parquet with the same ``cost.trial_id``, e.g. a method's default configuration in every fold) and
+    the measurements disagree by more than BUSY_FACTOR: wall-clock timings of the same work that far apart say
+    the machine was busy, not how fast the method is. Counted quantities (parameters, GFLOPs) never vary."""
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    if costs.empty or "cost.trial_id" not in costs:
+        return out
+    for (method, _), group in costs.groupby(["method", "cost.trial_id"], sort=False):
+        for c in TIMED:
+            v = pd.to_numeric(group.get(c, pd.Series(dtype=float)), errors="coerce").dropna()
+            v = v[v > 0]
+            if len(v) > 1 and v.max() / v.min() > BUSY_FACTOR:
+                out.setdefault(str(method), {})[c] = (float(v.min()), float(v.max()))
+    return out

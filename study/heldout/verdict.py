@@ -36,7 +36,7 @@ import pyarrow as pa
 
 from study.analysis.common import fmt_score, fmt_sig
 from study.analysis.loading import order_methods
-from study.analysis.stats import Paired, paired_difference, paired_ratio
+from study.analysis.stats import Paired, geometric_mean, paired_difference, paired_ratio
 from study.heldout.costs import COSTS, HIGHER_IS_BETTER
 from study.heldout.informative import INCONCLUSIVE, RULE, Chance, chance, inconclusive_reason
 from study.store.selection import is_multi_task
@@ -144,8 +144,7 @@ def _own(values: list[float], kind: str) -> float | None:
     """A method's own value over the pairs: the mean, or for a ratio's costs the geometric mean (so that
     mean_a / mean_b is the ratio reported)."""
     if kind == "ratio":
-        logs = [math.log(v) for v in values if v > 0]
-        return _num(math.exp(sum(logs) / len(logs))) if logs else None
+        return _num(geometric_mean(values))
     return _num(sum(values) / len(values)) if values else None
 
 
