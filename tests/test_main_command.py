@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def is_loopback(address: str) -> bool:
     """127.0.0.0/8, ::1, or an IPv4-mapped IPv6 loopback (``::ffff:127.0.0.1``, how an IPv6 socket of Ray's
-    gRPC servers bound to 127.0.0.1 reads)."""
+    gRPC servers bound to 127.0.0.1 reads; ``ipaddress`` writes it ``::ffff:7f00:1``)."""
     ip = ipaddress.ip_address(address)
     mapped = getattr(ip, "ipv4_mapped", None)
     return ip.is_loopback or (mapped is not None and mapped.is_loopback)

@@ -112,3 +112,22 @@ def use_log_axis(values: pd.Series | np.ndarray, ratio: float = 20.0) -> bool:
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     return bool(v.size and (v > 0).all() and v.max() / v.min() > ratio)
+
+
+def value_axis(values: pd.Series | np.ndarray, ratio: float = 20.0) -> dict[str, Any]:
+    """``update_xaxes`` settings that a person can read for ``values``: a log axis (``use_log_axis``) ticked at
+    1, 2, 5 × powers of ten written out in full (plotly's own log ticks label 2 .. 9 with the digit alone, so 0.2
+    cannot be told from 2); one tick, at the value, when every value is the same (no ticks from 2.294643M to
+    2.294645M, or -0.5 to 1, around a single value); nothing otherwise."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return {}
+    if use_log_axis(v, ratio):
+        lo, hi = math.floor(math.log10(v.min())), math.ceil(math.log10(v.max()))
+        ticks = [m * 10.0 ** e for e in range(lo, hi + 1) for m in (1, 2, 5) if v.min() / 1.5 <= m * 10.0 ** e
+                 <= v.max() * 1.5]
+        return {"type": "log", "tickmode": "array", "tickvals": ticks, "ticktext": [fmt_sig(t, 1) for t in ticks]}
+    if v.min() == v.max():  # (no fixed range: plotly then mis-scales the other panels of a figure with matched axes)
+        return {"tickmode": "array", "tickvals": [float(v[0])], "ticktext": [fmt(float(v[0]))]}
+    return {}

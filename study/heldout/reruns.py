@@ -224,7 +224,9 @@ def print_headline(path: Path) -> None:
         costs = ", ".join(_cost(r, c, label, busy.get(str(r["method"]), {}).get(c)) for c, label in COSTS.items()
                           if c in ("cost.train_step_ms", "cost.latency_ms_b1", "cost.peak_mem_mb"))
         counts = f"{int(r['n_folds'])} folds, " if folds else ""
-        print(f"  {r['method']:<16} {counts}{int(r['n_seeds'])} seeds, {int(r['n_runs'])} runs: {scores}; {costs}")
+        seeds, runs = int(r["n_seeds"]), int(r["n_runs"])
+        print(f"  {r['method']:<16} {counts}{seeds} seed{'s' if seeds != 1 else ''}, "
+              f"{runs} run{'s' if runs != 1 else ''}: {scores}; {costs}")
     print(f"headline: {path}")
 
 

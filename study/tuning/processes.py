@@ -32,7 +32,7 @@ def descendants(root: int) -> list[int]:
 def listening_sockets(pids: list[int]) -> list[tuple[int, str, int]]:
     """(pid, address, port) of every TCP socket in LISTEN state that one of ``pids`` holds open, IPv4 and IPv6,
     read from ``/proc/net/tcp{,6}`` and each process's ``/proc/PID/fd``; a process gone meanwhile is skipped.
-    An IPv6 address is written as ``ipaddress`` writes it (``::ffff:127.0.0.1`` for a mapped IPv4 one)."""
+    An IPv6 address is written as ``ipaddress`` writes it (``::ffff:7f00:1``: 127.0.0.1 mapped into IPv6)."""
     listening: dict[str, tuple[str, int]] = {}  # socket inode -> (address, port)
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
