@@ -33,7 +33,8 @@ def test_a_three_fold_report_says_what_its_verdict_says(ray_cluster, tmp_path):
     assert run_main(argv) == 0
     study = tmp_path / "f"
     verdict = pd.read_parquet(study / "verdict.parquet")
-    assert set(verdict["n_pairs"]) == {3} and {"mean_a", "mean_b", "reason"} <= set(verdict.columns)
+    assert set(verdict.loc[verdict["metric"] == "map50", "n_pairs"]) == {3}  # (synthetic frames have no clips)
+    assert {"mean_a", "mean_b", "reason"} <= set(verdict.columns)
 
     # uninformative rows are labelled as such: a detection metric both methods score at chance is inconclusive
     for _, r in verdict[verdict["metric"].isin(DETECTION)].iterrows():
@@ -55,7 +56,8 @@ def test_a_three_fold_report_says_what_its_verdict_says(ray_cluster, tmp_path):
         assert conclusion.replace("method_a", "shared/gradnorm").replace("method_b", "dual") in table
     assert "not available" not in summary and "No finished" not in summary
     assert "Best multi-task trial:" not in summary  # no trial ranked across folds whose patients differ
-    assert not [n for n in report.notes if "dual" in n or "det_only" in n or "cls_only" in n], report.notes
+    # no note about methods the study never ran, nor one denying the dual re-runs the verdict holds
+    assert not [n for n in report.notes if "det_only" in n or "cls_only" in n or "No finished" in n], report.notes
     assert not [n for n in report.notes if "importance" in n.lower()], report.notes  # no search: one note says so
     # the validation heading has the validation numbers under it
     headline = section_text(report.html, "headline")

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from study.analysis.common import fmt_sig
+
 INCONCLUSIVE = "inconclusive"
 DETECTION_CHANCE = 0.01  # mAP@.5 below this for both methods: neither detects anything yet
 MAX_RATIO_SPAN = 2.0  # a cost ratio's interval high / low above this says the measurements cannot tell
@@ -53,7 +55,7 @@ def inconclusive_reason(metric: str, kind: str, low: float, high: float, at_chan
     if kind == "ratio":
         wide = math.isfinite(low) and math.isfinite(high) and low > 0 and high / low > MAX_RATIO_SPAN
         if wide and low <= 1.0 <= high:
-            return f"interval spans a factor of {high / low:.3g} (more than {MAX_RATIO_SPAN:g})"
+            return f"interval spans a factor of {fmt_sig(high / low)} (more than {MAX_RATIO_SPAN:g})"
         return ""
     if metric in DETECTION and at_chance.detection:
         return f"both at chance (test mAP@.5 below {DETECTION_CHANCE:g})"
