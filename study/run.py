@@ -55,8 +55,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--costs", action="store_true",
                    help="after the search: time each method's best config alone on an idle worker (costs.parquet); "
                         "implied by --test")
-    p.add_argument("--dashboard-host", default="127.0.0.1")
-    p.add_argument("--dashboard-port", type=int, default=8265)
+    p.add_argument("--dashboard-host", default="127.0.0.1",
+                   help="address the Ray dashboard of a new local instance listens on (default 127.0.0.1: this "
+                        "machine only; anything else is a warning, see the README's Security)")
+    p.add_argument("--dashboard-port", type=int, default=None, metavar="PORT",
+                   help="port of that dashboard (default: the first free one from 8265 on, printed at the start)")
     return p
 
 
@@ -82,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
               "data.source": args.data if args.data == "synthetic" else str(Path(args.data).expanduser().resolve())}
     if args.imgsz is not None:
         config["data.imgsz"] = args.imgsz
-    if args.folds:
+    if args.folds >= 2:  # fewer is check_settings' one line, which names the flag (not the config key)
         config.update({"data.folds": args.folds, "data.fold": 0})
     config.update(parse_set(args.set))
     resolve_weights(config)
@@ -106,7 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         methods=args.methods.split(",") if args.methods else None,
         config=config, argv=list(sys.argv[1:] if argv is None else argv),
     )
-    (run_folds if settings.folds else run_study)(settings)  # a folds study is a loop over the ordinary one
+    from study.store.folder import discard_if_empty
+
+    try:
+        (run_folds if settings.folds else run_study)(settings)  # a folds study is a loop over the ordinary one
+    finally:
+        discard_if_empty()  # a study that failed before its first file leaves no empty folder
     return 0
 
 

@@ -37,6 +37,8 @@ CASES = [
     (run, ["--samples", "0"], "--samples 0 skips the search: add --repeat-best 1 --seeds N"),
     (run, ["--samples", "-1"], "--samples -1 must be >= 0"),
     (run, ["--folds", "3"], "data.folds=3 splits by patient: set data.split=patient (study.run: --split patient)"),
+    (run, ["--folds", "1", "--split", "patient"], "--folds 1: folds are whole patients: give --folds K >= 2"),
+    (run, ["--data", "{tmp}/missing/data.yaml"], "cannot read the data.yaml"),  # after its folder was made
     (run, ["--max-concurrent", "0"], "--max-concurrent 0 must be at least 1"),
     (run, ["--cpus-per-trial", "0"], "--cpus-per-trial must be > 0"),
     (run, ["--repeat-best", "-1"], "--repeat-best -1 must be >= 0"),
@@ -89,6 +91,8 @@ def test_bad_input_gives_one_clear_line(corpus, capsys, monkeypatch, command, ar
     assert lines[0].startswith("error"), err
     assert phrase in lines[0], err
     assert not (corpus / "studies" / "never-ran").exists()
+    studies = corpus / "studies"  # a failed run leaves no empty study folder behind
+    assert not studies.is_dir() or not list(studies.iterdir()), list(studies.iterdir())
 
 
 def test_the_corpus_is_large_enough():

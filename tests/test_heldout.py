@@ -163,12 +163,12 @@ def test_report_reads_headline_parquet_and_states_the_split(tmp_path):
     page = report.html
     assert "Headline comparison (held-out)" in page
     assert "held-out patients (a seeded split by patient, seed 3" in page and "/d/data.yaml" in page
-    assert "0.42 ± 0.13" in page and "2 (0.5×)" in page  # 12.71 · 0.01414 / √2 = 0.127; cost 2 vs dual's 4
+    assert "0.420 ± 0.127" in page and "2.00 (×0.500)" in page  # 12.71 · 0.01414 / √2 = 0.127; cost 2 vs dual's 4
     assert "Validation split (selection; optimistic)" in page
     # the summary leads with the held-out scores; the validation sentences after it say what they are
     lead, *rest = takeaways(load_study(folder), headline(load_study(folder).trials), read_heldout(folder))
     assert lead.startswith("Held-out, on the test split of /d/data.yaml: held-out patients")
-    assert "shared/gradnorm mAP@0.5 0.42 ± 0.13" in lead and "(n=2 re-runs)" in lead
+    assert "shared/gradnorm mAP@0.5 0.420 ± 0.127" in lead and "(n=2 re-runs)" in lead
     assert any(r.startswith("On the validation split (selection; optimistic): GradNorm (shared) vs dual") for r in rest)
     assert "The first take-away is held-out" in page
     assert {"headline", "headline_val"} <= set(report.figures)

@@ -21,6 +21,7 @@ def test_three_classes_by_hand() -> None:
     assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
     # F1 = 2 TP / (support + predicted): 4/5, 2/4, 2/3.
     assert m["macro_f1"] == pytest.approx((4 / 5 + 1 / 2 + 2 / 3) / 3)
+    assert m["majority_share"] == pytest.approx(3 / 6)  # class a4c: 3 of the 6 frames
     assert all(type(v) is float for v in m.values())
 
 
@@ -34,6 +35,7 @@ def test_absent_classes() -> None:
     assert m["balanced_accuracy"] == pytest.approx((1 / 2 + 1) / 2)
     assert m["macro_f1"] == pytest.approx((2 / 3 + 1 + 0) / 3)
     assert math.isnan(m["recall_2"]) and math.isnan(m["recall_3"])
+    assert m["majority_share"] == pytest.approx(2 / 3)  # class 0: 2 of the 3 true labels
 
 
 def test_logits_and_tensors() -> None:

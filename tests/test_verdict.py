@@ -72,7 +72,11 @@ def test_verdict_pairs_by_fold_with_the_hand_computed_interval(tmp_path):
     table = pd.read_parquet(path)
     assert list(table.columns[:4]) == ["method_a", "method_b", "metric", "kind"] and len(table) == len(rows)
     line = verdict_lines(table)[0]
-    assert line.startswith("  shared/gradnorm vs dual (3 folds): map50 +0.150 ± 0.124 (shared/gradnorm better)")
+    # each method's own mean over the folds beside the difference: (0.5 + 0.6 + 0.7) / 3 and (0.4 + 0.45 + 0.5) / 3
+    assert line.startswith("  shared/gradnorm vs dual (3 folds): map50 0.600 vs 0.450, +0.150 ± 0.124 "
+                           "(shared/gradnorm better)")
+    # step time: gradnorm 2, 3, 4 ms against dual 4, 6, 8 ms: geometric means 24^(1/3) and 192^(1/3), ratio 0.5
+    assert line.endswith("step time 2.88 vs 5.77 ms, ×0.500 [0.500, 0.500] (shared/gradnorm better)")
 
 
 def test_without_folds_the_pairs_are_seeds_and_one_cost_measurement_has_no_interval():
@@ -160,4 +164,82 @@ def test_a_cost_ratio_with_spread_has_the_hand_computed_log_interval():
     assert step["diff_mean"] == pytest.approx(2 ** (1 / 3))  # the geometric mean of the ratios
     assert step["diff_ci95"] == pytest.approx(half)
     assert (step["ci_low"], step["ci_high"]) == pytest.approx((math.exp(mean - half), math.exp(mean + half)))
-    assert step["conclusion"] == "no difference at 95%" and step["ci_low"] < 1 < step["ci_high"]
+    # an interval from x0.31 to x8 around 1 says the data cannot tell (issue 30's rule: wider than x2)
+    assert step["conclusion"] == "inconclusive" and step["ci_low"] < 1 < step["ci_high"]
+
+
+def chance_runs() -> pd.DataFrame:
+    """3 folds x 1 seed, as after one epoch: both detectors find nothing (mAP@.5 0.001-0.006, a consistent
+    +0.004 for dual: an interval that excludes 0), both view heads score at the majority view's share or
+    below (0.40 of the test frames), and their macro F1 differs only by chance."""
+    rows = []
+    for fold, (gn, du) in enumerate([(0.001, 0.005), (0.002, 0.006), (0.0015, 0.0055)]):
+        for method, map50, acc in (("shared/gradnorm", gn, 0.40), ("dual", du, 0.38 + 0.01 * fold)):
+            rows.append({"method": method, "fold": fold, "train.seed": 1000, "test.map50": map50,
+                         "test.map": map50 / 3, "test.view_accuracy": acc, "test.view_macro_f1": acc / 2,
+                         "test.view_majority_share": 0.40})
+    return pd.DataFrame(rows)
+
+
+def test_scores_at_chance_for_both_methods_are_inconclusive_never_no_difference():
+    rows = {r["metric"]: r for r in verdict_rows(chance_runs(), fold_costs())}
+    m = rows["map50"]  # dual is 0.004 higher in every fold: "better" by the interval, but both are at chance
+    assert m["ci_high"] < 0 and m["conclusion"] == "inconclusive" and "mAP@.5 below 0.01" in m["reason"]
+    assert (m["mean_a"], m["mean_b"]) == pytest.approx((0.0015, 0.0055))  # each method's own mean over the folds
+    assert rows["map"]["conclusion"] == "inconclusive"
+    for metric in ("view_accuracy", "view_macro_f1"):  # accuracies 0.40 and 0.39 <= 0.40, the majority's share
+        assert rows[metric]["conclusion"] == "inconclusive" and "majority view" in rows[metric]["reason"]
+    assert rows["view_accuracy"]["mean_b"] == pytest.approx(0.39)
+    # the same scores one step above chance (dual's view accuracy 0.45 > 0.40 in one fold): the view task
+    # is measured again and its interval decides
+    runs = chance_runs()
+    runs.loc[(runs["method"] == "dual") & (runs["fold"] == 2), "test.view_accuracy"] = 0.45 * 3 - 0.38 - 0.39
+    rows = {r["metric"]: r for r in verdict_rows(runs, fold_costs())}
+    assert rows["view_accuracy"]["conclusion"] == "no difference at 95%" and rows["view_accuracy"]["reason"] == ""
+    assert rows["map50"]["conclusion"] == "inconclusive"
+
+
+def test_a_cost_ratio_wider_than_a_factor_of_two_around_one_is_inconclusive():
+    costs = fold_costs()
+    # ratios a / b: 0.25, 4, 1 -> geometric mean 1, log interval ± T2 * ln(4) / sqrt(3): a factor of ~130
+    for fold, (a, b) in enumerate([(1.0, 4.0), (8.0, 2.0), (3.0, 3.0)]):
+        costs.loc[(costs["fold"] == fold) & (costs["method"] == "shared/gradnorm"), "cost.train_step_ms"] = a
+        costs.loc[(costs["fold"] == fold) & (costs["method"] == "dual"), "cost.train_step_ms"] = b
+    rows = {r["metric"]: r for r in verdict_rows(fold_runs(), costs)}
+    step = rows["cost.train_step_ms"]
+    assert step["diff_mean"] == pytest.approx(1.0) and step["conclusion"] == "inconclusive"
+    assert step["ci_high"] / step["ci_low"] == pytest.approx(math.exp(2 * T2 * math.log(4) / math.sqrt(3)))
+    # each method's own value is its geometric mean, so that a / b is the ratio shown
+    assert (step["mean_a"], step["mean_b"]) == pytest.approx((24 ** (1 / 3), 24 ** (1 / 3)))
+    # half of dual's cost in every fold: a narrow interval that excludes 1 stays a finding
+    assert rows["cost.latency_ms_b1"]["conclusion"] == "method_a better" and rows["cost.latency_ms_b1"]["reason"] == ""
+
+
+def test_the_headline_cost_ratio_is_the_verdict_ratio():
+    """One ratio definition: headline.parquet's ratio to dual is the verdict's geometric mean of the per-fold
+    ratios, not a ratio of arithmetic means (here 4 ms / 3 ms = 1.33 against per-fold ratios 0.25, 4, 1)."""
+    from study.heldout.reruns import headline_rows
+
+    costs = fold_costs()
+    for fold, (a, b) in enumerate([(1.0, 4.0), (8.0, 2.0), (3.0, 3.0)]):
+        costs.loc[(costs["fold"] == fold) & (costs["method"] == "shared/gradnorm"), "cost.train_step_ms"] = a
+        costs.loc[(costs["fold"] == fold) & (costs["method"] == "dual"), "cost.train_step_ms"] = b
+    chosen = pd.DataFrame({"trial_id": ["default:shared/gradnorm", "default:dual"],
+                           "method": ["shared/gradnorm", "dual"]})
+    head = {r["method"]: r for r in headline_rows(chosen, fold_runs(), costs, "patient", 0, "data.yaml")}
+    step = {r["metric"]: r for r in verdict_rows(fold_runs(), costs)}["cost.train_step_ms"]
+    assert head["shared/gradnorm"]["cost.train_step_ms"] == pytest.approx(24 ** (1 / 3)) == step["mean_a"]
+    assert head["shared/gradnorm"]["cost.train_step_ms.ratio_dual"] == pytest.approx(step["diff_mean"])
+    assert step["diff_mean"] == pytest.approx(1.0)
+
+
+def test_one_configurations_timings_that_disagree_by_more_than_a_factor_of_two_are_flagged_busy():
+    from study.heldout.informative import busy_spreads
+
+    costs = fold_costs().assign(**{"cost.trial_id": lambda d: "default:" + d["method"]})
+    # dual's default configuration timed 374, 8,100 and 900 ms in the three folds: the machine was busy
+    costs.loc[costs["method"] == "dual", "cost.train_step_ms"] = [374.0, 8100.0, 900.0]
+    busy = busy_spreads(costs)
+    assert busy == {"dual": {"cost.train_step_ms": (374.0, 8100.0)}}  # gradnorm's 2-4 ms: exactly x2, not flagged
+    # searched configurations differ per fold (their own trial ids): nothing to compare, nothing flagged
+    assert busy_spreads(costs.assign(**{"cost.trial_id": [f"t{i}" for i in range(len(costs))]})) == {}

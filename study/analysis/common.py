@@ -37,6 +37,41 @@ def fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def fmt_score(value: float | None, signed: bool = False) -> str:
+    """A score (or a difference of scores) for a person: always three decimals, never scientific notation,
+    never "-0.000"; '—' for missing."""
+    if value is None or not math.isfinite(float(value)):
+        return "—"
+    v = round(float(value), 3) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return f"{v:+.3f}" if signed else f"{v:.3f}"
+
+
+def fmt_sig(value: float | None, sig: int = 3) -> str:
+    """A cost or a ratio for a person: ``sig`` significant figures, never scientific notation (8,100 ms,
+    374 ms, 2.95, 0.0222); '—' for missing."""
+    if value is None or not math.isfinite(float(value)):
+        return "—"
+    v = float(value)
+    if v == 0:
+        return "0"
+    decimals = sig - 1 - math.floor(math.log10(abs(v)))  # may be negative: 8,123 -> 8,120
+    return f"{round(v, decimals):,.{max(0, decimals)}f}"
+
+
+def fmt_score_ci(mean: float, half: float) -> str:
+    """A score's mean ± 95% half-width, both with three decimals ('—' for a missing mean)."""
+    if not math.isfinite(mean):
+        return "—"
+    return fmt_score(mean) + (f" ± {fmt_score(half)}" if math.isfinite(half) else "")
+
+
+def fmt_sig_ci(mean: float, half: float) -> str:
+    """A cost's mean ± 95% half-width, significant figures ('—' for a missing mean)."""
+    if not math.isfinite(mean):
+        return "—"
+    return fmt_sig(mean) + (f" ± {fmt_sig(half, 2)}" if math.isfinite(half) else "")
+
+
 def cell_float(v: object) -> float:
     """A Parquet cell as a float: a number (numpy's too) as is, an empty cell (None) or text as NaN."""
     return float(v) if isinstance(v, numbers.Real) else math.nan
@@ -77,3 +112,22 @@ def use_log_axis(values: pd.Series | np.ndarray, ratio: float = 20.0) -> bool:
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     return bool(v.size and (v > 0).all() and v.max() / v.min() > ratio)
+
+
+def value_axis(values: pd.Series | np.ndarray, ratio: float = 20.0) -> dict[str, Any]:
+    """``update_xaxes`` settings that a person can read for ``values``: a log axis (``use_log_axis``) ticked at
+    1, 2, 5 × powers of ten written out in full (plotly's own log ticks label 2 .. 9 with the digit alone, so 0.2
+    cannot be told from 2); one tick, at the value, when every value is the same (no ticks from 2.294643M to
+    2.294645M, or -0.5 to 1, around a single value); nothing otherwise."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return {}
+    if use_log_axis(v, ratio):
+        lo, hi = math.floor(math.log10(v.min())), math.ceil(math.log10(v.max()))
+        ticks = [m * 10.0 ** e for e in range(lo, hi + 1) for m in (1, 2, 5) if v.min() / 1.5 <= m * 10.0 ** e
+                 <= v.max() * 1.5]
+        return {"type": "log", "tickmode": "array", "tickvals": ticks, "ticktext": [fmt_sig(t, 1) for t in ticks]}
+    if v.min() == v.max():  # (no fixed range: plotly then mis-scales the other panels of a figure with matched axes)
+        return {"tickmode": "array", "tickvals": [float(v[0])], "ticktext": [fmt(float(v[0]))]}
+    return {}

@@ -114,12 +114,14 @@ def balance_figure(study: Study, notes: list[str]) -> go.Figure | None:
             color = palette[k % len(palette)]
             for col, dash, task in (("weight.det", "solid", "det"), ("weight.view", "dash", "view")):
                 if col in tr and tr[col].notna().any():
-                    fig.add_trace(go.Scatter(x=tr["epoch"], y=tr[col], mode="lines+markers", showlegend=False,
+                    fig.add_trace(go.Scatter(x=tr["epoch"], y=tr[col], mode="lines+markers", name=str(tid),
+                                             legendgroup=str(tid), showlegend=task == "det",  # a colour = a trial
                                              line={"color": color, "dash": dash, "width": 1.5}, marker={"size": 4},
                                              hovertemplate=f"{tid} weight.{task}<br>epoch %{{x}}: %{{y:.4g}}"
                                                            "<extra></extra>"), row=i, col=1)
             if "grad.cosine" in tr and tr["grad.cosine"].notna().any():
                 fig.add_trace(go.Scatter(x=tr["epoch"], y=tr["grad.cosine"], mode="lines+markers", showlegend=False,
+                                         name=str(tid), legendgroup=str(tid),
                                          line={"color": color, "width": 1.5}, marker={"size": 4},
                                          hovertemplate=f"{tid} cosine<br>epoch %{{x}}: %{{y:.3f}}<extra></extra>"),
                               row=i, col=2)
@@ -128,7 +130,8 @@ def balance_figure(study: Study, notes: list[str]) -> go.Figure | None:
     fig.update_xaxes(title_text="epoch", row=len(methods))
     fig.update_xaxes(dtick=_epoch_tick(ep))
     fig.update_layout(**LAYOUT, height=120 + 240 * len(methods),
-                      title="Task weights (det solid, view dashed) and det/view gradient cosine, per trial")
+                      title="Task weights (det solid, view dashed) and det/view gradient cosine, per trial",
+                      legend={"title": {"text": "trial"}})
     return fig
 
 

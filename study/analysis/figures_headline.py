@@ -22,8 +22,9 @@ COLUMNS = 5
 def headline_figure(study: Study, head: Headline) -> go.Figure | None:
     """Accuracy panels, a Δm% panel and cost panels; per method its mean with the CI as an error bar
     and, behind it, the individual seeds as small grey points. Methods keep one order in every panel;
-    single-task baselines are left out of the objective panel (their objective is one task's score)."""
-    if not head.results:
+    single-task baselines are left out of the objective panel (their objective is one task's score). None for
+    fewer than two methods: panels of one point each compare nothing, and the table above says it better."""
+    if len(head.results) < 2:
         return None
     colors = study.colors()
     panels = [(c, label) for c, label in ACCURACY.items() if any(_finite(r.stats[c].mean) for r in head.results)]

@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from study.analysis.common import LAYOUT, use_log_axis
+from study.analysis.common import LAYOUT, use_log_axis, value_axis
 from study.analysis.importance import Importance
 from study.analysis.loading import OBJECTIVE, SINGLE_TASK, Study
 
@@ -107,8 +107,7 @@ def slices_figure(study: Study, notes: list[str]) -> go.Figure | None:
                                      showlegend=method not in shown, marker={"color": colors[method], "size": 9},
                                      text=[hover[t] for t in pts["trial_id"]], hoverinfo="text"), row=1, col=j)
             shown.add(method)
-        if use_log_axis(part[key], ratio=10):
-            fig.update_xaxes(type="log", row=1, col=j)
+        fig.update_xaxes(**value_axis(part[key], ratio=10), row=1, col=j)
     fig.update_yaxes(title_text="objective", row=1, col=1)
     fig.update_yaxes(rangemode="tozero")
     fig.update_layout(**LAYOUT, height=380, title="Objective against alpha and the learning rates")
@@ -124,9 +123,11 @@ def importance_figure(imp: Importance, notes: list[str], scope: str = "") -> go.
     fig = go.Figure(go.Bar(x=[v for _, v in items], y=[k for k, _ in items], orientation="h",
                            marker={"color": "#4c78a8"}, text=[f"{v:.2f}" for _, v in items], textposition="auto",
                            hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
-    fig.update_layout(**LAYOUT, height=max(240, 90 + 34 * len(items)), xaxis_title="importance (sums to 1)",
-                      title=f"Hyperparameter importance for the objective{f' {scope}' if scope else ''} "
-                            f"({imp.evaluator}, {imp.n_trials} trials)")
+    # the details on a second, smaller line: one long line ran under the toolbar and was cut
+    fig.update_layout(**{**LAYOUT, "margin": {**LAYOUT["margin"], "t": 80}}, height=max(270, 120 + 34 * len(items)),
+                      xaxis_title="importance (sums to 1)",
+                      title=f"Hyperparameter importance for the objective<br><sup>{scope + ', ' if scope else ''}"
+                            f"{imp.evaluator}, {imp.n_trials} trials</sup>")
     if not math.isclose(sum(imp.values.values()), 1.0, abs_tol=1e-6):
         notes.append("Hyperparameter importances do not sum to 1 (some were not finite and are left out).")
     return fig

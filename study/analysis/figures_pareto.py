@@ -5,7 +5,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from study.analysis.common import LAYOUT, use_log_axis
+from study.analysis.common import LAYOUT, value_axis
 from study.analysis.loading import ACCURACY, COST, OBJECTIVE, SINGLE_TASK, Study
 from study.analysis.pareto import pareto_front
 
@@ -55,8 +55,7 @@ def pareto_figure(study: Study, notes: list[str]) -> go.Figure | None:
                 shown.add("front")
             if i == len(rows):
                 fig.update_xaxes(title_text=COST[cost], row=i, col=j)
-            if use_log_axis(trials[cost]):
-                fig.update_xaxes(type="log", row=i, col=j)
+            fig.update_xaxes(**value_axis(trials[cost]), row=i, col=j)
         fig.update_yaxes(title_text=ACCURACY[acc], rangemode="tozero", row=i, col=1)
     fig.update_layout(**LAYOUT, height=180 + 220 * len(rows), title="Accuracy against cost (validation, best epoch)")
     return fig

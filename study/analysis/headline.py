@@ -69,18 +69,47 @@ def best_searched(trials: pd.DataFrame, objective: str = OBJECTIVE) -> pd.DataFr
     return best.set_index("method").loc[order].reset_index()
 
 
+def is_folded(trials: pd.DataFrame) -> bool:
+    """Trials of several outer folds (``--folds``): each fold validates on its own development patients, so
+    their validation scores do not rank across folds."""
+    return "fold" in trials and trials["fold"].nunique() > 1
+
+
+def representatives(trials: pd.DataFrame, objective: str = OBJECTIVE) -> list[tuple[str, str, pd.DataFrame, str]]:
+    """Per method, in the report's order: (method, what it stands for, the trials its statistics pool, "repeats"
+    or "single run").
+
+    One split with a search: the best searched trial, and its --repeat-best re-runs where they exist (never the
+    selected trial itself, the winner's curse). Folds, or no search (``--samples 0``): every finished re-run of
+    the method's chosen configurations -- one per fold, each chosen on its own fold's patients, so no trial is
+    ranked across folds."""
+    finished = trials[trials["status"] == "finished"]
+    reruns = finished[finished["repeat_of"] != ""]
+    if is_folded(trials) or (len(reruns) and best_searched(trials, objective).empty):
+        out = []
+        for method in order_methods(reruns["method"].unique()):
+            group = reruns[reruns["method"] == method]
+            configs = list(dict.fromkeys(group["repeat_of"].astype(str)))
+            folds = f", {group['fold'].nunique()} folds" if "fold" in group else ""
+            what = configs[0] if len(configs) == 1 else f"{len(configs)} chosen configurations{folds}"
+            out.append((method, what, group, "repeats"))
+        return out
+    out = []
+    for _, best in best_searched(trials, objective).iterrows():
+        repeats = finished[finished["repeat_of"] == best["trial_id"]]
+        out.append((best["method"], str(best["trial_id"]), repeats if len(repeats) else best.to_frame().T,
+                    "repeats" if len(repeats) else "single run"))
+    return out
+
+
 def headline(trials: pd.DataFrame, confidence: float = 0.95, objective: str = OBJECTIVE) -> Headline:
     notes: list[str] = []
     results = []
-    finished = trials[trials["status"] == "finished"]
-    for _, best in best_searched(trials, objective).iterrows():
-        repeats = finished[finished["repeat_of"] == best["trial_id"]]
-        group = repeats if len(repeats) else best.to_frame().T
+    for method, what, group, seeds in representatives(trials, objective):
         values = {c: [float(v) for v in pd.to_numeric(group[c], errors="coerce") if math.isfinite(v)]
                   for c in METRICS if c in group}
         stats = {c: mean_ci(v, confidence) for c, v in values.items()}
-        results.append(MethodResult(best["method"], str(best["trial_id"]),
-                                    "repeats" if len(repeats) else "single run", stats, values))
+        results.append(MethodResult(method, what, seeds, stats, values))
     if results and all(r.seeds == "single run" for r in results):
         notes.append("No seed repeats: every number is one training run, without a confidence interval "
                      "(run the study with --repeat-best K --seeds N for mean ± 95% CI).")
@@ -90,14 +119,15 @@ def headline(trials: pd.DataFrame, confidence: float = 0.95, objective: str = OB
         base = next((r for r in results if r.method == method), None)
         score = base.stats[TASK_METRIC[task]].mean if base else math.nan
         if base is None:
-            notes.append(f"{_absent(trials, method)}: Δm% has no {task} baseline and is not computed.")
+            if method in set(trials["method"]):  # a method the study never ran needs no note
+                notes.append(f"{_absent(trials, method)}: Δm% has no {task} baseline and is not computed.")
         elif not math.isfinite(score) or score == 0:
             notes.append(f"The {method} baseline scores {score:.4g} on {TASK_METRIC[task]}: relative Δ "
                          f"against it is undefined.")
         else:
             baselines[task] = score
     reference = next((r for r in results if r.method == REFERENCE), None)
-    if reference is None:
+    if reference is None and REFERENCE in set(trials["method"]):
         notes.append(f"{_absent(trials, REFERENCE)}: cost ratios against dual are not computed.")
     for r in results:
         scores = {t: r.stats[c].mean for t, c in TASK_METRIC.items() if c in r.stats}
@@ -114,12 +144,8 @@ def headline(trials: pd.DataFrame, confidence: float = 0.95, objective: str = OB
 
 
 def _absent(trials: pd.DataFrame, method: str) -> str:
-    """Why a method has no finished result: no trials at all, or trials that did not finish."""
+    """Why a method the study ran has no finished result: its trials' statuses."""
     part = trials[trials["method"] == method]
-    if part.empty:
-        hint = " (--space compare trains every method once --samples >= 10)" if method in BASELINE_METHOD.values() \
-            or method == REFERENCE else ""
-        return f"No {method} trial{hint}"
     counts = ", ".join(f"{n} {s}" for s, n in part["status"].value_counts().items())
     return f"No finished {method} trial ({counts})"
 

@@ -20,9 +20,11 @@ ul.takeaways li { margin: 0.35em 0; line-height: 1.4; }
 .notes li { margin: 0.25em 0; }
 table { border-collapse: collapse; font-size: 0.86em; margin: 10px 0; background: white; }
 th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; white-space: nowrap; }
-th { background: #f0f0f0; } td.t, th:first-child { text-align: left; }
+th { background: #f0f0f0; white-space: normal; min-width: 4em; } td.t, th:first-child { text-align: left; }
 td:last-child.t { white-space: normal; max-width: 520px; }
 .scroll { overflow-x: auto; max-width: 100%; }
+table.prov { width: 100%; table-layout: fixed; } table.prov td { text-align: left; white-space: normal; }
+table.prov td:first-child { width: 11em; } table.prov td:last-child { overflow-wrap: anywhere; }
 .figure { background: white; border: 1px solid #e5e5e5; margin: 14px 0; padding: 4px; }
 p.explain { color: #444; max-width: 1000px; line-height: 1.45; }
 """

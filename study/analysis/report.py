@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from study.analysis.columns import TEST_METRICS
-from study.analysis.common import cell_float, fmt, fmt_ci
+from study.analysis.common import cell_float, fmt_score, fmt_score_ci, fmt_sig
 from study.analysis.figures_branch import branch_figure
 from study.analysis.figures_curves import balance_figure, learning_curves_figure
 from study.analysis.figures_headline import headline_figure, heldout_figure
@@ -30,6 +30,8 @@ from study.analysis.summary import (
     takeaways,
 )
 from study.heldout.costs import COSTS
+from study.heldout.informative import BUSY_FACTOR, RULE, busy_spreads
+from study.heldout.reruns import COSTS_FILE
 from study.heldout.verdict import VERDICT_FILE
 
 
@@ -72,9 +74,14 @@ def build_report(study: Study) -> Report:
     figs["branch"] = branch_figure(study, notes)
     figs["balance"] = balance_figure(study, notes)
     figs["curves"] = learning_curves_figure(study, notes)
-    figs["parallel"] = parallel_figure(study, notes)
-    figs["slices"] = slices_figure(study, notes)
-    figs.update(_importance_figures(study, t[~t["method"].isin(SINGLE_TASK)], notes))
+    searched = len(t) > 0 and not t["is_repeat"].all()
+    if searched:
+        figs["parallel"] = parallel_figure(study, notes)
+        figs["slices"] = slices_figure(study, notes)
+        figs.update(_importance_figures(study, t[~t["method"].isin(SINGLE_TASK)], notes))
+    elif len(t):  # --samples 0: every trial re-ran a default configuration; nothing was searched
+        notes.append("No search (--samples 0): every trial re-ran a method's default configuration, so there are no "
+                     "hyperparameter effects to show.")
 
     def blocks(*items: object) -> list:
         return [i for i in items if i is not None and i != ""]
@@ -85,8 +92,9 @@ def build_report(study: Study) -> Report:
         *_verdict_section(study),
         Section("summary", "Summary", _summary_text(study, held),
                 blocks(bullet_list(takeaways(study, head, held), "takeaways"), notes_box(notes),
-                       "<h3>Best multi-task trials</h3>" + html_table(best) if len(best) else "")),
-        _headline_section(held, head, figs, blocks),
+                       (f"<h3>{'Multi-task trials, fold by fold' if 'fold' in best else 'Best multi-task trials'}</h3>"
+                        + html_table(best)) if len(best) else "")),
+        _headline_section(held, head, figs, blocks, busy_spreads(_read_costs(study))),
         Section("pareto", "Accuracy vs cost",
                 "Every finished trial (open points: stopped early by ASHA), coloured by method; ringed points "
                 "joined by the dotted staircase form the Pareto front (no other finished trial is both cheaper "
@@ -104,11 +112,12 @@ def build_report(study: Study) -> Report:
         Section("curves", "Learning curves",
                 "Training loss parts and validation metrics per epoch; pick one trial in the menu. Training losses "
                 "do not compare across architectures; the validation metrics do.", blocks(figs["curves"])),
-        Section("hparams", "Hyperparameter effects",
-                "Finished multi-task trials of the search (seed repeats and single-task baselines left out: a "
-                "baseline's objective is one task's score). Importance: how much each hyperparameter, and the "
-                "method itself, decides whether a trial reaches the top of the objective.",
-                blocks(figs["parallel"], figs["slices"], *(f for k, f in figs.items() if k.startswith("importance")))),
+        *([Section("hparams", "Hyperparameter effects",
+                   "Finished multi-task trials of the search (seed repeats and single-task baselines left out: a "
+                   "baseline's objective is one task's score). Importance: how much each hyperparameter, and the "
+                   "method itself, decides whether a trial reaches the top of the objective.",
+                   blocks(figs["parallel"], figs["slices"],
+                          *(f for k, f in figs.items() if k.startswith("importance"))))] if searched else []),
     ]
     if len(failed):
         sections.append(Section("failed", "Failed trials", "", [html_table(failed)]))
@@ -138,8 +147,14 @@ VALIDATION_TEXT = (
     "two tasks (Maninis et al. 2019). Costs in brackets: ratio to the best dual configuration.")
 
 
+def _read_costs(study: Study) -> pd.DataFrame:
+    """costs.parquet (every fold's rows in a folds study), or an empty table."""
+    path = study.path / COSTS_FILE
+    return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+
+
 def _headline_section(held: Heldout | None, head: Headline, figs: dict[str, go.Figure | None],
-                      blocks: Callable[..., list]) -> Section:
+                      blocks: Callable[..., list], busy: dict[str, dict[str, tuple[float, float]]]) -> Section:
     """The held-out headline (headline.parquet) when the study has one, else the validation comparison;
     either way the text says which split the numbers come from."""
     validation = [html_table(headline_table(head)) if head.results else "", figs.get("headline_val")
@@ -157,14 +172,20 @@ def _headline_section(held: Heldout | None, head: Headline, figs: dict[str, go.F
             "method's chosen configurations (its K best searched trials by best-epoch validation objective, or its "
             "default configuration without a search) were re-trained with new seeds, and each re-run's best-epoch "
             f"checkpoint was scored once on the held-out patients: {interval}. Costs: the method's chosen "
-            "configuration timed alone on an otherwise idle worker (ratio to dual in brackets); trials' own wall "
-            "seconds are in trials.parquet. Below it, the validation numbers the search selected on.")
+            "configuration timed alone on a worker Ray kept free of other trials (ratio to dual in brackets, the "
+            "verdict's ratio); other programs on the machine still slow it, so where one configuration's repeated "
+            f"timings differ by more than ×{BUSY_FACTOR:g} the cell says <i>busy machine</i> and gives their range. "
+            "Trials' own wall seconds are in trials.parquet.")
     leak = ("<p class='notes'><b>Warning: the test split shares patients with the training or validation split</b> "
             "(the dataset's own folders): these scores measure memory as much as generalisation; use "
             "<code>--split patient</code>.</p>" if held.leaks else "")
+    validation = blocks(*validation)
+    below = ("<h3>Validation split (selection; optimistic)</h3>" + (
+        "<p>Each fold validates on its own development patients: per method, the mean over every fold's re-runs "
+        "of its chosen configuration.</p>" if held.folds else "")) if validation else ""
+    text += " Below it, the validation numbers the search selected on." if validation else ""
     return Section("headline", "Headline comparison (held-out)", text,
-                   blocks(leak, html_table(_heldout_table(held)), figs["headline"],
-                          "<h3>Validation split (selection; optimistic)</h3>", *validation))
+                   blocks(leak, html_table(_heldout_table(held, busy)), figs["headline"], below, *validation))
 
 
 def _verdict_section(study: Study) -> list[Section]:
@@ -178,18 +199,22 @@ def _verdict_section(study: Study) -> list[Section]:
         return []
     rows = []
     for _, r in table.iterrows():  # one row per pair and metric: a long table reads down, not sideways
+        a, b = (cell_float(r.get(k)) for k in ("mean_a", "mean_b"))  # absent in files from before them
         if r["kind"] == "ratio":
             low, high = cell_float(r["ci_low"]), cell_float(r["ci_high"])
-            estimate = fmt(cell_float(r["diff_mean"]), 3) + "×" + (
-                f" [{fmt(low, 3)}, {fmt(high, 3)}]" if math.isfinite(low) else "")
-            label = f"{COSTS.get(r['metric'], r['metric'])}, ratio a / b"
+            estimate = "×" + fmt_sig(cell_float(r["diff_mean"])) + (
+                f" [{fmt_sig(low)}, {fmt_sig(high)}]" if math.isfinite(low) else "")
+            label, own = f"{COSTS.get(r['metric'], r['metric'])}, ratio a / b", (fmt_sig(a), fmt_sig(b))
         else:
-            estimate = fmt_ci(cell_float(r["diff_mean"]), cell_float(r["diff_ci95"]))
-            label = f"test {TEST_METRICS.get(r['metric'], r['metric'])}, a − b"
-        rows.append({"method a": r["method_a"], "method b": r["method_b"], "metric": label, "estimate (95% CI)":
-                     estimate, "pairs": int(r["n_pairs"]),
-                     "verdict": str(r["conclusion"]).replace("method_a", r["method_a"]).replace("method_b",
-                                                                                                r["method_b"])})
+            half = cell_float(r["diff_ci95"])
+            estimate = fmt_score(cell_float(r["diff_mean"]), signed=True) + (
+                f" ± {fmt_score(half)}" if math.isfinite(half) else "")
+            label, own = f"test {TEST_METRICS.get(r['metric'], r['metric'])}, a − b", (fmt_score(a), fmt_score(b))
+        said = str(r["conclusion"]).replace("method_a", r["method_a"]).replace("method_b", r["method_b"])
+        reason = r.get("reason") if isinstance(r.get("reason"), str) else ""
+        rows.append({"method a": r["method_a"], "method b": r["method_b"], "metric": label, "a": own[0],
+                     "b": own[1], "estimate (95% CI)": estimate, "pairs": int(r["n_pairs"]),
+                     "verdict": f"{said} ({reason})" if reason else said})
     unit = table["unit"].iloc[0]
     how = ("Pairs are the outer patient folds: in each fold both methods were trained and selected without that "
            "fold's patients and scored on them; seeds are averaged within a fold first, so the interval counts "
@@ -198,12 +223,15 @@ def _verdict_section(study: Study) -> list[Section]:
            "patients were held out; run the study with <code>--folds K</code> for a verdict on patients.")
     text = ("Every pair of methods compared on the same held-out patients: the mean difference a − b of each "
             "test score with its two-sided 95% Student-t interval, and each cost as the geometric mean of the "
-            f"ratio a / b with its interval. {how} A method is called better only when the interval excludes no "
-            "difference; read verdict.parquet for the numbers.")
+            f"ratio a / b with its interval; a and b are each method's own value over the pairs (for a cost its "
+            f"geometric mean, so a / b is the ratio). {how} A method is called better only when the interval "
+            f"excludes no difference; {html.escape(RULE)}. Read verdict.parquet for the numbers.")
     return [Section("verdict", "Verdict (paired, held-out)", text, [html_table(pd.DataFrame(rows))])]
 
 
-def _heldout_table(held: Heldout) -> pd.DataFrame:
+def _heldout_table(held: Heldout, busy: dict[str, dict[str, tuple[float, float]]]) -> pd.DataFrame:
+    """One row per method: test scores (three decimals) and costs (significant figures, unit in the column, the
+    ratio to dual in brackets); a cost whose repeated measurements disagree by more than BUSY_FACTOR says so."""
     rows = []
     for _, r in held.table.iterrows():
         runs = r.get("n_runs", r["n_seeds"])  # headline.parquet from before n_runs counted re-runs as n_seeds
@@ -212,11 +240,14 @@ def _heldout_table(held: Heldout) -> pd.DataFrame:
         failed = cell_float(r.get("n_failed"))  # divergence is a result about a method: shown beside its scores
         row["failed re-runs"] = int(failed) if math.isfinite(failed) else "—"
         for m, label in TEST_METRICS.items():
-            mean, half = r.get(f"test.{m}.mean"), r.get(f"test.{m}.ci95")
-            row[f"test {label}"] = fmt_ci(cell_float(mean), cell_float(half))
+            mean, half = cell_float(r.get(f"test.{m}.mean")), cell_float(r.get(f"test.{m}.ci95"))
+            row[f"test {label}"] = fmt_score_ci(mean, half)
         for c, label in COSTS.items():
             ratio = cell_float(r.get(f"{c}.ratio_dual"))
-            row[label] = fmt(cell_float(r.get(c))) + (f" ({fmt(ratio, 3)}×)" if math.isfinite(ratio) else "")
+            row[label] = fmt_sig(cell_float(r.get(c))) + (f" (×{fmt_sig(ratio)})" if math.isfinite(ratio) else "")
+            spread = busy.get(str(r["method"]), {}).get(c)
+            if spread:
+                row[label] += f" busy machine: {fmt_sig(spread[0])}–{fmt_sig(spread[1])} across folds"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -244,7 +275,7 @@ def _provenance(study: Study) -> str:
     }
     body = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
                    for k, v in rows.items() if v not in (None, ""))
-    return f"<table><tbody>{body}</tbody></table>"
+    return f'<table class="prov"><tbody>{body}</tbody></table>'  # text, left-aligned, long values wrap
 
 
 def _compact(v: object) -> str:

@@ -130,6 +130,13 @@ def delta_m(method: Mapping[str, float], baseline: Mapping[str, float],
     return float(np.mean(terms))
 
 
+def geometric_mean(values: Iterable[float]) -> float:
+    """exp(mean log x) over the finite positive values (NaN when there are none): the mean of a cost measured
+    several times, so that a ratio of two such means is the geometric mean of the paired ratios."""
+    logs = [math.log(v) for v in values if _finite(v) and v > 0]
+    return math.exp(sum(logs) / len(logs)) if logs else math.nan
+
+
 @dataclass(frozen=True)
 class Paired:
     """A paired comparison of a with b over n pairs: the estimate and its two-sided interval [low, high].

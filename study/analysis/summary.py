@@ -8,10 +8,11 @@ import math
 import pandas as pd
 
 from study.analysis.columns import TEST_METRICS
-from study.analysis.common import cell_float, fmt, fmt_ci
-from study.analysis.headline import REFERENCE, Headline, Heldout, MethodResult
+from study.analysis.common import cell_float, fmt, fmt_score, fmt_score_ci, fmt_sig, fmt_sig_ci
+from study.analysis.headline import REFERENCE, Headline, Heldout, MethodResult, is_folded
 from study.analysis.loading import ACCURACY, COST, OBJECTIVE, SINGLE_TASK, Study
 from study.analysis.pareto import pareto_front
+from study.heldout.verdict import VERDICT_FILE, verdict_lines
 
 FAILED = ("error", "oom", "diverged")
 TOP_N = 10
@@ -23,10 +24,10 @@ def status_counts(trials: pd.DataFrame) -> str:
 
 
 def _score(r: MethodResult) -> str:
-    parts = [f"objective {fmt_ci(r.stats[OBJECTIVE].mean, r.stats[OBJECTIVE].half_width, 3)}"]
+    parts = [f"objective {fmt_score_ci(r.stats[OBJECTIVE].mean, r.stats[OBJECTIVE].half_width)}"]
     for col, label in (("best.val.map", "mAP"), ("best.val.view_accuracy", "view acc.")):
         if math.isfinite(r.stats[col].mean):
-            parts.append(f"{label} {fmt_ci(r.stats[col].mean, r.stats[col].half_width, 3)}")
+            parts.append(f"{label} {fmt_score_ci(r.stats[col].mean, r.stats[col].half_width)}")
     n = r.stats[OBJECTIVE].n
     parts.append(f"n={n} seed repeats" if r.seeds == "repeats" else "one run")
     return ", ".join(parts)
@@ -41,7 +42,7 @@ def heldout_takeaway(held: Heldout) -> str | None:
         for m, label in TEST_METRICS.items():
             mean, half = cell_float(r.get(f"test.{m}.mean")), cell_float(r.get(f"test.{m}.ci95"))
             if math.isfinite(mean):
-                scores.append(f"{label} {fmt_ci(mean, half, 3)}")
+                scores.append(f"{label} {fmt_score_ci(mean, half)}")
         # n: the interval's unit, folds (--folds) or re-runs (n_runs; n_seeds in files from before n_runs)
         n = cell_float(r.get("n_folds") if held.folds else r.get("n_runs", r.get("n_seeds")))
         if scores:
@@ -53,14 +54,34 @@ def heldout_takeaway(held: Heldout) -> str | None:
     return f"Held-out, on {held.where()}: " + "; ".join(parts) + "."
 
 
+def read_verdict(study: Study) -> pd.DataFrame:
+    """verdict.parquet (study/heldout/verdict.py), or an empty table: what the verdict section shows."""
+    path = study.path / VERDICT_FILE
+    return pd.read_parquet(path) if path.is_file() else pd.DataFrame(columns=["method_a", "method_b"])
+
+
+def verdict_takeaways(verdict: pd.DataFrame) -> list[str]:
+    """One sentence per pair of methods, the console's verdict line (verdict.py: ``verdict_lines``) from the
+    same file the verdict table shows, so the summary cannot say otherwise."""
+    if verdict.empty:
+        return []
+    unit = "patients never seen, paired by outer fold" if verdict["unit"].iloc[0] == "fold" else \
+        "one held-out split, paired by seed"
+    return [f"Verdict ({unit}): {line.strip()}." for line in verdict_lines(verdict)]
+
+
 def takeaways(study: Study, head: Headline, held: Heldout | None = None) -> list[str]:
     """Plain sentences (HTML-escaped) with the numbers a reader should leave with. With a held-out
-    headline its scores come first and the sentences after it say that theirs are validation scores."""
+    headline its scores come first, then the verdict's pairs, and the sentences after them say that theirs
+    are validation scores. A folds study ranks no trial across folds (each fold validates on its own patients)."""
     t = study.trials
     out = []
     first = heldout_takeaway(held) if held is not None else None
     if first:
         out.append(first)
+    verdict = read_verdict(study)
+    out += verdict_takeaways(verdict)
+    judged = set(zip(verdict["method_a"], verdict["method_b"], strict=True))
     val = "On the validation split (selection; optimistic): " if first else ""
     ok = t[(t["status"] == "finished") & t[OBJECTIVE].notna()]
     multi = ok[~ok["method"].isin(SINGLE_TASK)]
@@ -69,23 +90,28 @@ def takeaways(study: Study, head: Headline, held: Heldout | None = None) -> list
         return [html.escape(s) for s in out]
     if multi.empty:
         out.append("Only single-task baselines finished: there is no multi-task result to compare yet.")
+    elif is_folded(t):
+        out.append("Each fold's trials were validated on that fold's own development patients: their validation "
+                   "scores do not rank across folds, so no best trial is named; the verdict above compares methods.")
     else:
         scores = multi[OBJECTIVE].astype(float)
         best = multi.loc[scores.idxmax()]
         ties = int((scores == scores.max()).sum()) - 1
         out.append(f"{val}Best multi-task trial: {best['trial_id']} ({best['method']}), objective "
-                   f"{fmt(best[OBJECTIVE], 3)} (mAP@0.5:0.95 {fmt(best['best.val.map'], 3)}, view accuracy "
-                   f"{fmt(best['best.val.view_accuracy'], 3)}), {fmt(best['time.train_s'], 3)} s of training"
+                   f"{fmt_score(best[OBJECTIVE])} (mAP@0.5:0.95 {fmt_score(best['best.val.map'])}, view accuracy "
+                   f"{fmt_score(best['best.val.view_accuracy'])}), {fmt_sig(best['time.train_s'])} s of training"
                    + (f"; tied with {ties} other trial{'s' if ties > 1 else ''}." if ties else "."))
     gn, dual = head.get("shared/gradnorm"), head.get(REFERENCE)
-    if gn and dual:
+    if ("shared/gradnorm", REFERENCE) in judged:
+        pass  # the verdict's sentence above says it, on held-out patients
+    elif gn and dual:
         d = gn.stats[OBJECTIVE].mean - dual.stats[OBJECTIVE].mean
-        ratios = ", ".join(f"{fmt(gn.cost_ratio[c], 3)}× the {label.split(' (')[0]}" for c, label in COST.items()
+        ratios = ", ".join(f"{fmt_sig(gn.cost_ratio[c])}× the {label.split(' (')[0]}" for c, label in COST.items()
                            if math.isfinite(gn.cost_ratio.get(c, math.nan)))
         verdict = _overlap(gn, dual)
         out.append(f"{val}GradNorm (shared) vs dual backbones: {_score(gn)} against {_score(dual)}; "
                    f"difference {d:+.3f} in the objective{verdict}. GradNorm costs {ratios or 'n/a'} of dual.")
-    else:
+    elif {"shared/gradnorm", REFERENCE} <= set(t["method"]):  # both ran, one has no result: say which
         missing = [m for m, r in (("shared/gradnorm", gn), ("dual", dual)) if r is None]
         out.append(f"No finished {' or '.join(missing)} trial: the GradNorm-vs-dual comparison is not available.")
     deltas = [(r.method, r.delta["m"]) for r in head.results if math.isfinite(r.delta.get("m", math.nan))]
@@ -132,15 +158,19 @@ def html_table(df: pd.DataFrame, cls: str = "") -> str:
 
 
 def best_trials_table(study: Study, n: int = TOP_N) -> pd.DataFrame:
-    """The top multi-task trials by objective (a single-task objective is one task's score: not comparable)."""
+    """The top multi-task trials by objective (a single-task objective is one task's score: not comparable); in a
+    folds study the top ``n`` of each fold, fold by fold (validation scores do not rank across folds)."""
     t = study.trials
     ok = t[t["status"].isin(["finished", "stopped"]) & t[OBJECTIVE].notna() & ~t["method"].isin(SINGLE_TASK)]
-    ok = ok.sort_values(OBJECTIVE, ascending=False).head(n)
+    folded = is_folded(t)  # each fold validates on its own patients: trials rank within a fold only
+    ok = (ok.sort_values(["fold", OBJECTIVE], ascending=[True, False]).groupby("fold").head(n) if folded
+          else ok.sort_values(OBJECTIVE, ascending=False).head(n))
     rows = []
     for rank, (_, r) in enumerate(ok.iterrows(), start=1):
         keys = study.method_params.get(r["method"], [])
-        row = {"#": rank, "trial": r["trial_id"], "method": r["method"], "status": r["status"]}
-        row.update({label: r[c] for c, label in ACCURACY.items()})
+        row = {**({"fold": int(r["fold"])} if folded else {"#": rank}), "trial": r["trial_id"], "method": r["method"],
+               "status": r["status"]}
+        row.update({label: fmt_score(cell_float(r[c])) for c, label in ACCURACY.items()})
         row.update({"epochs": r["epochs_run"], "train s": r["time.train_s"], "GFLOPs": r["eff.gflops"],
                     "params": r["eff.params_total"]})
         row["hyperparameters"] = ", ".join(f"{k}={fmt(r[k])}" for k in keys)
@@ -155,13 +185,13 @@ def headline_table(head: Headline) -> pd.DataFrame:
     for r in head.results:
         row = {"method": r.method, "trial": r.trial_id, "seeds": f"{r.stats[OBJECTIVE].n} ({r.seeds})"}
         for c, label in ACCURACY.items():
-            row[label] = fmt_ci(r.stats[c].mean, r.stats[c].half_width)
+            row[label] = fmt_score_ci(r.stats[c].mean, r.stats[c].half_width)
         for k, label in (("det", "Δdet %"), ("view", "Δview %"), ("m", "Δm %")):
             row[label] = _delta_cell(r, k)
         for c, label in COST.items():
             ratio = r.cost_ratio.get(c, math.nan)
-            row[label.split(" (")[0]] = fmt_ci(r.stats[c].mean, r.stats[c].half_width) + (
-                f" ({fmt(ratio, 3)}×)" if math.isfinite(ratio) else "")
+            row[label] = fmt_sig_ci(r.stats[c].mean, r.stats[c].half_width) + (
+                f" (×{fmt_sig(ratio)})" if math.isfinite(ratio) else "")
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -27,7 +27,8 @@ def run_heldout(s: StudySettings, study_dir: Path, data: Any, chosen: Any) -> No
     best = chosen.groupby("method", sort=False).head(1)  # each method's chosen configuration
     costs = reruns.read_costs(study_dir, best)
     if costs is None:
-        print(f"costs: {len(best)} configurations, each alone on an otherwise idle worker", flush=True)
+        print(f"costs: {len(best)} configuration{'s' if len(best) != 1 else ''}, each alone on a worker Ray keeps free "
+              "of other trials (other programs on this machine still slow it)", flush=True)
         costs = measure_isolated(best, without_test(data), gpu=s.gpus_per_trial > 0)
         print(f"costs: {reruns.write_costs(study_dir, costs)}")
     if not s.test:

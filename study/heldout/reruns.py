@@ -41,10 +41,12 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from study.analysis.common import fmt_sig
 from study.analysis.headline import HEADLINE_FILE, RUNS_FILE
 from study.analysis.loading import order_methods
-from study.analysis.stats import mean_ci
+from study.analysis.stats import geometric_mean, mean_ci
 from study.heldout.costs import COSTS
+from study.heldout.informative import busy_spreads
 from study.heldout.scoring import evaluate_state
 from study.store.checkpoints import load_checkpoint, trial_checkpoint
 from study.store.trials import plain, read_trials, write_atomic
@@ -143,11 +145,12 @@ def headline_rows(chosen: pd.DataFrame, runs: pd.DataFrame, costs: pd.DataFrame,
     With a ``fold`` column in ``runs`` holding several folds, a method's score is the mean over folds
     of its mean over seeds within each fold, and the interval's unit is the fold (``interval_unit``
     "fold"); otherwise the re-runs are pooled and the interval covers seeds on one split ("seed").
-    Costs with a ``fold`` column are each method's mean over folds."""
+    Costs with a ``fold`` column are each method's geometric mean over folds, so that ``ratio_dual`` is the
+    verdict's ratio (the geometric mean of the per-fold ratios): one ratio definition everywhere."""
     folds = "fold" in runs  # a folds study's runs, even when one fold alone was scored
     if len(costs) and "fold" in costs:
         costs = costs.groupby("method", sort=False).agg(
-            {c: ("mean" if c in COSTS else "first") for c in costs.columns if c not in ("method", "fold")}
+            {c: (geometric_mean if c in COSTS else "first") for c in costs.columns if c not in ("method", "fold")}
         ).reset_index()
     by_cost = {str(r["method"]): r for _, r in costs.iterrows()} if len(costs) else {}
     ref = by_cost.get(REFERENCE)
@@ -250,15 +253,17 @@ def print_headline(path: Path) -> None:
     if bool(first.get("split_leaks_patients", False)):
         print("warning: the test split shares patients with the training or validation split: these scores measure "
               "memory as much as generalisation (use --split patient)")
+    costs_file = path.parent / COSTS_FILE
+    busy = busy_spreads(pd.read_parquet(costs_file)) if costs_file.is_file() else {}
     for _, r in df.iterrows():
         scores = ", ".join(f"{m} {_ci(r, m)}" for m in TEST_SHOWN)
-        costs = ", ".join(f"{label.split(' (')[0]} {_num(r[c])} ({_num(r[f'{c}.ratio_dual'])}×)"
-                          for c, label in COSTS.items() if c in ("cost.train_step_ms", "cost.latency_ms_b1",
-                                                                 "cost.peak_mem_mb"))
+        costs = ", ".join(_cost(r, c, label, busy.get(str(r["method"]), {}).get(c)) for c, label in COSTS.items()
+                          if c in ("cost.train_step_ms", "cost.latency_ms_b1", "cost.peak_mem_mb"))
         counts = f"{int(r['n_folds'])} folds, " if folds else ""
         lost = f", {int(r['n_failed'])} FAILED" if r.get("n_failed", 0) else ""
-        print(f"  {r['method']:<16} {counts}{int(r['n_seeds'])} seeds, {int(r['n_runs'])} runs{lost}: {scores}; "
-              f"{costs}")
+        seeds, runs = int(r["n_seeds"]), int(r["n_runs"])
+        print(f"  {r['method']:<16} {counts}{seeds} seed{'s' if seeds != 1 else ''}, "
+              f"{runs} run{'s' if runs != 1 else ''}{lost}: {scores}; {costs}")
     if df.get("n_failed", pd.Series(dtype=float)).fillna(0).any():
         print("  FAILED: re-runs that diverged or errored (scored at their best epoch where they had one) or have "
               "no score; test_runs.parquet: status, scored, reason")
@@ -272,8 +277,12 @@ def _ci(row: pd.Series, metric: str) -> str:
     return f"{mean:.3f}" + (f" ± {half:.3f}" if half is not None and math.isfinite(half) else "")
 
 
-def _num(v: Any) -> str:
-    return "—" if v is None or not math.isfinite(float(v)) else f"{float(v):.3g}"
+def _cost(row: pd.Series, column: str, label: str, spread: tuple[float, float] | None) -> str:
+    """``train step 1,950 ms (×0.336)``: three significant figures with the label's unit, the ratio to dual, and
+    where one configuration's timings disagree by more than BUSY_FACTOR their range, flagged."""
+    name, _, unit = label.partition(" (")
+    text = f"{name} {fmt_sig(row[column])} {unit.rstrip(')')}".rstrip() + f" (×{fmt_sig(row[f'{column}.ratio_dual'])})"
+    return text + (f" [busy machine: {fmt_sig(spread[0])}–{fmt_sig(spread[1])} across folds]" if spread else "")
 
 
 def _or_none(v: float) -> float | None:

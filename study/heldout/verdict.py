@@ -14,7 +14,9 @@ pairs, with the interval of the mean log ratio, back-transformed.
 
 ``conclusion``: "method_a better" / "method_b better" when the interval excludes no difference (0 for a
 difference, 1 for a ratio), by the metric's direction; "no difference at 95%" when it does not;
-"too few pairs" when there is one pair (no interval).
+"too few pairs" when there is one pair (no interval); "inconclusive" where the data cannot tell
+(both methods at chance on the task, or a cost ratio's interval wider than a factor of 2 around 1; the
+rule is study/heldout/informative.py's), with the reason in ``reason``.
 
 Failures are counted, never dropped quietly: a re-run that diverged after a good epoch is scored at that epoch
 (study/heldout/reruns.py); a fold (or seed) either method ran in but one of them has no score for is lost from
@@ -22,10 +24,11 @@ the pairs, and the row says how many were lost and why (``n_lost``, ``lost``); e
 (diverged, errored, unscored) are counted beside (``n_failed_a``, ``n_failed_b``). A folds study's pairs are
 folds even when one fold alone was scored (then: "too few pairs").
 
-verdict.parquet: method_a, method_b, metric, kind ("difference" | "ratio"), diff_mean (mean
-difference, or geometric-mean ratio), diff_ci95 (the interval's half-width; for a ratio on the log
-scale), ci_low, ci_high, n_pairs (the units both methods were scored in), unit ("fold" | "seed"),
-conclusion, n_lost, lost, n_failed_a, n_failed_b.
+verdict.parquet: method_a, method_b, metric, kind ("difference" | "ratio"), mean_a and mean_b (each
+method's own value over the pairs: the mean, for a cost the geometric mean, so mean_a / mean_b is the
+ratio), diff_mean (mean difference, or geometric-mean ratio), diff_ci95 (the interval's half-width; for a
+ratio on the log scale), ci_low, ci_high, n_pairs (the units both methods were scored in), unit ("fold" |
+"seed"), conclusion, reason, n_lost, lost, n_failed_a, n_failed_b.
 """
 
 from __future__ import annotations
@@ -38,9 +41,11 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
+from study.analysis.common import fmt_score, fmt_sig
 from study.analysis.loading import order_methods
-from study.analysis.stats import Paired, paired_difference, paired_ratio
+from study.analysis.stats import Paired, geometric_mean, paired_difference, paired_ratio
 from study.heldout.costs import COSTS, HIGHER_IS_BETTER
+from study.heldout.informative import INCONCLUSIVE, RULE, Chance, chance, inconclusive_reason
 from study.store.selection import is_multi_task
 from study.store.trials import write_atomic
 from trainables.metrics.names import REGISTRY, TEST_SHOWN
@@ -51,8 +56,9 @@ METRICS = TEST_SHOWN  # map50, map, view_accuracy, view_macro_f1 (trainables/met
 COST_RATIOS = tuple(c for c in COSTS if c not in HIGHER_IS_BETTER)  # throughput is 1 / step time: said once
 BETTER, SAME, FEW = "{} better", "no difference at 95%", "too few pairs"
 COLUMNS = {"method_a": pa.string(), "method_b": pa.string(), "metric": pa.string(), "kind": pa.string(),
-           "diff_mean": pa.float64(), "diff_ci95": pa.float64(), "ci_low": pa.float64(), "ci_high": pa.float64(),
-           "n_pairs": pa.int64(), "unit": pa.string(), "conclusion": pa.string(),
+           "mean_a": pa.float64(), "mean_b": pa.float64(), "diff_mean": pa.float64(), "diff_ci95": pa.float64(),
+           "ci_low": pa.float64(), "ci_high": pa.float64(),
+           "n_pairs": pa.int64(), "unit": pa.string(), "conclusion": pa.string(), "reason": pa.string(),
            # failure accounting (verdict_rows: lost_units, failed_per_method)
            "n_lost": pa.int64(), "lost": pa.string(), "n_failed_a": pa.int64(), "n_failed_b": pa.int64()}
 
@@ -99,6 +105,7 @@ def verdict_rows(runs: pd.DataFrame, costs: pd.DataFrame) -> list[dict[str, Any]
     # each metric's per-unit means once, shared by every pair; costs: one measurement per method (and fold),
     # so their pairs are the folds, or the one split (a single pair: no interval)
     scores = {m: unit_means(runs, f"test.{m}", unit) for m in METRICS}
+    majority = unit_means(runs, "test.view_majority_share", unit)  # the view task's chance level, per unit
     cost_means = {c: unit_means(costs.assign(**{"train.seed": 0}), c, unit) if len(costs) else {}
                   for c in COST_RATIOS}
     ran, why, n_failed = units_run(runs, unit), failure_reasons(runs, unit), failed_per_method(runs)
@@ -106,13 +113,31 @@ def verdict_rows(runs: pd.DataFrame, costs: pd.DataFrame) -> list[dict[str, Any]
     rows = []
     for a, b in method_pairs(list(dict.fromkeys(runs["method"]))):
         counts = {"n_failed_a": n_failed.get(a, 0), "n_failed_b": n_failed.get(b, 0)}
+        at_chance = _chance(a, b, scores, majority)
         for m, per in scores.items():
-            rows.append({**_row(a, b, m, per, paired_difference, REGISTRY[f"val.{m}"].direction != "min", unit),
-                         **counts, **lost_units(a, b, per, ran, why, unit)})
+            rows.append({**_row(a, b, m, per, paired_difference, REGISTRY[f"val.{m}"].direction != "min", unit,
+                                at_chance), **counts, **lost_units(a, b, per, ran, why, unit)})
         for c, per in cost_means.items():
-            rows.append({**_row(a, b, c, per, paired_ratio, c in HIGHER_IS_BETTER, unit),
+            rows.append({**_row(a, b, c, per, paired_ratio, c in HIGHER_IS_BETTER, unit, at_chance),
                          **counts, **lost_units(a, b, per, ran_costs, {}, unit)})
     return rows
+
+
+def _chance(a: str, b: str, scores: dict[str, dict[str, dict[Any, float]]],
+            majority: dict[str, dict[Any, float]]) -> Chance:
+    """Whether a and b both score at chance, from their means over the units both were scored on."""
+    def mean(per: dict[str, dict[Any, float]], method: str, units: list[Any]) -> float:
+        values = [per[method][u] for u in units if u in per.get(method, {})]
+        return sum(values) / len(values) if values else math.nan
+
+    def shared(per: dict[str, dict[Any, float]]) -> list[Any]:
+        return sorted(set(per.get(a, {})) & set(per.get(b, {})))
+
+    det, view = shared(scores.get("map50", {})), shared(scores.get("view_accuracy", {}))
+    share = [v for m in (a, b) for u, v in majority.get(m, {}).items() if u in view]
+    return chance(mean(scores.get("map50", {}), a, det), mean(scores.get("map50", {}), b, det),
+                  mean(scores.get("view_accuracy", {}), a, view), mean(scores.get("view_accuracy", {}), b, view),
+                  sum(share) / len(share) if share else math.nan)
 
 
 # -- failures: counted and said, never dropped quietly -------------------------------------------------------
@@ -171,12 +196,24 @@ def lost_units(a: str, b: str, per: dict[str, dict[Any, float]], ran: dict[str, 
 
 
 def _row(a: str, b: str, metric: str, per: dict[str, dict[Any, float]], compare: Any, higher: bool,
-         unit: str) -> dict[str, Any]:
+         unit: str, at_chance: Chance) -> dict[str, Any]:
     shared = sorted(set(per.get(a, {})) & set(per.get(b, {})))
-    p: Paired = compare([per[a][u] for u in shared], [per[b][u] for u in shared], CONFIDENCE)
-    return {"method_a": a, "method_b": b, "metric": metric, "kind": p.kind, "diff_mean": _num(p.estimate),
-            "diff_ci95": _num(p.half_width), "ci_low": _num(p.low), "ci_high": _num(p.high), "n_pairs": p.n,
-            "unit": unit, "conclusion": conclusion(p, higher)}
+    xa, xb = [per[a][u] for u in shared], [per[b][u] for u in shared]
+    p: Paired = compare(xa, xb, CONFIDENCE)
+    said = conclusion(p, higher)
+    reason = inconclusive_reason(metric, p.kind, p.low, p.high, at_chance) if said != FEW else ""
+    return {"method_a": a, "method_b": b, "metric": metric, "kind": p.kind, "mean_a": _own(xa, p.kind),
+            "mean_b": _own(xb, p.kind), "diff_mean": _num(p.estimate), "diff_ci95": _num(p.half_width),
+            "ci_low": _num(p.low), "ci_high": _num(p.high), "n_pairs": p.n, "unit": unit,
+            "conclusion": INCONCLUSIVE if reason else said, "reason": reason}
+
+
+def _own(values: list[float], kind: str) -> float | None:
+    """A method's own value over the pairs: the mean, or for a ratio's costs the geometric mean (so that
+    mean_a / mean_b is the ratio reported)."""
+    if kind == "ratio":
+        return _num(geometric_mean(values))
+    return _num(sum(values) / len(values)) if values else None
 
 
 def write_verdict(study_dir: Path, runs: pd.DataFrame, costs: pd.DataFrame) -> Path:
@@ -189,24 +226,32 @@ def write_verdict(study_dir: Path, runs: pd.DataFrame, costs: pd.DataFrame) -> P
 
 
 def verdict_lines(table: pd.DataFrame) -> list[str]:
-    """One line per pair of methods: each score's paired difference and the main cost ratio."""
+    """One line per pair of methods: each score's paired difference and the main cost ratio, each beside the
+    two methods' own values (scores with three decimals, costs with three significant figures and a unit)."""
     lines = []
     for (a, b), group in table.groupby(["method_a", "method_b"], sort=False):
         parts = []
         for _, r in group.iterrows():
             if r["metric"] not in (*METRICS, "cost.train_step_ms"):
                 continue
+            said = _short(r["conclusion"], a, b)
             if r["kind"] == "ratio":
-                interval = f" [{r['ci_low']:.2f}, {r['ci_high']:.2f}]" if math.isfinite(r["ci_low"]) else ""
-                parts.append(f"step time ×{r['diff_mean']:.2f}{interval} ({_short(r['conclusion'], a, b)})")
-            elif math.isfinite(r["diff_mean"]):
-                half = f" ± {r['diff_ci95']:.3f}" if math.isfinite(r["diff_ci95"]) else ""
-                parts.append(f"{r['metric']} {r['diff_mean']:+.3f}{half} ({_short(r['conclusion'], a, b)})")
+                interval = f" [{fmt_sig(r['ci_low'])}, {fmt_sig(r['ci_high'])}]" if _finite(r["ci_low"]) else ""
+                own = f"{fmt_sig(r.get('mean_a'))} vs {fmt_sig(r.get('mean_b'))} ms, " if "mean_a" in r else ""
+                parts.append(f"step time {own}×{fmt_sig(r['diff_mean'])}{interval} ({said})")
+            elif _finite(r["diff_mean"]):
+                half = f" ± {fmt_score(r['diff_ci95'])}" if _finite(r["diff_ci95"]) else ""
+                own = f"{fmt_score(r.get('mean_a'))} vs {fmt_score(r.get('mean_b'))}, " if "mean_a" in r else ""
+                parts.append(f"{r['metric']} {own}{fmt_score(r['diff_mean'], signed=True)}{half} ({said})")
         scores = group[group["metric"].isin(METRICS)]
         n, unit = int((scores if len(scores) else group)["n_pairs"].max()), group["unit"].iloc[0]
-        lines.append(f"  {a} vs {b} ({n} {unit}s{failure_note(group, a, b)}): " + ("; ".join(parts) or
-                                                                               "no common scores"))
+        lines.append(f"  {a} vs {b} ({n} {unit}{'s' if n != 1 else ''}{failure_note(group, a, b)}): "
+                     + ("; ".join(parts) or "no common scores"))
     return lines
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
 
 
 def failure_note(group: pd.DataFrame, a: str, b: str) -> str:
@@ -237,6 +282,8 @@ def print_verdict(path: Path) -> None:
     print(f"\nverdict: method a − method b on the held-out split, mean and 95% CI, {what}")
     for line in verdict_lines(table):
         print(line)
+    if (table["conclusion"] == INCONCLUSIVE).any():
+        print(f"verdict: {RULE}")
     print(f"verdict: {path}")
 
 

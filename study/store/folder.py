@@ -8,6 +8,7 @@ experiment folder's layout, so the re-runs cannot share the search's).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -18,6 +19,7 @@ from study.errors import UsageError
 MIN_FREE_BYTES = 512 * 2**20  # a few checkpoints per trial plus the Parquet files; less is a failure mid-study
 REPEATS_SUFFIX = "-repeats"
 OPTUNA_DB = "optuna.db"  # the study's Optuna storage: optuna-dashboard sqlite:///STORAGE/NAME/optuna.db
+_CREATED: list[Path] = []  # study folders this process created (prepare_folder), for discard_if_empty
 
 
 def repeats_dir(study_dir: Path) -> Path:
@@ -31,8 +33,9 @@ def search_dir_of(folder: Path) -> Path:
 
 
 def prepare_folder(storage: str, name: str | None, space: str, resume: bool, overwrite: bool) -> Path:
-    """The study folder ``storage/name`` (default name: ``SPACE-TIME``), checked before any work: writable,
-    enough free space, never overwritten without ``overwrite`` (which removes its re-runs too)."""
+    """The study folder ``storage/name`` (default name: ``SPACE-TIME``, ``SPACE-TIME-2``, ... for studies started
+    in the same second), checked before any work: writable, enough free space, never overwritten without
+    ``overwrite`` (which removes its re-runs too)."""
     root = Path(storage).expanduser().resolve()
     study_dir = root / (name or f"{space}-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
@@ -47,6 +50,9 @@ def prepare_folder(storage: str, name: str | None, space: str, resume: bool, ove
     if free < MIN_FREE_BYTES:
         raise UsageError(f"--storage {root}: only {free / 2**20:.0f} MiB free; a study needs at least "
                          f"{MIN_FREE_BYTES / 2**20:.0f} MiB for checkpoints and results")
+    if name is None and not resume:  # a default name is new: never another study's folder
+        _CREATED.append(_claim(study_dir))
+        return _CREATED[-1]
     if study_dir.exists() and any(study_dir.iterdir()):
         if resume:
             return study_dir
@@ -57,5 +63,28 @@ def prepare_folder(storage: str, name: str | None, space: str, resume: bool, ove
         shutil.rmtree(repeats_dir(study_dir), ignore_errors=True)  # its re-runs belong to the study replaced
     elif resume:
         raise UsageError(f"--resume: there is no study at {study_dir} to resume")
+    if not study_dir.exists():
+        _CREATED.append(study_dir)
     study_dir.mkdir(parents=True, exist_ok=True)
     return study_dir
+
+
+def discard_if_empty() -> None:
+    """Remove the study folders this process created that are still empty (a run that failed before its first
+    file): a failed run leaves no empty ``results/NAME/`` behind. ``rmdir`` removes an empty folder only."""
+    while _CREATED:
+        with contextlib.suppress(OSError):  # it holds something (or is gone): leave it
+            _CREATED.pop().rmdir()
+
+
+def _claim(study_dir: Path) -> Path:
+    """A new folder named ``study_dir`` or ``study_dir-2``, ``-3``, ...: ``mkdir`` claims it atomically, so two
+    studies started side by side in the same second never share one."""
+    for k in range(1, 1000):
+        candidate = study_dir if k == 1 else study_dir.with_name(f"{study_dir.name}-{k}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise UsageError(f"{study_dir}: a thousand studies of that name; give --name")

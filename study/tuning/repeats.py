@@ -41,7 +41,8 @@ def run_repeats(s: StudySettings, study_dir: Path, trainable: Any, chosen: Any) 
         print("repeat-best: no finished trial to repeat", file=sys.stderr)
         return
     per = "per method" if s.samples else "per method: its default"
-    print(f"repeat-best: {len(chosen)} configs ({max(s.repeat_best, 1)} {per}) x {s.seeds} seeds", flush=True)
+    print(f"repeat-best: {len(chosen)} config{'s' if len(chosen) != 1 else ''} ({max(s.repeat_best, 1)} {per}) x "
+          f"{s.seeds} seed{'s' if s.seeds != 1 else ''}", flush=True)
     tuner = Tuner(
         trainable,
         # Tune wants every key a point sets declared in the param space; a point leaves the keys of other

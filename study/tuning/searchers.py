@@ -26,6 +26,7 @@ import functools
 import logging
 import math
 import pickle
+import warnings
 import zlib
 from typing import Any
 
@@ -93,15 +94,17 @@ class PerMethodSearch(Searcher):
         self.per_method = per_method
         db = optuna.storages.RDBStorage(storage) if storage else optuna.storages.InMemoryStorage()
         directions = ["minimize" if mode == "min" else "maximize" for _, mode in objectives]
-        self.studies = [
-            optuna.create_study(
-                storage=db, study_name=name, load_if_exists=True, directions=directions,
-                sampler=optuna.samplers.TPESampler(
-                    seed=method_seed(seed, name), multivariate=True, group=True, constant_liar=True,
-                    n_startup_trials=self.startup),
-            )
-            for name in self.names
-        ]
+        with warnings.catch_warnings():  # multivariate, group, constant_liar: chosen knowingly, not news to a user
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.studies = [
+                optuna.create_study(
+                    storage=db, study_name=name, load_if_exists=True, directions=directions,
+                    sampler=optuna.samplers.TPESampler(
+                        seed=method_seed(seed, name), multivariate=True, group=True, constant_liar=True,
+                        n_startup_trials=self.startup),
+                )
+                for name in self.names
+            ]
         self.suggested = 0
         self.live: dict[str, tuple[int, optuna.Trial]] = {}  # Tune trial id -> (method index, Optuna trial)
         self.epochs: dict[str, dict[int, dict[str, Any]]] = {}  # Tune trial id -> epoch -> its scored metrics

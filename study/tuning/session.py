@@ -2,6 +2,10 @@
 
 Reaching Ray is checked first (``check_reachable``: ``ray.init`` itself retries an unreachable address
 for minutes), and the dashboard's exposure is said out loud before it listens anywhere but this machine.
+
+A local instance is this machine's alone: its node address is 127.0.0.1, so every server it opens (GCS,
+raylet, object manager, workers, the dashboard agent and both metrics endpoints) listens on loopback only,
+and its dashboard takes the first free port from 8265 on (two studies side by side each get their own).
 """
 
 from __future__ import annotations
@@ -16,6 +20,19 @@ from study.errors import UsageError
 from study.tuning.nodes import AUTH_HINT
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+# Ray's own switch for a machine-local node (its default on macOS and Windows): the node's address is 127.0.0.1,
+# and Ray binds its servers to the node's address. Ray reads it when imported (ray_constants) and each process it
+# starts reads it again from the environment it inherits, so both are set.
+LOCAL_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+PORT_HINT = "; leave out --dashboard-port to take the first free port from 8265 on"
+
+
+def local_node_only() -> None:
+    """Make the Ray instance this process starts a loopback-only node (call before ``ray.init``)."""
+    from ray._private import ray_constants
+
+    os.environ[LOCAL_NODE_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False  # ray was imported before the line above: its constant is already read
 
 
 def check_reachable(address: str, timeout: float = 3.0) -> None:
@@ -32,8 +49,11 @@ def check_reachable(address: str, timeout: float = 3.0) -> None:
                          "with `ray start --head` or check the address") from None
 
 
-def start_ray(address: str | None, dashboard_host: str, dashboard_port: int) -> None:
-    """Connect to ``address``, or start a new local Ray instance with its dashboard (once per process)."""
+def start_ray(address: str | None, dashboard_host: str, dashboard_port: int | None) -> None:
+    """Connect to ``address``, or start a new local Ray instance with its dashboard (once per process).
+
+    ``dashboard_port`` None: the first free port from 8265 on (Ray's own search); a port given is that port
+    or a one-line error when it is taken."""
     if ray.is_initialized():
         return
     if dashboard_host not in LOCAL_HOSTS:
@@ -48,11 +68,13 @@ def start_ray(address: str | None, dashboard_host: str, dashboard_port: int) -> 
         if address:
             context = ray.init(address=address, log_to_driver=False)
         else:  # "local": a new instance of our own, never the cluster a stale ray_current_cluster file names
+            local_node_only()
             context = ray.init(address="local", include_dashboard=True, dashboard_host=dashboard_host,
                                dashboard_port=dashboard_port, log_to_driver=False)
     except Exception as err:  # an unreachable --address, a port in use, ...
         raise UsageError(f"cannot start or reach Ray{' at ' + address if address else ''}: "
-                         f"{str(err).splitlines()[0][:200]}" + (f"; {AUTH_HINT}" if address else "")) from None
+                         f"{str(err).splitlines()[0][:200]}" + (f"; {AUTH_HINT}" if address else
+                                                                      PORT_HINT if dashboard_port else "")) from None
     url = getattr(context, "dashboard_url", None)
     if url:
         print(f"Ray dashboard: http://{url}  (token login: `ray get-auth-token` prints the token)", flush=True)

@@ -30,7 +30,7 @@ class StudySettings:
     test: bool = False  # score every --repeat-best re-run on the test split; write headline.parquet
     costs: bool = False  # measure each method's chosen configuration alone (implied by test)
     dashboard_host: str = "127.0.0.1"
-    dashboard_port: int = 8265
+    dashboard_port: int | None = None  # None: the first free port from 8265 on
     folds: int = 0  # >= 2: K outer patient folds, each a complete study (study/heldout/folds.py)
     methods: list[str] | None = None  # method labels (shared/gradnorm, dual, ...); None: all of the space's
     config: dict[str, Any] = field(default_factory=dict)  # base config keys from the command line

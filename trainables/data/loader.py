@@ -127,7 +127,8 @@ def load_data(cfg: DataConfig, seed: int, progress: bool = False) -> DecodedData
     else:
         data, report = load_dataset(cfg.source, cfg.imgsz, cfg.missing_view, progress)
         if report.skipped:
-            print(f"data: {len(report.skipped)} files skipped (run `python -m study.data check "
+            n = len(report.skipped)
+            print(f"data: {n} file{'s' if n != 1 else ''} skipped (run `python -m study.data check "
                   f"{cfg.source}` for the list)", file=sys.stderr)
     data = apply_groups(data, cfg, seed)
     if cfg.split == "folders":

@@ -33,6 +33,8 @@ def classification_metrics(
         - ``macro_f1``: mean per-class F1 over the classes present in ``y_true`` or ``y_pred``
           (sklearn's ``average="macro"`` with its default labels); a class with no correct
           prediction has F1 0 (sklearn's ``zero_division=0``).
+        - ``majority_share``: the most frequent true class's share of N, the accuracy of always naming it
+          (the chance level an accuracy must beat to mean anything).
         - ``recall_<name>``: per-class recall; NaN for a class absent from ``y_true``.
         Every value is NaN when N = 0.
     """
@@ -50,6 +52,7 @@ def classification_metrics(
         "accuracy": float(correct.sum() / n) if n else math.nan,
         "balanced_accuracy": float(np.nanmean(recall)) if (support > 0).any() else math.nan,
         "macro_f1": float(np.nanmean(f1)) if n else math.nan,
+        "majority_share": float(support.max() / n) if n else math.nan,
     }
     for c, name in enumerate(names):
         out[f"recall_{name}"] = float(recall[c])

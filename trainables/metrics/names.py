@@ -105,6 +105,8 @@ REGISTRY: dict[str, Metric] = _declare(
     Metric("val.view_macro_f1", "val", "view macro F1", test="shown"),
     Metric("val.view_balanced_accuracy", "val", "view balanced accuracy", test="pooled"),
     Metric("val.view_recall_<view>", "val", "view recall"),
+    # the most frequent view's share of the split: what always naming it scores (a view accuracy's chance level)
+    Metric("val.view_majority_share", "val", "majority view's share"),
     Metric(OBJECTIVE, "val", "objective", headline=True, direction="max"),  # engine.objective
     # wall clock (the last epoch's value in trials.parquet)
     Metric("time.train_s", "time", "train time (s)", headline=True, direction="min"),  # training so far
