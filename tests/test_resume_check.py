@@ -72,3 +72,13 @@ def test_a_study_from_before_the_split_seed_was_recorded_resumes_with_its_seed(t
     check_resume(tmp_path, s, "fingerprint-1")
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("warning: --resume: ")
+
+
+def test_a_study_without_reruns_may_add_them_but_reruns_once_begun_stay_as_they_were(tmp_path):
+    searched = CONFIG | {"data.folds": 0, "data.split": "folders"}
+    s = StudySettings(space="gradnorm", samples=6, epochs=1, config=dict(searched))  # repeat_best 0, no folds
+    write_manifest(tmp_path, s, {}, "fingerprint-1", time.time(), finished=False)
+    check_resume(tmp_path, dataclasses.replace(s, repeat_best=1, seeds=1), "fingerprint-1")  # adds a re-run phase
+    with_reruns = began(tmp_path / "b")  # --repeat-best 1 --seeds 2 --folds 3: its re-runs may have begun
+    message = refused(tmp_path / "b", dataclasses.replace(with_reruns, seeds=3))
+    assert "--seeds 2 when it began, 3 now" in message

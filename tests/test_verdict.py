@@ -134,7 +134,7 @@ def test_a_method_without_a_score_in_one_fold_loses_that_fold_and_says_why(tmp_p
     assert table.loc[table["metric"] == "map50", "lost"].item() == m["lost"]
     line = verdict_lines(table)[0]
     assert line.startswith("  shared/gradnorm vs dual (2 folds; 1 LOST: fold 2: dual has no score (2 diverged, 2 "
-                           "unscored); failed re-runs: dual 2): map50 +0.125 ± ")
+                           "unscored); failed re-runs: dual 2): map50 0.550 vs 0.425, +0.125 ± ")
     # the headline counts the folds actually scored and the failures
     from study.heldout.reruns import headline_rows
 

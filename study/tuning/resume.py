@@ -23,6 +23,9 @@ MANIFEST = "manifest.json"
 BINDING = {"space": "--space", "methods": "--methods", "samples": "--samples", "epochs": "--epochs",
            "seed": "--seed", "folds": "--folds", "objective": "--objective", "scheduler": "--scheduler",
            "repeat_best": "--repeat-best", "seeds": "--seeds", "test": "--test", "costs": "--costs"}
+# a study that began without re-runs (no --repeat-best, no --folds) may add them on a resume: nothing they
+# measure exists yet, and the search they re-run is the one the study began
+EXTENSIBLE = ("repeat_best", "seeds")
 # config keys (StudySettings.config) that a flag above or a named flag sets; any other is a --set KEY
 CONFIG_FLAGS = {"data.source": "--data", "data.split": "--split", "data.imgsz": "--imgsz", "train.epochs": "--epochs",
                 "train.seed": "--seed", "data.split_seed": "--seed", "data.folds": "--folds"}
@@ -44,7 +47,10 @@ def differences(manifest: dict[str, Any], settings: Any) -> list[tuple[str, Any,
     old = manifest.get("settings", {})
     new = json.loads(json.dumps(dataclasses.asdict(settings)))  # as the manifest stores it (lists, not tuples)
     out: dict[str, tuple[str, Any, Any]] = {}
+    no_reruns_yet = not old.get("repeat_best") and not old.get("folds")
     for field, flag in BINDING.items():
+        if field in EXTENSIBLE and no_reruns_yet:
+            continue
         if field in old and old[field] != new[field]:
             out.setdefault(flag, (flag, old[field], new[field]))
     if "gpus_per_trial" in old and (old["gpus_per_trial"] > 0) != (new["gpus_per_trial"] > 0):  # the device
