@@ -40,7 +40,8 @@ def test_deterministic_failures_are_recorded_once(ray_cluster, tmp_path, monkeyp
 def _trial_worker_pids() -> list[int]:
     """This session's trial workers only: another Ray cluster on the machine (a second test run, a
     user's study) has ImplicitFunc workers too, and killing those would fail both runs."""
-    out = subprocess.run(["pgrep", "-f", "ray::ImplicitFunc"], capture_output=True, text=True).stdout
+    # ".train": the actor running a trial now; an idle actor an earlier test's Tuner left alive is not the trial
+    out = subprocess.run(["pgrep", "-f", r"ray::ImplicitFunc\.train"], capture_output=True, text=True).stdout
     ours = set(descendants(os.getpid()))  # the session's Ray processes are children of this process
     return [int(p) for p in out.split() if int(p) in ours]
 

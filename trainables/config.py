@@ -21,10 +21,10 @@ from typing import Any, Literal, get_args, get_type_hints
 
 ARCHS = ("shared", "dual", "det_only", "cls_only")
 Arch = Literal["shared", "dual", "det_only", "cls_only"]
+Precision = Literal["auto", "fp32", "bf16"]  # train.precision (trainables/precision.py)
+MemoryFormat = Literal["auto", "channels_last", "contiguous"]  # train.memory_format
 # The dual model's view classifiers: each name here is built by trainables/models/dual.py: build_classifier;
 # the config checks a name before anything is built, and the tests run every one (tests/test_models.py)
-Precision = Literal["auto", "fp32", "bf16"]
-MemoryFormat = Literal["auto", "channels_last", "contiguous"]
 ClassifierBackbone = Literal["yolo", "resnet18", "mobilenet_v3_small"]
 CLASSIFIER_BACKBONES: tuple[str, ...] = get_args(ClassifierBackbone)
 

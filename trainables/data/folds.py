@@ -125,5 +125,3 @@ def fold_split(groups: np.ndarray, views: np.ndarray, boxes: np.ndarray, folds: 
     role[dev] = np.where(inner == 0, "val", "train")
     per_image = role[np.searchsorted(patients, groups)]
     return {name: np.flatnonzero(per_image == name).astype(np.int64) for name in ("train", "val", "test")}
-
-
