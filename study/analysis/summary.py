@@ -102,16 +102,15 @@ def takeaways(study: Study, head: Headline, held: Heldout | None = None) -> list
                    f"{fmt_score(best['best.val.view_accuracy'])}), {fmt_sig(best['time.train_s'])} s of training"
                    + (f"; tied with {ties} other trial{'s' if ties > 1 else ''}." if ties else "."))
     gn, dual = head.get("shared/gradnorm"), head.get(REFERENCE)
-    if ("shared/gradnorm", REFERENCE) in judged:
-        pass  # the verdict's sentence above says it, on held-out patients
-    elif gn and dual:
+    judged_pair = ("shared/gradnorm", REFERENCE) in judged  # then the verdict's sentence above says it
+    if gn and dual and not judged_pair:
         d = gn.stats[OBJECTIVE].mean - dual.stats[OBJECTIVE].mean
         ratios = ", ".join(f"{fmt_sig(gn.cost_ratio[c])}× the {label.split(' (')[0]}" for c, label in COST.items()
                            if math.isfinite(gn.cost_ratio.get(c, math.nan)))
         verdict = _overlap(gn, dual)
         out.append(f"{val}GradNorm (shared) vs dual backbones: {_score(gn)} against {_score(dual)}; "
                    f"difference {d:+.3f} in the objective{verdict}. GradNorm costs {ratios or 'n/a'} of dual.")
-    elif {"shared/gradnorm", REFERENCE} <= set(t["method"]):  # both ran, one has no result: say which
+    elif not judged_pair and {"shared/gradnorm", REFERENCE} <= set(t["method"]):  # both ran, one has no result
         missing = [m for m, r in (("shared/gradnorm", gn), ("dual", dual)) if r is None]
         out.append(f"No finished {' or '.join(missing)} trial: the GradNorm-vs-dual comparison is not available.")
     deltas = [(r.method, r.delta["m"]) for r in head.results if math.isfinite(r.delta.get("m", math.nan))]
