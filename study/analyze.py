@@ -17,6 +17,7 @@ from study.analysis.report import build_report
 from study.cli import ArgumentParser, run_cli
 from study.errors import UsageError
 from study.store.atomic import atomic_path
+from study.tracking.mlflow_study import RUN_FILE
 
 PNG_FIGURES = ("headline", "pareto", "balance", "curves", "slices", "importance")  # parcoords is WebGL
 
@@ -25,6 +26,9 @@ def parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="python -m study.analyze", description=__doc__.split("\n\n")[0])
     p.add_argument("study", help="the study folder STORAGE/NAME (holds trials.parquet)")
     p.add_argument("--out", default=None, help="the HTML file to write (default STUDY/report.html)")
+    p.add_argument("--markdown", action="store_true",
+                   help="print the held-out headline, the paired verdict and the cost ratios as Markdown tables "
+                        "(from headline.parquet and verdict.parquet only) instead of writing the report")
     p.add_argument("--format", choices=["html", "png"], default="html",
                    help="html (default): the report; png: the report plus PNGs of the main figures in "
                         "STUDY/figures/ (needs kaleido)")
@@ -36,11 +40,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.format == "png" and importlib.util.find_spec("kaleido") is None:
         raise UsageError("--format png: kaleido is not installed, so no static images can be written "
                          "(pip install kaleido; or use the HTML report, whose figures each have a PNG button)")
+    if args.markdown:  # the headline and verdict tables only: from the two files, no trials needed
+        from study.analysis.markdown import markdown
+
+        print(markdown(Path(args.study).expanduser()))
+        return 0
     study = load_study(args.study)
     report = build_report(study)
     out = Path(args.out).expanduser() if args.out else study.path / "report.html"
     _write_text(out, report.html)
     print(f"report: {out.resolve()} ({out.stat().st_size / 2**20:.1f} MiB, {len(study.trials)} trials)")
+    if (study.path / RUN_FILE).is_file():  # a study run with --mlflow: the report joins its run
+        from study.tracking.mlflow_study import log_report
+
+        log_report(study.path, out)
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     if args.format == "png":

@@ -7,10 +7,12 @@ ends with a table of the best trials and the paths of its Parquet results.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from study.cli import ArgumentParser, parse_set, resolve_weights, run_cli
+from study.errors import UsageError
 from trainables.config import TrialConfig
 
 
@@ -60,6 +62,11 @@ def parser() -> argparse.ArgumentParser:
                         "machine only; anything else is a warning, see the README's Security)")
     p.add_argument("--dashboard-port", type=int, default=None, metavar="PORT",
                    help="port of that dashboard (default: the first free one from 8265 on, printed at the start)")
+    p.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
+                   help="log the study to MLflow: a parent run, one child run per trial (pip install -e "
+                        "\".[mlflow]\"); URI of your tracking server, or MLFLOW_TRACKING_URI when left out")
+    p.add_argument("--mlflow-experiment", default="mtl-study", metavar="NAME",
+                   help="the MLflow experiment the study's run goes in (default mtl-study)")
     return p
 
 
@@ -73,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<10} {space.DESCRIPTION} [objective: {space.DEFAULT_OBJECTIVE}]")
         return 0
     from study.heldout.folds import run_folds
+    from study.tracking.mlflow_study import resolve_uri
     from study.tuning.phases import run_study
+    from study.tuning.session import JOB_ENV, job_address, settle_in_job
     from study.tuning.settings import StudySettings
 
     if args.folds:
@@ -103,12 +112,20 @@ def main(argv: list[str] | None = None) -> int:
         space=args.space, samples=args.samples, epochs=args.epochs, max_concurrent=args.max_concurrent,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, seed=args.seed,
         objective=args.objective, scheduler=args.scheduler, name=args.name, storage=args.storage,
-        address=args.address, resume=args.resume, overwrite=args.overwrite, repeat_best=args.repeat_best,
+        address=args.address or job_address(dict(os.environ)),
+        resume=args.resume, overwrite=args.overwrite, repeat_best=args.repeat_best,
         seeds=args.seeds, test=args.test, costs=args.costs, folds=args.folds, dashboard_host=args.dashboard_host,
-        dashboard_port=args.dashboard_port,
+        dashboard_port=args.dashboard_port, mlflow=resolve_uri(args.mlflow, dict(os.environ)),
+        mlflow_experiment=args.mlflow_experiment,
         methods=args.methods.split(",") if args.methods else None,
         config=config, argv=list(sys.argv[1:] if argv is None else argv),
     )
+    if JOB_ENV in os.environ:
+        if not Path(args.storage).expanduser().is_absolute():
+            raise UsageError(f"--storage {args.storage}: a Ray job runs in a temporary copy of its working directory, "
+                             "which is deleted after the job; give an absolute path every node can reach (a shared "
+                             "folder), e.g. --storage /mnt/shared/studies")
+        settle_in_job(str(Path(args.storage).expanduser()), mlflow=args.mlflow is not None)
     from study.store.folder import discard_if_empty
 
     try:

@@ -3,20 +3,14 @@
 The session's own Ray cluster (conftest ``ray_cluster``) lives in the pytest process, so this module's
 cluster runs in a subprocess (tests/loopback_cluster.py: a head with 1 CPU and a node with 1 CPU and
 one logical GPU) and the study CLI connects to it with ``--address`` from another subprocess, as a
-user's driver would. Everything started here is stopped by process group in the fixture's finally.
+user's driver would. Everything started here is stopped by process group when the module's tests are done.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
-import select
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -24,54 +18,19 @@ import pytest
 
 from study.tuning.processes import descendants
 from tests.conftest import TINY
+from tests.loopback_cluster import TwoNodes, two_node_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK_HEX = {"0100007F", "0000000000000000FFFF00000100007F", "00000000000000000000000001000000"}  # /proc/net
 
 
-@dataclass
-class TwoNodes:
-    address: str
-    head: str  # Ray node ids
-    worker: str  # the node with the logical GPU
-    env: dict[str, str]  # what a driver on this machine needs: the token, loopback node IP
-    pid: int
-
-
 @pytest.fixture(scope="module")
 def two_nodes():
-    folder = tempfile.mkdtemp(prefix="mtl-ray-", dir="/tmp")  # short: Ray's socket paths live under it
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN_PATH")}
-    env.update({
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # keeps 127.0.0.1 as the node IP (see loopback_cluster.py)
-        "RAY_TMPDIR": folder,
-        "RAY_AUTH_MODE": "token",  # the cluster requires a token; a driver must present the same one
-        "RAY_AUTH_TOKEN": secrets.token_hex(32),
-        "PYTHONPATH": str(ROOT),
-        "PYTHONUNBUFFERED": "1",
-    })
-    log = open(Path(folder) / "cluster.log", "w")  # noqa: SIM115  closed in the finally
-    proc = subprocess.Popen([sys.executable, "-m", "tests.loopback_cluster"], cwd=ROOT, env=env,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
-                            start_new_session=True)  # its own process group: cleaned up by id below
     try:
-        ready, _, _ = select.select([proc.stdout], [], [], 180)
-        line = proc.stdout.readline() if ready else ""
-        if not line:
-            pytest.fail(f"the two-node cluster did not start: {(Path(folder) / 'cluster.log').read_text()[-2000:]}")
-        import json
-
-        info = json.loads(line)
-        yield TwoNodes(info["address"], info["head"], info["worker"], env, proc.pid)
-    finally:
-        proc.stdin.close()  # the helper shuts its cluster down and exits
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-        shutil.rmtree(folder, ignore_errors=True)
+        with two_node_cluster() as nodes:
+            yield nodes
+    except RuntimeError as err:  # the cluster did not start: the log says why
+        pytest.fail(str(err))
 
 
 def study(nodes: TwoNodes, storage: Path, name: str, *args: str, env: dict[str, str] | None = None):
@@ -161,10 +120,11 @@ def test_a_trial_row_records_where_its_last_report_ran():
     cfg = TrialConfig().to_flat()
     here = {"node_id": "aa" * 28, "node_ip": "10.0.0.5", "node_host": "gpu-1", "device": "cuda:0", "gpus": 0.25,
             "device_warning": "", "started_at": 100.0}
-    epochs = [{"epoch": 1, "val.objective": 0.2, **here, "node_id": "bb" * 28, "reported_at": 110.0},
-              {"epoch": 2, "val.objective": 0.1, **here, "reported_at": 120.0}]  # resumed on another node
+    epochs = [{"epoch": 1, "val.objective": 0.2, **here, "node_id": "bb" * 28, "reported_at": 110.0, "attempt": 1},
+              {"epoch": 2, "val.objective": 0.1, **here, "reported_at": 120.0, "attempt": 2}]  # retried elsewhere
     row = trial_row("t1", "gradnorm", cfg, epochs, status="finished")
     assert row["node_id"] == "aa" * 28 and row["device"] == "cuda:0" and row["gpus"] == 0.25
+    assert row["node_ids"] == f"{'bb' * 28},{'aa' * 28}" and row["attempts"] == 2  # every node, in order
     assert row["started_at"] == 100.0 and row["ended_at"] == 120.0 and row["best_epoch"] == 1
     table = trials_table([row, trial_row("t2", "gradnorm", cfg, [], status="error")])
     assert str(table.schema.field("node_id").type) == "string" and str(table.schema.field("gpus").type) == "double"

@@ -115,6 +115,10 @@ def run_folds(s: Any) -> Path:
     write_manifest(b.study_dir, s, b.base, b.data.fingerprint, b.started)
     if s.test:
         summarise(b.study_dir, s.folds, cfg.source, seed)
+    if s.mlflow:
+        from study.tracking.mlflow_study import finish_parent
+
+        finish_parent(b.study_dir)
     return b.study_dir
 
 

@@ -9,7 +9,8 @@ Under ``STORAGE/NAME/``:
                    trainables/metrics/names.py registers (``epoch_row``).
 Both carry where a trial ran (``PLACEMENT_FIELDS``: Ray node id, node IP and host name, the device
 it trained on, its GPU share and any device warning, start and report times); a trial row takes them
-from its last epoch (a trial resumed on another node records the node it finished on).
+from its last epoch (a trial resumed on another node records the node it finished on, and ``node_ids``
+every node it ran on; ``attempts`` how many times it started).
   manifest.json    versions, git commit, dataset fingerprint, seeds, command line.
 
 Every write goes to a temporary file that is then renamed over the old one, so a reader (or a
@@ -42,6 +43,7 @@ TRIAL_ID_FIELDS = [
     pa.field("repeat_of", pa.string()),  # the trial whose config a --repeat-best run repeats
     pa.field("epochs_run", pa.int64()),
     pa.field("best_epoch", pa.int64()),
+    pa.field("attempts", pa.int64()),  # how many times the trial started: 1, +1 per retry (a dead node) or --resume
 ]
 EPOCH_ID_FIELDS = [
     pa.field("trial_id", pa.string()),
@@ -49,6 +51,7 @@ EPOCH_ID_FIELDS = [
     pa.field("step", pa.int64()),
     pa.field("status", pa.string()),
     pa.field("reason", pa.string()),
+    pa.field("attempt", pa.int64()),  # which start of the trial trained this epoch (1: its first; the recorder counts)
 ]
 # Where and on what a trial ran (trainables/ray_trial.py reports them as ``placement.<name>``).
 PLACEMENT_FIELDS = [
@@ -61,7 +64,11 @@ PLACEMENT_FIELDS = [
     pa.field("started_at", pa.float64()),  # unix seconds when the trial's (latest) worker started
 ]
 EPOCH_PLACEMENT_FIELDS = [*PLACEMENT_FIELDS, pa.field("reported_at", pa.float64())]  # unix seconds of the report
-TRIAL_PLACEMENT_FIELDS = [*PLACEMENT_FIELDS, pa.field("ended_at", pa.float64())]  # the last report's time
+TRIAL_PLACEMENT_FIELDS = [
+    *PLACEMENT_FIELDS,
+    pa.field("ended_at", pa.float64()),  # the last report's time
+    pa.field("node_ids", pa.string()),  # every node the trial reported from, in order, comma-separated (a retry
+]                                       # after a node died adds the node it continued on)
 
 
 def config_fields() -> list[pa.Field]:
@@ -144,11 +151,14 @@ def trial_row(
                 row[column(k)] = v
     if last is not None:
         row.update({k: v for k, v in last.items() if names.summary(k) == names.STATIC})
+    attempts = [int(e["attempt"]) for e in epochs if _finite(e.get("attempt"))]
+    row["attempts"] = max(attempts) if attempts else None
     if epochs:  # the latest report, scored or not (a failed trial still ran somewhere)
         placed = {f.name for f in PLACEMENT_FIELDS}
         row.update({k: v for k, v in epochs[-1].items() if k in placed})
         if "reported_at" in epochs[-1]:
             row["ended_at"] = epochs[-1]["reported_at"]
+        row["node_ids"] = ",".join(dict.fromkeys(str(e["node_id"]) for e in epochs if e.get("node_id")))
     return row
 
 

@@ -66,6 +66,10 @@ def begin_study(s: StudySettings) -> Begun:
     objectives = check_settings(s)
     if s.address:
         check_reachable(s.address)
+    if s.mlflow:  # installed and answering, before the study folder is made
+        from study.tracking.mlflow_study import check_tracking
+
+        check_tracking(s.mlflow)
     study_dir = prepare_folder(s.storage, s.name, s.space, s.resume, s.overwrite)
     if s.resume:
         check_resume(study_dir, s)
@@ -89,6 +93,10 @@ def begin_study(s: StudySettings) -> Begun:
                          "'test:' folder or use --split patient")
     started = time.time()
     write_manifest(study_dir, s, base, data.fingerprint, started, finished=False)
+    if s.mlflow:  # before Ray starts: an unreachable tracking server is one line, not a study without its runs
+        from study.tracking.mlflow_study import begin_parent
+
+        begin_parent(study_dir, s, base, data.fingerprint)
     start_ray(s.address, s.dashboard_host, s.dashboard_port)
     if s.address:  # every node must import the project and see the study folder: checked before any trial
         for line in describe(check_nodes(study_dir)):
@@ -102,6 +110,10 @@ def run_study(s: StudySettings) -> Path:
     base = {**b.base, "data.test_patients": patients_fingerprint(b.data.groups, b.data.splits.get("test", ()))}
     errors = run_phases(s, b.study_dir, base, b.data, b.objectives)
     write_manifest(b.study_dir, s, base, b.data.fingerprint, b.started)
+    if s.mlflow:
+        from study.tracking.mlflow_study import finish_parent
+
+        finish_parent(b.study_dir)
     print_summary(b.study_dir, b.objectives, wall_s=time.time() - b.started, errors=errors)
     return b.study_dir
 

@@ -4,6 +4,11 @@ It runs in the driver. Every result upserts one epoch row (a resumed trial that 
 replaces it) and every finished, failed or stopped trial upserts one trial row; each write is
 atomic (study/store/trials.py), so the files are readable at every instant, and a study restarted with
 ``--resume`` reloads them in ``setup`` and carries on.
+
+Every epoch row says which **attempt** of its trial trained it: 1 for the trial's first start, one more for
+each later start of the same trial (Tune retrying it from its last checkpoint after its node or worker died,
+or a ``--resume`` after the driver's cluster died). A retry continues from its checkpoint, so the epochs
+before it keep their attempt and those after it carry the new one: each epoch is in the file once.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ class ResultsRecorder(Callback):
         self.epochs: dict[tuple[str, int], dict[str, Any]] = {}
         self.trials: dict[str, dict[str, Any]] = {}
         self.warned: set[str] = set()  # trials whose device warning was printed (once each)
+        self.attempts: dict[str, int] = {}  # trial id -> how many times it started (on_trial_start)
 
     # -- state ------------------------------------------------------------------------------------
     def setup(self, stop: Any = None, num_samples: int | None = None, total_num_samples: int | None = None,
@@ -48,7 +54,10 @@ class ResultsRecorder(Callback):
         epochs_path, trials_path = self.study_dir / "epochs.parquet", self.study_dir / "trials.parquet"
         if epochs_path.exists():
             for row in pd.read_parquet(epochs_path).to_dict("records"):
-                self.epochs[(row["trial_id"], int(row["epoch"]))] = _drop_missing(row)
+                self.epochs[(row["trial_id"], int(row["epoch"]))] = row = _drop_missing(row)
+                attempt = row.get("attempt")  # NaN in a file from before the column: its first attempt
+                attempt = int(attempt) if isinstance(attempt, (int, float)) and attempt == attempt else 1
+                self.attempts[row["trial_id"]] = max(self.attempts.get(row["trial_id"], 0), attempt)
         if trials_path.exists():
             for row in read_trials_file(trials_path).to_dict("records"):
                 self.trials[row["trial_id"]] = _drop_missing(row)
@@ -60,6 +69,13 @@ class ResultsRecorder(Callback):
         return [row for (tid, _), row in sorted(self.epochs.items()) if tid == trial_id]
 
     # -- Tune hooks -------------------------------------------------------------------------------
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """Called for every start of a trial's worker: the first, a retry after a failure, a --resume."""
+        self.attempts[trial.trial_id] = self.attempts.get(trial.trial_id, 0) + 1
+        if self.attempts[trial.trial_id] > 1 and self.echo:
+            print(f"trial {trial.trial_id}: attempt {self.attempts[trial.trial_id]}, from its last checkpoint (last "
+                  f"epoch recorded: {_last_epoch(self.trial_epochs(trial.trial_id))})", flush=True)
+
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         row = epoch_row(result)
         if "epoch" not in row:
@@ -70,6 +86,7 @@ class ResultsRecorder(Callback):
             print(f"warning: trial {trial.trial_id} on node {row.get('node_ip')} "
                   f"({str(row.get('node_id', ''))[:8]}): {row['device_warning']}", file=sys.stderr, flush=True)
         row["trial_id"] = trial.trial_id
+        row["attempt"] = self.attempts.get(trial.trial_id, 1)
         self.epochs[(trial.trial_id, int(row["epoch"]))] = row
         self._write_trial(trial, status=str(result.get("status", "running")), error=str(result.get("reason", "")))
         write_atomic(epochs_table(list(self.epochs.values())), self.study_dir / "epochs.parquet")
@@ -114,6 +131,11 @@ def _progress_line(trial_id: str, row: dict[str, Any], done: int, total: int | N
     return (f"{head}trial {trial_id} epoch {row.get('epoch')}: objective {f('val.objective')}  "
             f"mAP {f('val.map')}  mAP50 {f('val.map50')}  view acc {f('val.view_accuracy')}  "
             f"epoch {row.get('time.epoch_s', 0):.1f}s  {status}")
+
+
+def _last_epoch(epochs: list[dict[str, Any]]) -> str:
+    """The last epoch recorded before a restart (its checkpoint, or a later epoch the retry trains again)."""
+    return str(int(epochs[-1]["epoch"])) if epochs else "none"
 
 
 def _drop_missing(row: dict[str, Any]) -> dict[str, Any]:

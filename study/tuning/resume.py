@@ -5,7 +5,8 @@ seed, fold count, split, data set, method list, budget or ``--set``) would re-de
 the headline and let test patients train. So every setting that can change a result is compared with the
 study's ``manifest.json`` (written when the study began, study/store/manifest.py), and any difference is one
 ``error:`` line naming the flag and both values, before anything runs. Settings that cannot change a result
-(``--max-concurrent``, ``--cpus-per-trial``, ``--address``, ``--storage``, the dashboard's) stay free.
+(``--max-concurrent``, ``--cpus-per-trial``, ``--address``, ``--storage``, the dashboard's, ``--mlflow``) stay
+free.
 """
 
 from __future__ import annotations

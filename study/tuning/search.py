@@ -28,6 +28,7 @@ from study.tuning.settings import StudySettings, methods_of
 # Results are unchanged (every run re-seeds per epoch), and the peak-memory window starts from a trimmed
 # heap (trainables/metrics/efficiency.py) so reuse does not inflate it.
 REUSE_WORKERS = True
+MAX_RETRIES = 2  # a trial whose worker or node dies starts again from its last checkpoint, at most twice
 
 
 def run_search(s: StudySettings, study_dir: Path, trainable: Any, base: dict[str, Any],
@@ -69,13 +70,20 @@ def trial_folder(trial: Any) -> str:
 
 def run_config(s: StudySettings, experiment_dir: Path, recorder: ResultsRecorder) -> RunConfig:
     """Where an experiment lives, what is called back, how failures are retried and checkpoints kept."""
+    callbacks = [recorder, KeepBestCheckpoints()]
+    if s.mlflow:  # each trial a child run of the study's (after the recorder: it reads the trial's row)
+        from study.tracking.mlflow_study import read_parent
+        from study.tuning.mlflow_trials import MlflowTrials
+
+        phase = "search" if experiment_dir == recorder.study_dir else experiment_dir.name
+        callbacks.append(MlflowTrials(read_parent(recorder.study_dir), recorder, phase))
     return RunConfig(
         name=experiment_dir.name,
         storage_path=str(experiment_dir.parent),
-        callbacks=[recorder, KeepBestCheckpoints()],
-        # only a dead worker raises out of a trial (train_trial records every deterministic failure),
-        # so retrying from the last checkpoint is never a blind retry of the same error
-        failure_config=FailureConfig(max_failures=2),
+        callbacks=callbacks,
+        # only a dead worker or node raises out of a trial (train_trial records every deterministic failure),
+        # so retrying from the last checkpoint, on any node with room, is never a blind retry of the same error
+        failure_config=FailureConfig(max_failures=MAX_RETRIES),
         # Tune keeps every checkpoint while a trial runs (deleting one a later snapshot may still point at
         # broke --resume after a SIGKILL); KeepBestCheckpoints prunes a completed trial to its best epoch's
         # checkpoint and its latest. The score attribute only orders Tune's own view of them.

@@ -25,6 +25,41 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 # starts reads it again from the environment it inherits, so both are set.
 LOCAL_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 PORT_HINT = "; leave out --dashboard-port to take the first free port from 8265 on"
+# Ray's job supervisor sets these for the driver of a submitted job (`ray job submit ... -- python -m study.run`):
+# the job's runtime environment (its working directory: this project's code, shipped) and the cluster's address
+JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+
+def job_address(environ: dict[str, str]) -> str | None:
+    """The cluster a submitted Ray job runs on (``RAY_ADDRESS``, set by the job supervisor), or None outside a
+    job. A study started by ``ray job submit`` joins that cluster, as ``--address`` would, instead of starting
+    a Ray instance of its own inside the job."""
+    return (environ.get("RAY_ADDRESS") or None) if JOB_ENV in environ else None
+
+
+def settle_in_job(storage: str, mlflow: bool) -> None:
+    """Inside a submitted job: import the whole project now and work from ``storage``.
+
+    Ray may delete the job's unpacked working directory (the driver's current directory and the code it
+    imports from) while the job still runs, once the trial workers that shared it exit (ray-project/ray#52343:
+    Tune's end-of-run analysis then fails on ``os.getcwd()``). Every module the driver may import later (the
+    phases import theirs lazily) is loaded before that can happen, and the current directory is the study's
+    storage, which outlives the job. The benchmarks are never a study's, and MLflow's callback only with
+    ``--mlflow`` (without the flag MLflow is never imported)."""
+    import importlib
+    import pkgutil
+
+    for name in ("study", "trainables", "search_spaces"):
+        package = importlib.import_module(name)
+        for module in pkgutil.walk_packages(package.__path__, f"{name}."):
+            if module.name.startswith("study.benchmarks") or (module.name.endswith(".mlflow_trials") and not mlflow):
+                continue
+            try:
+                importlib.import_module(module.name)
+            except ImportError:  # an optional extra this node lacks (a benchmark's peer, kaleido): not needed here
+                continue
+    os.makedirs(storage, exist_ok=True)
+    os.chdir(storage)
 
 
 def local_node_only() -> None:

@@ -36,6 +36,8 @@ class StudySettings:
     config: dict[str, Any] = field(default_factory=dict)  # base config keys from the command line
     argv: list[str] = field(default_factory=list)
     verbose: int = 0  # Tune's own console tables; the recorder prints one line per epoch instead
+    mlflow: str | None = None  # a tracking URI: the study a parent run, each trial a child (study/tracking/)
+    mlflow_experiment: str = "mtl-study"
 
 
 def methods_of(s: StudySettings) -> list[dict[str, Any]]:
@@ -75,6 +77,8 @@ def check_settings(s: StudySettings) -> list[tuple[str, str]]:
                          "(e.g. --repeat-best 1 --seeds 3)")
     if s.cpus_per_trial <= 0 or s.gpus_per_trial < 0:
         raise UsageError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
-    if "://" in s.storage:
-        raise UsageError(f"--storage {s.storage}: only local or mounted shared folders are supported for now")
+    if "://" in s.storage:  # the study's SQLite optuna.db and its atomic Parquet rewrites need a POSIX folder
+        raise UsageError(f"--storage {s.storage}: a study's folder must be a file system path (a local folder, or a "
+                         "shared one such as NFS mounted at the same place on every node): its Optuna database is "
+                         "SQLite and its Parquet files are replaced atomically, which object stores do not offer")
     return objectives

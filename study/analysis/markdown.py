@@ -1,0 +1,105 @@
+"""A study's held-out headline and paired verdict as Markdown tables (``python -m study.analyze STUDY
+--markdown``): what a README or a paper quotes, printed from the study's own Parquet files, so the text
+cannot drift from the numbers (tests/test_readme_results.py holds the README to this output).
+
+Reads only ``headline.parquet`` and ``verdict.parquet``: a folder of a study's small result files (as
+docs/results/ keeps them, without trials or checkpoints) is enough.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from study.analysis.common import fmt_score, fmt_score_ci, fmt_sig
+from study.analysis.headline import HEADLINE_FILE
+from study.heldout.verdict import VERDICT_FILE
+
+SCORES = (("map50", "mAP@.5"), ("map", "mAP@.5:.95"), ("view_accuracy", "view accuracy"),
+          ("view_clip_accuracy", "view accuracy per clip"), ("view_macro_f1", "view macro-F1"))
+COSTS = (("cost.params", "parameters"), ("cost.gflops", "GFLOPs"), ("cost.peak_mem_mb", "peak training memory"),
+         ("cost.train_step_ms", "training step time"), ("cost.latency_ms_b1", "latency, batch 1"))
+
+
+def headline_table(study_dir: Path) -> str:
+    """One row per method: each score's mean ± 95% half-width over the interval's unit (folds), the re-runs
+    scored and failed, the counted costs."""
+    table = pd.read_parquet(Path(study_dir) / HEADLINE_FILE)
+    imgsz = _first(table, "cost.imgsz")
+    header = ["method", *(name for _, name in SCORES), "re-runs (failed)", "parameters",
+              f"GFLOPs ({imgsz:.0f} px)" if math.isfinite(imgsz) else "GFLOPs"]
+    rows = []
+    for r in table.to_dict("records"):
+        scores = [fmt_score_ci(_num(r, f"test.{m}.mean"), _num(r, f"test.{m}.ci95")) for m, _ in SCORES]
+        params = _num(r, "cost.params")
+        rows.append([str(r["method"]), *scores, f"{int(r['n_runs'])} ({int(r['n_failed'])})",
+                     f"{params:,.0f}" if math.isfinite(params) else "—", fmt_sig(_num(r, "cost.gflops"))])
+    return _markdown(header, rows)
+
+
+def verdict_table(study_dir: Path) -> str:
+    """One row per pair: each score's paired difference a − b, mean ± 95% half-width, and the verdict's word."""
+    table = pd.read_parquet(Path(study_dir) / VERDICT_FILE)
+    header = ["a vs b", *(f"Δ {name}" for _, name in SCORES)]
+    rows = []
+    for (a, b), pair in table.groupby(["method_a", "method_b"], sort=False):
+        cells = []
+        for metric, _ in SCORES:
+            row = pair[pair["metric"] == metric]
+            if row.empty:
+                cells.append("—")
+                continue
+            r = row.iloc[0]
+            said = _said(str(r["conclusion"]), a, b)
+            cell = f"{fmt_score(r['diff_mean'], signed=True)} ± {fmt_score(r['diff_ci95'])} ({said})"
+            cells.append(f"**{cell}**" if said.endswith("better") else cell)
+        rows.append([f"{a} vs {b}", *cells])
+    return _markdown(header, rows)
+
+
+def cost_table(study_dir: Path) -> str:
+    """One row per pair: each cost's ratio a / b (geometric mean over folds) with its 95% interval."""
+    table = pd.read_parquet(Path(study_dir) / VERDICT_FILE)
+    header = ["a / b", *(name for _, name in COSTS)]
+    rows = []
+    for (a, b), pair in table.groupby(["method_a", "method_b"], sort=False):
+        cells = []
+        for metric, _ in COSTS:
+            row = pair[pair["metric"] == metric]
+            if row.empty:
+                cells.append("—")
+                continue
+            r = row.iloc[0]
+            exact = r["ci_low"] == r["ci_high"]
+            interval = "" if exact else f" [{fmt_sig(r['ci_low'])}, {fmt_sig(r['ci_high'])}]"
+            cells.append(f"{fmt_sig(r['diff_mean'])}×{interval} ({_said(str(r['conclusion']), a, b)})")
+        rows.append([f"{a} / {b}", *cells])
+    return _markdown(header, rows)
+
+
+def markdown(study_dir: Path) -> str:
+    """The three tables, each under a line saying what it is."""
+    return (f"Held-out scores (mean ± 95% half-width over the interval's unit):\n\n{headline_table(study_dir)}\n\n"
+            f"Paired differences a − b:\n\n{verdict_table(study_dir)}\n\n"
+            f"Cost ratios a / b:\n\n{cost_table(study_dir)}\n")
+
+
+def _said(conclusion: str, a: str, b: str) -> str:
+    return conclusion.replace("method_a", a).replace("method_b", b).replace(" at 95%", "")
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _num(row: dict, key: str) -> float:
+    value = row.get(key)
+    return float(value) if isinstance(value, (int, float)) and value is not None else math.nan
+
+
+def _first(table: pd.DataFrame, column: str) -> float:
+    return float(table[column].iloc[0]) if column in table and len(table) else math.nan
