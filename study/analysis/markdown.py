@@ -9,6 +9,7 @@ docs/results/ keeps them, without trials or checkpoints) is enough.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -41,41 +42,31 @@ def headline_table(study_dir: Path) -> str:
 
 def verdict_table(study_dir: Path) -> str:
     """One row per pair: each score's paired difference a − b, mean ± 95% half-width, and the verdict's word."""
-    table = pd.read_parquet(Path(study_dir) / VERDICT_FILE)
-    header = ["a vs b", *(f"Δ {name}" for _, name in SCORES)]
-    rows = []
-    for (a, b), pair in table.groupby(["method_a", "method_b"], sort=False):
-        cells = []
-        for metric, _ in SCORES:
-            row = pair[pair["metric"] == metric]
-            if row.empty:
-                cells.append("—")
-                continue
-            r = row.iloc[0]
-            said = _said(str(r["conclusion"]), a, b)
-            cell = f"{fmt_score(r['diff_mean'], signed=True)} ± {fmt_score(r['diff_ci95'])} ({said})"
-            cells.append(f"**{cell}**" if said.endswith("better") else cell)
-        rows.append([f"{a} vs {b}", *cells])
-    return _markdown(header, rows)
+    def cell(r: dict, a: str, b: str) -> str:
+        said = _said(str(r["conclusion"]), a, b)
+        text = f"{fmt_score(r['diff_mean'], signed=True)} ± {fmt_score(r['diff_ci95'])} ({said})"
+        return f"**{text}**" if said.endswith("better") else text
+
+    return _pair_table(study_dir, ["a vs b", *(f"Δ {name}" for _, name in SCORES)], SCORES, "vs", cell)
 
 
 def cost_table(study_dir: Path) -> str:
     """One row per pair: each cost's ratio a / b (geometric mean over folds) with its 95% interval."""
+    def cell(r: dict, a: str, b: str) -> str:
+        interval = "" if r["ci_low"] == r["ci_high"] else f" [{fmt_sig(r['ci_low'])}, {fmt_sig(r['ci_high'])}]"
+        return f"{fmt_sig(r['diff_mean'])}×{interval} ({_said(str(r['conclusion']), a, b)})"
+
+    return _pair_table(study_dir, ["a / b", *(name for _, name in COSTS)], COSTS, "/", cell)
+
+
+def _pair_table(study_dir: Path, header: list[str], metrics: tuple[tuple[str, str], ...], joiner: str,
+                cell: Callable[[dict, str, str], str]) -> str:
+    """verdict.parquet as one row per pair of methods and one cell per metric (``—`` where it has none)."""
     table = pd.read_parquet(Path(study_dir) / VERDICT_FILE)
-    header = ["a / b", *(name for _, name in COSTS)]
     rows = []
     for (a, b), pair in table.groupby(["method_a", "method_b"], sort=False):
-        cells = []
-        for metric, _ in COSTS:
-            row = pair[pair["metric"] == metric]
-            if row.empty:
-                cells.append("—")
-                continue
-            r = row.iloc[0]
-            exact = r["ci_low"] == r["ci_high"]
-            interval = "" if exact else f" [{fmt_sig(r['ci_low'])}, {fmt_sig(r['ci_high'])}]"
-            cells.append(f"{fmt_sig(r['diff_mean'])}×{interval} ({_said(str(r['conclusion']), a, b)})")
-        rows.append([f"{a} / {b}", *cells])
+        by_metric = {str(r["metric"]): r for r in pair.to_dict("records")}
+        rows.append([f"{a} {joiner} {b}", *(cell(by_metric[m], a, b) if m in by_metric else "—" for m, _ in metrics)])
     return _markdown(header, rows)
 
 

@@ -109,7 +109,7 @@ def read_parent(study_dir: Path) -> ParentRun | None:
     return None
 
 
-def begin_parent(study_dir: Path, settings: Any, base: dict[str, Any], fingerprint: str) -> ParentRun:
+def begin_parent(study_dir: Path, settings: Any, fingerprint: str) -> ParentRun:
     """Open (or, on ``--resume``, reopen) the study's parent run; see the module docstring."""
     import_mlflow()
     from mlflow import MlflowClient
@@ -117,7 +117,8 @@ def begin_parent(study_dir: Path, settings: Any, base: dict[str, Any], fingerpri
 
     uri = settings.mlflow
     client = MlflowClient(tracking_uri=uri)
-    previous = ParentRun(**json.loads((study_dir / RUN_FILE).read_text())) if (study_dir / RUN_FILE).is_file() else None
+    own = study_dir / RUN_FILE  # this study's own (read_parent also looks one folder up, for a fold's folder)
+    previous = ParentRun(**json.loads(own.read_text())) if own.is_file() else None
     try:
         if previous is not None and previous.tracking_uri == uri:
             client.update_run(previous.run_id, status="RUNNING")  # a --resume: the same run goes on
@@ -143,7 +144,7 @@ def begin_parent(study_dir: Path, settings: Any, base: dict[str, Any], fingerpri
         raise UsageError(f"--mlflow {uri}: {str(err).splitlines()[0][:300]}") from None
     except OSError as err:  # no server answers there
         raise UsageError(f"--mlflow {uri}: cannot reach the tracking server ({err})") from None
-    (study_dir / RUN_FILE).write_text(json.dumps(parent.__dict__, indent=2))
+    own.write_text(json.dumps(parent.__dict__, indent=2))
     print(f"mlflow: study run {parent.run_id} in experiment {parent.experiment_name!r} at {uri}", flush=True)
     return parent
 

@@ -96,7 +96,7 @@ def begin_study(s: StudySettings) -> Begun:
     if s.mlflow:  # before Ray starts: an unreachable tracking server is one line, not a study without its runs
         from study.tracking.mlflow_study import begin_parent
 
-        begin_parent(study_dir, s, base, data.fingerprint)
+        begin_parent(study_dir, s, data.fingerprint)
     start_ray(s.address, s.dashboard_host, s.dashboard_port)
     if s.address:  # every node must import the project and see the study folder: checked before any trial
         for line in describe(check_nodes(study_dir)):
