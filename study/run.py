@@ -120,12 +120,15 @@ def main(argv: list[str] | None = None) -> int:
         methods=args.methods.split(",") if args.methods else None,
         config=config, argv=list(sys.argv[1:] if argv is None else argv),
     )
-    if JOB_ENV in os.environ:
+    if JOB_ENV in os.environ and "://" not in args.storage:  # (an object-store URI: check_settings' one line)
         if not Path(args.storage).expanduser().is_absolute():
             raise UsageError(f"--storage {args.storage}: a Ray job runs in a temporary copy of its working directory, "
                              "which is deleted after the job; give an absolute path every node can reach (a shared "
                              "folder), e.g. --storage /mnt/shared/studies")
-        settle_in_job(str(Path(args.storage).expanduser()), mlflow=args.mlflow is not None)
+        try:
+            settle_in_job(str(Path(args.storage).expanduser()), mlflow=args.mlflow is not None)
+        except OSError as err:
+            raise UsageError(f"--storage {args.storage}: cannot write there ({err.strerror or err})") from None
     from study.store.folder import discard_if_empty
 
     try:
