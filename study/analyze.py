@@ -41,9 +41,13 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError("--format png: kaleido is not installed, so no static images can be written "
                          "(pip install kaleido; or use the HTML report, whose figures each have a PNG button)")
     if args.markdown:  # the headline and verdict tables only: from the two files, no trials needed
-        from study.analysis.markdown import markdown
+        from study.analysis.markdown import markdown, missing_files
 
-        print(markdown(Path(args.study).expanduser()))
+        folder = Path(args.study).expanduser()
+        if missing := missing_files(folder):
+            raise UsageError(f"--markdown: {folder} has no {' or '.join(missing)}: the tables come from a study run "
+                             "with --test (held-out scores) and --folds or several methods (the verdict)")
+        print(markdown(folder))
         return 0
     study = load_study(args.study)
     report = build_report(study)

@@ -54,3 +54,13 @@ def test_the_committed_files_are_one_complete_five_fold_run():
     assert set(headline["method"]) == set(METHODS) and set(headline["n_folds"]) == {5}
     assert set(verdict["n_pairs"]) <= {5} and len(costs) == 15
     assert not list(RUN.glob("**/*.pt"))  # no checkpoints committed
+
+
+def test_markdown_of_a_folder_without_the_held_out_files_is_one_line(tmp_path, capsys):
+    from study.analyze import main as analyze_main
+    from study.cli import run_cli
+
+    (tmp_path / "headline.parquet").write_bytes((RUN / "headline.parquet").read_bytes())  # the verdict is missing
+    assert run_cli(analyze_main, [str(tmp_path), "--markdown"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --markdown:") and "verdict.parquet" in err[0]

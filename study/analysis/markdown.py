@@ -70,6 +70,11 @@ def _pair_table(study_dir: Path, header: list[str], metrics: tuple[tuple[str, st
     return _markdown(header, rows)
 
 
+def missing_files(study_dir: Path) -> list[str]:
+    """The files the tables need that ``study_dir`` lacks (empty: it has both)."""
+    return [name for name in (HEADLINE_FILE, VERDICT_FILE) if not (Path(study_dir) / name).is_file()]
+
+
 def markdown(study_dir: Path) -> str:
     """The three tables, each under a line saying what it is."""
     return (f"Held-out scores (mean ± 95% half-width over the interval's unit):\n\n{headline_table(study_dir)}\n\n"
