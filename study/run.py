@@ -48,6 +48,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="connect to a running Ray cluster instead of starting one")
     p.add_argument("--resume", action="store_true", help="continue the study --name")
     p.add_argument("--overwrite", action="store_true", help="replace an existing study --name")
+    p.add_argument("--allow-code-change", action="store_true",
+                   help="with --resume: go on although the project's code changed since the study last ran (another "
+                        "commit, or other uncommitted changes); a warning, and recorded in manifest.json's runs")
+    p.add_argument("--margin", action="append", default=[], metavar="METRIC=VALUE",
+                   help="the verdict's equivalence margin for a metric, e.g. map50=0.05 or cost.train_step_ms=1.1 "
+                        "(repeatable; defaults and why: study/heldout/margins.py); recorded in manifest.json")
     p.add_argument("--repeat-best", type=int, default=None, metavar="K",
                    help="re-run the K best configs ... (default 0; 1 with --folds)")
     p.add_argument("--seeds", type=int, default=3, metavar="N", help="... with N seeds each")
@@ -80,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<10} {space.DESCRIPTION} [objective: {space.DEFAULT_OBJECTIVE}]")
         return 0
     from study.heldout.folds import run_folds
+    from study.heldout.margins import parse_margins
     from study.tracking.mlflow_study import resolve_uri
     from study.tuning.phases import run_study
     from study.tuning.session import JOB_ENV, job_address, settle_in_job
@@ -116,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         resume=args.resume, overwrite=args.overwrite, repeat_best=args.repeat_best,
         seeds=args.seeds, test=args.test, costs=args.costs, folds=args.folds, dashboard_host=args.dashboard_host,
         dashboard_port=args.dashboard_port, mlflow=resolve_uri(args.mlflow, dict(os.environ)),
-        mlflow_experiment=args.mlflow_experiment,
+        mlflow_experiment=args.mlflow_experiment, margins=parse_margins(args.margin),
+        allow_code_change=args.allow_code_change,
         methods=args.methods.split(",") if args.methods else None,
         config=config, argv=list(sys.argv[1:] if argv is None else argv),
     )

@@ -12,6 +12,9 @@ from study.heldout.costs import COSTS
 from study.heldout.verdict import COST_RATIOS, METRICS, method_pairs, verdict_lines, verdict_rows, write_verdict
 
 T2 = 4.302652729911275  # t quantile 0.975 with 2 degrees of freedom
+# Nadeau–Bengio: 3 equal folds (no folds.parquet here), n_test / n_train = 1/2, so the standard error of the mean
+# over the 3 folds is s · √(1/3 + 1/2) instead of s / √3
+NB3 = math.sqrt(1 / 3 + 1 / 2)
 
 
 def test_paired_difference_by_hand():
@@ -60,11 +63,14 @@ def test_verdict_pairs_by_fold_with_the_hand_computed_interval(tmp_path):
     assert set(rows) == {*METRICS, *COST_RATIOS}
     m = rows["map50"]
     assert (m["method_a"], m["method_b"], m["unit"], m["n_pairs"]) == ("shared/gradnorm", "dual", "fold", 3)
-    assert m["diff_mean"] == pytest.approx(0.15) and m["diff_ci95"] == pytest.approx(T2 * 0.05 / math.sqrt(3))
-    assert m["conclusion"] == "method_a better"
-    view = rows["view_accuracy"]  # differences 0, -0.1, 0: the interval covers 0
-    assert view["diff_mean"] == pytest.approx(-0.1 / 3) and view["conclusion"] == "no difference at 95%"
-    assert rows["map"]["diff_mean"] == pytest.approx(0.0) and rows["map"]["conclusion"] == "no difference at 95%"
+    assert m["diff_mean"] == pytest.approx(0.15) and m["diff_ci95"] == pytest.approx(T2 * 0.05 * NB3)
+    assert (m["correction"], m["test_train_ratio"]) == ("nadeau-bengio", pytest.approx(0.5))
+    # 0.15 ± 0.196 contains 0 and reaches past the ±0.05 margin: the uncorrected ± 0.124 would have said better
+    assert m["conclusion"] == "not resolved" and m["margin"] == 0.05
+    view = rows["view_accuracy"]  # differences 0, -0.1, 0: the interval covers 0 and more than ±0.03
+    assert view["diff_mean"] == pytest.approx(-0.1 / 3) and view["conclusion"] == "not resolved"
+    # map: the same score in every fold, an interval [0, 0] inside ±0.02
+    assert rows["map"]["diff_mean"] == pytest.approx(0.0) and rows["map"]["conclusion"] == "equivalent within ±0.02"
     step = rows["cost.train_step_ms"]  # shared costs half of dual's in every fold: cheaper, so better
     assert step["kind"] == "ratio" and step["diff_mean"] == pytest.approx(0.5) and step["ci_high"] == pytest.approx(0.5)
     assert step["conclusion"] == "method_a better"
@@ -73,8 +79,8 @@ def test_verdict_pairs_by_fold_with_the_hand_computed_interval(tmp_path):
     assert list(table.columns[:4]) == ["method_a", "method_b", "metric", "kind"] and len(table) == len(rows)
     line = verdict_lines(table)[0]
     # each method's own mean over the folds beside the difference: (0.5 + 0.6 + 0.7) / 3 and (0.4 + 0.45 + 0.5) / 3
-    assert line.startswith("  shared/gradnorm vs dual (3 folds): map50 0.600 vs 0.450, +0.150 ± 0.124 "
-                           "(shared/gradnorm better)")
+    assert line.startswith("  shared/gradnorm vs dual (3 folds): map50 0.600 vs 0.450, +0.150 ± 0.196 "
+                           "(not resolved)")
     # step time: gradnorm 2, 3, 4 ms against dual 4, 6, 8 ms: geometric means 24^(1/3) and 192^(1/3), ratio 0.5
     assert line.endswith("step time 2.88 vs 5.77 ms, ×0.500 [0.500, 0.500] (shared/gradnorm better)")
 
@@ -113,7 +119,7 @@ def test_a_nan_seed_is_counted_and_its_fold_judged_on_the_seeds_that_scored():
     mean = sum(d) / 3
     s = math.sqrt(sum((x - mean) ** 2 for x in d) / 2)
     assert m["n_pairs"] == 3 and m["diff_mean"] == pytest.approx(mean)
-    assert m["diff_ci95"] == pytest.approx(T2 * s / math.sqrt(3))
+    assert m["diff_ci95"] == pytest.approx(T2 * s * NB3)
     assert (m["n_failed_a"], m["n_failed_b"], m["n_lost"], m["lost"]) == (0, 1, 0, "")
     line = verdict_lines(pd.DataFrame(verdict_rows(runs, fold_costs())))[0]
     assert line.startswith("  shared/gradnorm vs dual (3 folds; failed re-runs: dual 1): ")
@@ -125,8 +131,9 @@ def test_a_method_without_a_score_in_one_fold_loses_that_fold_and_says_why(tmp_p
     rows = {r["metric"]: r for r in verdict_rows(runs, fold_costs())}
     m = rows["map50"]  # pairs: folds 0 and 1, differences 0.10 and 0.15
     assert m["n_pairs"] == 2 and m["diff_mean"] == pytest.approx(0.125)
-    assert m["diff_ci95"] == pytest.approx(T1 * math.sqrt(0.00125) / math.sqrt(2))  # s² = (0.025² · 2) / 1
-    assert m["conclusion"] == "no difference at 95%"
+    # s² = (0.025² · 2) / 1; 2 of 3 equal folds: √(1/2 + 1/2) = 1
+    assert m["diff_ci95"] == pytest.approx(T1 * math.sqrt(0.00125) * 1.0)
+    assert m["conclusion"] == "not resolved"
     assert m["n_lost"] == 1 and m["lost"] == "fold 2: dual has no score (2 diverged, 2 unscored)"
     assert (m["n_failed_a"], m["n_failed_b"]) == (0, 2)
     assert rows["cost.train_step_ms"]["n_lost"] == 0  # its costs were measured in every fold
@@ -160,7 +167,7 @@ def test_a_cost_ratio_with_spread_has_the_hand_computed_log_interval():
     step = {r["metric"]: r for r in verdict_rows(fold_runs(), costs)}["cost.train_step_ms"]
     logs = [math.log(0.5), 0.0, math.log(4.0)]
     mean = sum(logs) / 3
-    half = T2 * math.sqrt(sum((x - mean) ** 2 for x in logs) / 2) / math.sqrt(3)
+    half = T2 * math.sqrt(sum((x - mean) ** 2 for x in logs) / 2) * NB3
     assert step["diff_mean"] == pytest.approx(2 ** (1 / 3))  # the geometric mean of the ratios
     assert step["diff_ci95"] == pytest.approx(half)
     assert (step["ci_low"], step["ci_high"]) == pytest.approx((math.exp(mean - half), math.exp(mean + half)))
@@ -195,7 +202,7 @@ def test_scores_at_chance_for_both_methods_are_inconclusive_never_no_difference(
     runs = chance_runs()
     runs.loc[(runs["method"] == "dual") & (runs["fold"] == 2), "test.view_accuracy"] = 0.45 * 3 - 0.38 - 0.39
     rows = {r["metric"]: r for r in verdict_rows(runs, fold_costs())}
-    assert rows["view_accuracy"]["conclusion"] == "no difference at 95%" and rows["view_accuracy"]["reason"] == ""
+    assert rows["view_accuracy"]["conclusion"] == "not resolved" and rows["view_accuracy"]["reason"] == ""
     assert rows["map50"]["conclusion"] == "inconclusive"
 
 
@@ -208,7 +215,7 @@ def test_a_cost_ratio_wider_than_a_factor_of_two_around_one_is_inconclusive():
     rows = {r["metric"]: r for r in verdict_rows(fold_runs(), costs)}
     step = rows["cost.train_step_ms"]
     assert step["diff_mean"] == pytest.approx(1.0) and step["conclusion"] == "inconclusive"
-    assert step["ci_high"] / step["ci_low"] == pytest.approx(math.exp(2 * T2 * math.log(4) / math.sqrt(3)))
+    assert step["ci_high"] / step["ci_low"] == pytest.approx(math.exp(2 * T2 * math.log(4) * NB3))
     # each method's own value is its geometric mean, so that a / b is the ratio shown
     assert (step["mean_a"], step["mean_b"]) == pytest.approx((24 ** (1 / 3), 24 ** (1 / 3)))
     # half of dual's cost in every fold: a narrow interval that excludes 1 stays a finding

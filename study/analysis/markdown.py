@@ -44,7 +44,7 @@ def verdict_table(study_dir: Path) -> str:
     """One row per pair: each score's paired difference a − b, mean ± 95% half-width, and the verdict's word."""
     def cell(r: dict, a: str, b: str) -> str:
         said = _said(str(r["conclusion"]), a, b)
-        text = f"{fmt_score(r['diff_mean'], signed=True)} ± {fmt_score(r['diff_ci95'])} ({said})"
+        text = f"{fmt_score(r['diff_mean'], signed=True)} ± {fmt_score(r['diff_ci95'])} ({said}{_holm(r, a, b)})"
         return f"**{text}**" if said.endswith("better") else text
 
     return _pair_table(study_dir, ["a vs b", *(f"Δ {name}" for _, name in SCORES)], SCORES, "vs", cell)
@@ -54,7 +54,7 @@ def cost_table(study_dir: Path) -> str:
     """One row per pair: each cost's ratio a / b (geometric mean over folds) with its 95% interval."""
     def cell(r: dict, a: str, b: str) -> str:
         interval = "" if r["ci_low"] == r["ci_high"] else f" [{fmt_sig(r['ci_low'])}, {fmt_sig(r['ci_high'])}]"
-        return f"{fmt_sig(r['diff_mean'])}×{interval} ({_said(str(r['conclusion']), a, b)})"
+        return f"{fmt_sig(r['diff_mean'])}×{interval} ({_said(str(r['conclusion']), a, b)}{_holm(r, a, b)})"
 
     return _pair_table(study_dir, ["a / b", *(name for _, name in COSTS)], COSTS, "/", cell)
 
@@ -79,11 +79,29 @@ def markdown(study_dir: Path) -> str:
     """The three tables, each under a line saying what it is."""
     return (f"Held-out scores (mean ± 95% half-width over the interval's unit):\n\n{headline_table(study_dir)}\n\n"
             f"Paired differences a − b:\n\n{verdict_table(study_dir)}\n\n"
-            f"Cost ratios a / b:\n\n{cost_table(study_dir)}\n")
+            f"Cost ratios a / b:\n\n{cost_table(study_dir)}\n\n{reading(study_dir)}\n")
+
+
+def reading(study_dir: Path) -> str:
+    """How the tables' intervals were built and are read, from verdict.parquet (the console's words)."""
+    from study.heldout.verdict import reading_lines
+
+    return "\n".join(line.removeprefix("verdict: ") for line in
+                     reading_lines(pd.read_parquet(Path(study_dir) / VERDICT_FILE)))
 
 
 def _said(conclusion: str, a: str, b: str) -> str:
-    return conclusion.replace("method_a", a).replace("method_b", b).replace(" at 95%", "")
+    """The conclusion with the methods' names (a file from before the margins said "no difference at 95%", which
+    an interval containing 0 does not show: "not resolved")."""
+    return conclusion.replace("method_a", a).replace("method_b", b).replace("no difference at 95%", "not resolved")
+
+
+def _holm(row: dict, a: str, b: str) -> str:
+    """``; not resolved after Holm`` where the family-wise reading differs from the row's own, else ""."""
+    holm = row.get("conclusion_holm")
+    if not isinstance(holm, str) or holm == row["conclusion"]:
+        return ""
+    return f"; {_said(holm, a, b)} after Holm"
 
 
 def _markdown(header: list[str], rows: list[list[str]]) -> str:

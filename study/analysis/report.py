@@ -164,8 +164,12 @@ def _headline_section(held: Heldout | None, head: Headline, figs: dict[str, go.F
                        "Numbers from the <b>validation split</b> (the split trials were selected on, hence "
                        "optimistic; no held-out headline: run the study with <code>--repeat-best K --seeds N "
                        "--test</code>). " + VALIDATION_TEXT, blocks(*validation))
-    interval = ("mean over the outer folds of each fold's mean over seeds, ± 95% CI (Student t) over the folds: "
-                "the interval counts which patients were held out" if held.folds else
+    corrected = ("Nadeau–Bengio corrected for the folds' overlapping training sets" if
+                 held.table.get("interval_correction", pd.Series(dtype=str)).eq("nadeau-bengio").any() else
+                 "<b>not corrected</b> for the folds' overlapping training sets (too narrow: rebuild it with "
+                 "<code>python -m study.verdict</code>)")
+    interval = ("mean over the outer folds of each fold's mean over seeds, ± 95% CI (Student t) over the folds, "
+                f"{corrected}: the interval counts which patients were held out" if held.folds else
                 "mean ± 95% CI (Student t) over those re-runs: <b>the interval covers seeds only, on one split</b> "
                 "(which patients are held out moves the scores more; <code>--folds K</code> counts it)")
     text = (f"Numbers from <b>{html.escape(held.where())}</b>, read from <code>headline.parquet</code>. Each "
@@ -210,23 +214,58 @@ def _verdict_section(study: Study) -> list[Section]:
             estimate = fmt_score(cell_float(r["diff_mean"]), signed=True) + (
                 f" ± {fmt_score(half)}" if math.isfinite(half) else "")
             label, own = f"test {TEST_METRICS.get(r['metric'], r['metric'])}, a − b", (fmt_score(a), fmt_score(b))
-        said = str(r["conclusion"]).replace("method_a", r["method_a"]).replace("method_b", r["method_b"])
+        said, holm_said = (_named(r.get(k) or r["conclusion"], r) for k in ("conclusion", "conclusion_holm"))
         reason = r.get("reason") if isinstance(r.get("reason"), str) else ""
+        p_value = cell_float(r.get("p_value"))
         rows.append({"method a": r["method_a"], "method b": r["method_b"], "metric": label, "a": own[0],
                      "b": own[1], "estimate (95% CI)": estimate, "pairs": int(r["n_pairs"]),
-                     "verdict": f"{said} ({reason})" if reason else said})
+                     "margin": _margin(r), "p": f"{p_value:.3f}" if math.isfinite(p_value) else "—",
+                     "verdict": f"{said} ({reason})" if reason else said,
+                     "after Holm": f"{holm_said} ({r.get('family') or 'family'}: {_count(r)})"})
     unit = table["unit"].iloc[0]
     how = ("Pairs are the outer patient folds: in each fold both methods were trained and selected without that "
            "fold's patients and scored on them; seeds are averaged within a fold first, so the interval counts "
            "which patients were held out." if unit == "fold" else
            "Pairs are the seeds of <b>one split</b>: the interval covers training randomness only, not which "
            "patients were held out; run the study with <code>--folds K</code> for a verdict on patients.")
+    first = table.iloc[0]
+    corrected = (f" The interval is widened for the folds' overlapping training sets (Nadeau–Bengio's corrected "
+                 f"resampled t: variance × (1/K + n_test/n_train), n_test/n_train = "
+                 f"{cell_float(first.get('test_train_ratio')):.3f} in patients)." if first.get("correction") ==
+                 "nadeau-bengio" else " <b>This file's intervals are not corrected</b> for the folds' overlapping "
+                 "training sets: rebuild it with <code>python -m study.verdict</code>." if unit == "fold" else "")
+    mixed = first.get("mixed_numerics") or ""
+    corrected += (f" <b>Warning: the re-runs computed at different precisions or memory formats ({html.escape(mixed)})"
+                  "</b>: these differences compare numerics as well as methods." if mixed else "")
     text = ("Every pair of methods compared on the same held-out patients: the mean difference a − b of each "
             "test score with its two-sided 95% Student-t interval, and each cost as the geometric mean of the "
             f"ratio a / b with its interval; a and b are each method's own value over the pairs (for a cost its "
-            f"geometric mean, so a / b is the ratio). {how} A method is called better only when the interval "
-            f"excludes no difference; {html.escape(RULE)}. Read verdict.parquet for the numbers.")
+            f"geometric mean, so a / b is the ratio). {how}{corrected} How an interval is read: <i>better</i> when "
+            "it excludes no difference; <i>equivalent within the margin</i> when all of it lies inside the "
+            "metric's margin (two one-sided tests; <code>--margin</code>); <i>not resolved</i> when it contains "
+            "no difference but reaches past the margin — <b>not</b> evidence that the methods are equal; "
+            f"{html.escape(RULE)}. The last column reads the same intervals at a family-wise 5% (Holm's "
+            "adjustment over the comparisons of its family: primary scores, secondary scores, costs). Read "
+            "verdict.parquet for the numbers.")
     return [Section("verdict", "Verdict (paired, held-out)", text, [html_table(pd.DataFrame(rows))])]
+
+
+def _named(conclusion: str, row: pd.Series) -> str:
+    """A conclusion with the methods' names (a file from before the margins said "no difference at 95%")."""
+    return (str(conclusion).replace("method_a", row["method_a"]).replace("method_b", row["method_b"])
+            .replace("no difference at 95%", "not resolved"))
+
+
+def _margin(row: pd.Series) -> str:
+    value = cell_float(row.get("margin"))
+    if not math.isfinite(value):
+        return "—"
+    return f"×{value:.2f}" if row["kind"] == "ratio" else f"±{value:g}"
+
+
+def _count(row: pd.Series) -> str:
+    n = row.get("n_comparisons")
+    return f"{int(n)} comparisons" if n is not None and not pd.isna(n) else "not counted"
 
 
 def _heldout_table(held: Heldout, busy: dict[str, dict[str, tuple[float, float]]]) -> pd.DataFrame:

@@ -1,5 +1,6 @@
-"""Small statistics for the report: Student-t confidence intervals, the Wilson interval of an accuracy
-and the multi-task Δm%.
+"""Small statistics for the report: Student-t confidence intervals (plain, or with the Nadeau–Bengio
+correction for resampled estimates), their p-values, two one-sided tests of equivalence, Holm's step-down
+adjustment, the Wilson interval of an accuracy and the multi-task Δm%.
 
 No SciPy: the two-sided t quantile is found by bisection on the exact finite-series CDF that the
 t distribution has for an integer number of degrees of freedom (Abramowitz & Stegun 26.7.3-4),
@@ -36,6 +37,12 @@ def t_central_probability(t: float, df: int) -> float:
     return math.sin(theta) * series
 
 
+def t_upper_tail(t: float, df: int) -> float:
+    """P(T > t) for Student's t with integer ``df`` >= 1, any real (or infinite) t: a one-sided p-value."""
+    upper = (1.0 - t_central_probability(abs(t), df)) / 2.0
+    return upper if t >= 0 else 1.0 - upper
+
+
 def t_quantile_two_sided(confidence: float, df: int) -> float:
     """t such that P(|T| < t) = ``confidence``: the CI half-width multiplier (1.96 as df → ∞)."""
     if not 0 < confidence < 1:
@@ -56,11 +63,13 @@ def t_quantile_two_sided(confidence: float, df: int) -> float:
 
 @dataclass(frozen=True)
 class MeanCI:
-    """Mean of n values and the half-width of its two-sided confidence interval (NaN when n < 2)."""
+    """Mean of n values and the half-width of its two-sided confidence interval (NaN when n < 2); ``se`` the
+    standard error the interval used (half_width = t_{df} · se, df = n − 1)."""
 
     mean: float
     half_width: float
     n: int
+    se: float = math.nan
 
     @property
     def low(self) -> float:
@@ -71,16 +80,25 @@ class MeanCI:
         return self.mean + self.half_width
 
 
-def mean_ci(values: Iterable[float], confidence: float = 0.95) -> MeanCI:
-    """Mean ± t_{df=n-1} · s / √n over the finite values (s: sample standard deviation, ddof=1)."""
+def mean_ci(values: Iterable[float], confidence: float = 0.95, test_train_ratio: float = 0.0) -> MeanCI:
+    """Mean ± t_{df=n-1} · s · √(1/n + ρ) over the finite values (s: sample standard deviation, ddof=1).
+
+    ``test_train_ratio`` ρ = n_test / n_train is Nadeau & Bengio's correction ("Inference for the
+    Generalization Error", Machine Learning 52, 2003; the "corrected resampled t" of Bouckaert & Frank, 2004)
+    for n estimates whose training sets overlap, as the K outer folds of a cross-validation do (each pair of
+    folds shares K − 2 of its K − 1 training folds): their scores are positively correlated, so s²/n
+    understates the variance of their mean. ρ = 0 is the plain Student-t interval s / √n, right for
+    independent values (seeds on one split)."""
+    if test_train_ratio < 0:
+        raise ValueError(f"test_train_ratio={test_train_ratio} must be >= 0")
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
     n = int(x.size)
     if n == 0:
         return MeanCI(math.nan, math.nan, 0)
     if n == 1:
         return MeanCI(float(x[0]), math.nan, 1)
-    half = t_quantile_two_sided(confidence, n - 1) * float(x.std(ddof=1)) / math.sqrt(n)
-    return MeanCI(float(x.mean()), half, n)
+    se = float(x.std(ddof=1)) * math.sqrt(1.0 / n + test_train_ratio)
+    return MeanCI(float(x.mean()), t_quantile_two_sided(confidence, n - 1) * se, n, se)
 
 
 def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -142,7 +160,9 @@ class Paired:
     """A paired comparison of a with b over n pairs: the estimate and its two-sided interval [low, high].
 
     ``kind`` "difference": mean of a − b, ``half_width`` its t half-width. "ratio": geometric mean of
-    a / b, its interval exp(mean log(a/b) ± half_width), ``half_width`` on the log scale."""
+    a / b, its interval exp(mean log(a/b) ± half_width), ``half_width`` on the log scale. ``centre`` and
+    ``se`` are the tested quantity on the scale the test runs on (the mean difference, or the mean log
+    ratio) and its standard error (half_width = t_{n-1} · se)."""
 
     kind: str
     estimate: float
@@ -150,22 +170,68 @@ class Paired:
     low: float
     high: float
     n: int
+    centre: float = math.nan
+    se: float = math.nan
+
+    def _testable(self) -> bool:
+        return self.n >= 2 and math.isfinite(self.se) and math.isfinite(self.centre)
+
+    def p_value(self) -> float:
+        """Two-sided p-value of "no difference" (a − b = 0, or a / b = 1): P(|T_{n−1}| ≥ |centre| / se). An exact
+        comparison (se = 0: the same count in every pair) is 0 when it differs and 1 when it does not; NaN
+        when there is nothing to test (n < 2)."""
+        if not self._testable():
+            return math.nan
+        if self.se == 0:
+            return 0.0 if self.centre != 0 else 1.0
+        return 2.0 * t_upper_tail(abs(self.centre) / self.se, self.n - 1)
+
+    def p_equivalence(self, margin: float) -> float:
+        """The two one-sided tests (Schuirmann 1987) of equivalence within ±``margin`` on the tested scale (for
+        a ratio: ±log of the ratio margin): the larger p of H0 "centre ≤ −margin" and H0 "centre ≥ +margin".
+        p < (1 − confidence) / 2 exactly when the two-sided interval at ``confidence`` lies inside the margin."""
+        if not self._testable() or not margin > 0:
+            return math.nan
+        if self.se == 0:
+            return 0.0 if abs(self.centre) < margin else 1.0
+        df = self.n - 1
+        return max(t_upper_tail((self.centre + margin) / self.se, df),
+                   t_upper_tail((margin - self.centre) / self.se, df))
 
 
-def paired_difference(a: Iterable[float], b: Iterable[float], confidence: float = 0.95) -> Paired:
-    """Mean of a_i − b_i ± t_{n-1} · s_d / √n over the pairs where both are finite (NaN interval when n < 2)."""
+def paired_difference(a: Iterable[float], b: Iterable[float], confidence: float = 0.95,
+                      test_train_ratio: float = 0.0) -> Paired:
+    """Mean of a_i − b_i ± t_{n-1} · s_d · √(1/n + ρ) over the pairs where both are finite (NaN interval when
+    n < 2); ρ = ``test_train_ratio`` (``mean_ci``: 0 for independent pairs, n_test / n_train for folds)."""
     d = [x - y for x, y in zip(a, b, strict=True) if _finite(x) and _finite(y)]
-    s = mean_ci(d, confidence)
-    return Paired("difference", s.mean, s.half_width, s.low, s.high, s.n)
+    s = mean_ci(d, confidence, test_train_ratio)
+    return Paired("difference", s.mean, s.half_width, s.low, s.high, s.n, s.mean, s.se)
 
 
-def paired_ratio(a: Iterable[float], b: Iterable[float], confidence: float = 0.95) -> Paired:
+def paired_ratio(a: Iterable[float], b: Iterable[float], confidence: float = 0.95,
+                 test_train_ratio: float = 0.0) -> Paired:
     """Geometric mean of a_i / b_i with the t interval of mean log(a_i / b_i), back-transformed; pairs where
-    both are finite and positive."""
+    both are finite and positive (ρ as ``paired_difference``)."""
     logs = [math.log(x / y) for x, y in zip(a, b, strict=True) if _finite(x) and _finite(y) and x > 0 and y > 0]
-    s = mean_ci(logs, confidence)
+    s = mean_ci(logs, confidence, test_train_ratio)
     return Paired("ratio", math.exp(s.mean) if s.n else math.nan, s.half_width, math.exp(s.low) if s.n > 1 else
-                  math.nan, math.exp(s.high) if s.n > 1 else math.nan, s.n)
+                  math.nan, math.exp(s.high) if s.n > 1 else math.nan, s.n, s.mean, s.se)
+
+
+def holm(p_values: Iterable[float]) -> list[float]:
+    """Holm's (1979) step-down adjusted p-values, in the order given: with the m finite p-values sorted
+    p_(1) ≤ ... ≤ p_(m), adjusted p_(i) = max_{j ≤ i} min(1, (m − j + 1) · p_(j)). Rejecting where the adjusted
+    p < α keeps the chance of any false rejection among the m at most α, whatever their dependence. NaN stays
+    NaN and does not count in m."""
+    values = list(p_values)
+    finite = sorted((p, i) for i, p in enumerate(values) if _finite(p))
+    m = len(finite)
+    out = [math.nan] * len(values)
+    running = 0.0
+    for rank, (p, i) in enumerate(finite):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = running
+    return out
 
 
 def _finite(v: float | None) -> bool:

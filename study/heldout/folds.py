@@ -38,6 +38,7 @@ import pyarrow as pa
 from study.analysis.headline import HEADLINE_FILE, RUNS_FILE
 from study.errors import UsageError
 from study.heldout import reruns
+from study.heldout.correction import fold_correction
 from study.heldout.verdict import print_verdict, write_verdict
 from study.store.manifest import write_manifest
 from study.store.trials import write_atomic
@@ -114,7 +115,7 @@ def run_folds(s: Any) -> Path:
         write_manifest(fold_dir, settings, fold_base, b.data.fingerprint, b.started)
     write_manifest(b.study_dir, s, b.base, b.data.fingerprint, b.started)
     if s.test:
-        summarise(b.study_dir, s.folds, cfg.source, seed)
+        summarise(b.study_dir, s.folds, cfg.source, seed, s.margins)
     if s.mlflow:
         from study.tracking.mlflow_study import finish_parent
 
@@ -122,8 +123,9 @@ def run_folds(s: Any) -> Path:
     return b.study_dir
 
 
-def summarise(study_dir: Path, k: int, source: str, split_seed: int) -> None:
-    """The root's test_runs / costs / headline / verdict from the folds' own files."""
+def summarise(study_dir: Path, k: int, source: str, split_seed: int, margins: dict[str, float] | None = None) -> None:
+    """The root's test_runs / costs / headline / verdict from the folds' own files (intervals corrected by the
+    folds.parquet beside them, study/heldout/correction.py; ``margins``: the verdict's, study/heldout/margins.py)."""
     runs, costs, chosen = [], [], []
     for fold, fold_dir in enumerate(fold_dirs(study_dir, k)):
         if (fold_dir / RUNS_FILE).is_file():
@@ -144,10 +146,12 @@ def summarise(study_dir: Path, k: int, source: str, split_seed: int) -> None:
     write_atomic(pa.Table.from_pandas(all_runs, preserve_index=False), study_dir / RUNS_FILE)
     if len(all_costs):
         reruns.write_costs(study_dir, all_costs)
-    rows = reruns.headline_rows(pd.DataFrame(chosen), all_runs, all_costs, "patient", split_seed, source)
+    correction = fold_correction(pd.read_parquet(study_dir / FOLDS_FILE))
+    rows = reruns.headline_rows(pd.DataFrame(chosen), all_runs, all_costs, "patient", split_seed, source,
+                                correction=correction)
     path = study_dir / HEADLINE_FILE
     write_atomic(reruns.headline_table(rows), path)
     reruns.print_headline(path)
-    print_verdict(write_verdict(study_dir, all_runs, all_costs))
+    print_verdict(write_verdict(study_dir, all_runs, all_costs, margins))
     print(f"results: {study_dir / FOLDS_FILE}\n         {study_dir / RUNS_FILE}\n         each fold's study in "
           f"{study_dir / FOLD_DIR.format('K')}/\nreport:  python -m study.analyze {study_dir}")

@@ -20,7 +20,8 @@ After the search and its repeats (study/tuning/phases.py), for each method:
 Files written to the study folder (pyarrow, atomically):
   test_runs.parquet   one row per re-run, scored or not: trial_id, repeat_of, method, train.seed, status (the
                       re-run's own: finished, diverged, error, oom), scored, reason (why not scored),
-                      best_epoch, checkpoint, test.* metrics (and ``fold`` in a folds study)
+                      best_epoch, checkpoint, test.* metrics (and ``fold`` in a folds study), eff.precision and
+                      eff.memory_format (how it computed: trials.parquet's, study/heldout/numerics.py)
   costs.parquet       one row per method (and fold): its isolated ``cost.*`` figures
   headline.parquet    one row per method: method, n_folds (folds with a scored re-run), n_seeds (distinct
                       seeds scored), n_runs (re-runs scored), n_failed (re-runs that diverged, errored or
@@ -45,8 +46,10 @@ from study.analysis.common import fmt_sig
 from study.analysis.headline import HEADLINE_FILE, RUNS_FILE
 from study.analysis.loading import order_methods
 from study.analysis.stats import geometric_mean, mean_ci
+from study.heldout.correction import UNCORRECTED, Correction
 from study.heldout.costs import COSTS
 from study.heldout.informative import busy_spreads
+from study.heldout.numerics import recorded_numerics
 from study.heldout.scoring import evaluate_state
 from study.store.checkpoints import load_checkpoint, trial_checkpoint
 from study.store.trials import plain, read_trials, write_atomic
@@ -86,18 +89,19 @@ def score_reruns(study_dir: Path, chosen: pd.DataFrame, scored: pd.DataFrame | N
         base = {"trial_id": trial, "repeat_of": str(r["repeat_of"]), "method": method_of[str(r["repeat_of"])],
                 "train.seed": int(r["train.seed"]), "status": str(r["status"]), "best_epoch": epoch}
         if (trial, epoch) in earlier:
-            rows.append({**earlier[(trial, epoch)], "status": base["status"]})
+            rows.append({**earlier[(trial, epoch)], "status": base["status"], **recorded_numerics(r)})
             reused += 1
             continue
         path = trial_checkpoint(study_dir, trial, epoch, strict=True) if epoch is not None else None
         if path is None:
             reason = (f"its best epoch's ({epoch}) checkpoint is gone" if epoch is not None
                       else "no epoch with a validation score")
-            rows.append({**base, "scored": False, "reason": reason})
+            rows.append({**base, **recorded_numerics(r), "scored": False, "reason": reason})
             print(f"test: re-run {trial} of {r['repeat_of']} ({base['status']}): {reason}; not scored, counted as "
                   "failed", file=sys.stderr)
             continue
         state = load_checkpoint(path)
+        base.update(recorded_numerics(r, state))  # eff.precision / eff.memory_format: how it trained (and is scored)
         recorded = int(state["config"].get("data.split_seed", -1)) >= 0
         result = evaluate_state(state, SPLIT, seed=None if recorded else study_seed, device="cpu", path=path)
         row = {**base, "scored": True, "reason": "", "checkpoint": str(path), "split_by": result["split_by"],
@@ -139,12 +143,15 @@ def read_runs(study_dir: Path) -> pd.DataFrame | None:
 
 
 def headline_rows(chosen: pd.DataFrame, runs: pd.DataFrame, costs: pd.DataFrame, split_by: str,
-                  split_seed: int, data: str, leaks: bool = False) -> list[dict[str, Any]]:
+                  split_seed: int, data: str, leaks: bool = False,
+                  correction: Correction = UNCORRECTED) -> list[dict[str, Any]]:
     """One row per method (in the report's order of methods): test statistics and costs.
 
     With a ``fold`` column in ``runs`` holding several folds, a method's score is the mean over folds
     of its mean over seeds within each fold, and the interval's unit is the fold (``interval_unit``
-    "fold"); otherwise the re-runs are pooled and the interval covers seeds on one split ("seed").
+    "fold"), widened by ``correction`` for the folds' overlapping training sets (study/heldout/correction.py;
+    ``interval_correction``, ``test_train_ratio``); otherwise the re-runs are pooled and the interval covers
+    seeds on one split ("seed", no correction).
     Costs with a ``fold`` column are each method's geometric mean over folds, so that ``ratio_dual`` is the
     verdict's ratio (the geometric mean of the per-fold ratios): one ratio definition everywhere."""
     folds = "fold" in runs  # a folds study's runs, even when one fold alone was scored
@@ -166,6 +173,8 @@ def headline_rows(chosen: pd.DataFrame, runs: pd.DataFrame, costs: pd.DataFrame,
             "n_configs": len(configs) // (configs["fold"].nunique() if "fold" in configs else 1),
             "configs": ",".join(configs["trial_id"].astype(str)), "split": SPLIT, "split_by": split_by,
             "split_seed": split_seed, "data": data, "interval_unit": "fold" if folds else "seed",
+            "interval_correction": correction.name if folds else UNCORRECTED.name,
+            "test_train_ratio": correction.test_train_ratio if folds else 0.0,
             "split_leaks_patients": bool(leaks)}
         for m in METRICS:
             col = f"{SPLIT}.{m}"
@@ -176,7 +185,7 @@ def headline_rows(chosen: pd.DataFrame, runs: pd.DataFrame, costs: pd.DataFrame,
                 values = [float(v) for v in scored.groupby("fold")["_v"].mean()]
             else:
                 values = [float(v) for v in mine[col]]
-            s = mean_ci(values, CONFIDENCE)
+            s = mean_ci(values, CONFIDENCE, correction.test_train_ratio if folds else 0.0)
             row[f"{col}.mean"], row[f"{col}.ci95"] = _or_none(s.mean), _or_none(s.half_width)
         cost = by_cost.get(method)
         for c in COSTS:
@@ -194,7 +203,7 @@ def headline_rows(chosen: pd.DataFrame, runs: pd.DataFrame, costs: pd.DataFrame,
 def headline_table(rows: list[dict[str, Any]]) -> pa.Table:
     """headline.parquet's schema: identity and counts typed, every statistic and cost float64."""
     text = ("method", "configs", "split", "split_by", "data", "cost.trial_id", "cost.device", "cost.host",
-            "interval_unit")
+            "interval_unit", "interval_correction")
     ints = ("n_folds", "n_seeds", "n_runs", "n_failed", "n_configs", "split_seed")
     flags = ("split_leaks_patients",)
     keys = list(dict.fromkeys(k for r in rows for k in r)) or ["method", "n_seeds"]
@@ -245,8 +254,10 @@ def print_headline(path: Path) -> None:
     first = df.iloc[0]
     where = "held-out patients" if first["split_by"] == "patient" else "the dataset's own test folder"
     folds = first.get("interval_unit") == "fold"
+    corrected = (" (Nadeau–Bengio corrected for the folds' overlapping training sets)"
+                 if first.get("interval_correction") == "nadeau-bengio" else "")
     unit = (f"mean ± 95% CI over each method's scored patient folds (of {int(df['n_folds'].max())}; seeds averaged "
-            "within each fold)" if folds
+            f"within each fold){corrected}" if folds
             else "mean ± 95% CI over each method's re-runs: the interval covers seeds only, on one split")
     print(f"\nheld-out headline: {SPLIT} split ({where}, split by {first['split_by']}, seed {first['split_seed']}); "
           f"{unit}; costs measured alone (×dual)")

@@ -1,22 +1,41 @@
-"""The verdict: every pair of methods compared fold by fold (seeds averaged within a fold), with a paired 95% interval.
+"""The verdict: every pair of methods compared fold by fold (seeds averaged within a fold), with a paired 95% interval
+corrected for the folds' overlapping training sets, and read for what it shows.
 
 For two methods a and b and a held-out metric, the pairs are the outer folds both were scored on:
 in each fold, each method's score is the mean over its re-runs there (its seeds), and the fold's
 difference is a − b; the verdict is the mean difference over the folds with the two-sided Student-t
-interval of that mean (df = folds − 1; study/analysis/stats.py: ``paired_difference``). The unit is
-the fold — a set of patients never seen — so the interval counts how much the answer moves with
-*which* patients are held out, the larger source of variance than the seed. Without folds (one
-split) the pairs are the seeds both methods were re-run with (``unit`` = "seed"): an interval over
+interval of that mean, df = folds − 1, its variance widened by Nadeau & Bengio's correction s²(1/K + n_test/n_train)
+for the folds' overlapping training sets (study/heldout/correction.py; ``correction``, ``test_train_ratio``).
+The unit is the fold — a set of patients never seen — so the interval counts how much the answer moves with
+*which* patients are held out, the larger source of variance than the seed. Without folds (one split) the
+pairs are the seeds both methods were re-run with (``unit`` = "seed", no correction): an interval over
 training randomness on one set of test patients only.
 
 Costs (measured alone, study/heldout/costs.py) are compared as ratios: the geometric mean of a / b over the
-pairs, with the interval of the mean log ratio, back-transformed.
+pairs, with the interval of the mean log ratio (corrected as the scores are), back-transformed.
 
-``conclusion``: "method_a better" / "method_b better" when the interval excludes no difference (0 for a
-difference, 1 for a ratio), by the metric's direction; "no difference at 95%" when it does not;
-"too few pairs" when there is one pair (no interval); "inconclusive" where the data cannot tell
-(both methods at chance on the task, or a cost ratio's interval wider than a factor of 2 around 1; the
-rule is study/heldout/informative.py's), with the reason in ``reason``.
+``conclusion`` reads the 95% interval against no difference (0, or a ratio of 1) and the metric's equivalence
+margin (study/heldout/margins.py, ``--margin``; column ``margin``):
+- "method_a better" / "method_b better": the interval excludes no difference (by the metric's direction);
+- "equivalent within ±m" (a ratio: "equivalent within ×r"): the whole interval lies inside the margin — the two
+  one-sided tests at 2.5% each;
+- "not resolved": the interval contains no difference but reaches past the margin: the data cannot say
+  whether the methods differ by an amount that matters. Never read as "no difference";
+- "too few pairs": one pair, no interval;
+- "inconclusive": the data cannot tell (both methods at chance on the task, or a cost ratio's interval wider
+  than a factor of 2 around 1; the rule is study/heldout/informative.py's), with the reason in ``reason``.
+
+**Multiplicity.** A verdict makes many comparisons (every pair × every metric), so some "better" would come
+by chance at 95% each. Each row carries its p-values (``p_value``: two-sided, of no difference;
+``p_equivalence``: TOST's, of a difference beyond the margin) and its ``family`` — "primary" (the held-out
+scores the metric registry marks headline: mAP@.5, mAP@.5:.95, view accuracy; declared before any verdict
+ran), "secondary" (the other held-out scores: view accuracy per clip, macro-F1) or "costs" (measured
+ratios) — with ``n_comparisons``, the rows of that family with an interval (inconclusive ones included: they
+were tested too; exact counts such as parameters, the same in every pair, are not tests and not counted).
+``p_holm`` and ``p_equivalence_holm`` are Holm's step-down adjustments within the family,
+and ``conclusion_holm`` the reading at family-wise 5%: "better" where p_holm < 0.05, "equivalent" where
+p_equivalence_holm < 0.025 (the per-row rule's level), "not resolved" otherwise; with one comparison it is the
+per-row conclusion.
 
 Failures are counted, never dropped quietly: a re-run that diverged after a good epoch is scored at that epoch
 (study/heldout/reruns.py); a fold (or seed) either method ran in but one of them has no score for is lost from
@@ -28,7 +47,10 @@ verdict.parquet: method_a, method_b, metric, kind ("difference" | "ratio"), mean
 method's own value over the pairs: the mean, for a cost the geometric mean, so mean_a / mean_b is the
 ratio), diff_mean (mean difference, or geometric-mean ratio), diff_ci95 (the interval's half-width; for a
 ratio on the log scale), ci_low, ci_high, n_pairs (the units both methods were scored in), unit ("fold" |
-"seed"), conclusion, reason, n_lost, lost, n_failed_a, n_failed_b.
+"seed"), correction ("nadeau-bengio" | "none"), test_train_ratio, margin, conclusion, reason, p_value,
+p_equivalence, family, n_comparisons, p_holm, p_equivalence_holm, conclusion_holm, mixed_numerics (a mark:
+"" when every scored re-run computed at one precision and memory format, else which ones and how many;
+study/heldout/numerics.py), n_lost, lost, n_failed_a, n_failed_b.
 """
 
 from __future__ import annotations
@@ -43,9 +65,12 @@ import pyarrow as pa
 
 from study.analysis.common import fmt_score, fmt_sig
 from study.analysis.loading import order_methods
-from study.analysis.stats import Paired, geometric_mean, paired_difference, paired_ratio
+from study.analysis.stats import Paired, geometric_mean, holm, paired_difference, paired_ratio
+from study.heldout import margins as margin_rules
+from study.heldout.correction import UNCORRECTED, Correction, fold_correction, folds_without_table
 from study.heldout.costs import COSTS, HIGHER_IS_BETTER
 from study.heldout.informative import INCONCLUSIVE, RULE, Chance, chance, inconclusive_reason
+from study.heldout.numerics import mixed_numerics
 from study.store.selection import is_multi_task
 from study.store.trials import write_atomic
 from trainables.metrics.names import REGISTRY, TEST_SHOWN
@@ -54,11 +79,24 @@ VERDICT_FILE = "verdict.parquet"
 CONFIDENCE = 0.95
 METRICS = TEST_SHOWN  # map50, map, view_accuracy, view_macro_f1 (trainables/metrics/names.py)
 COST_RATIOS = tuple(c for c in COSTS if c not in HIGHER_IS_BETTER)  # throughput is 1 / step time: said once
-BETTER, SAME, FEW = "{} better", "no difference at 95%", "too few pairs"
+BETTER, EQUIVALENT, NOT_RESOLVED, FEW = "{} better", "equivalent within {}", "not resolved", "too few pairs"
+ALPHA = 1 - CONFIDENCE  # a difference's level; an equivalence's is ALPHA / 2 per side (the interval inside the margin)
+# Holm's families: the primary scores are the test metrics the registry marked headline before any verdict was
+# run (trainables/metrics/names.py: mAP@.5, mAP@.5:.95, view accuracy); the other scores are secondary
+PRIMARY, SECONDARY, COST_FAMILY = "primary", "secondary", "costs"
+FAMILIES = (PRIMARY, SECONDARY, COST_FAMILY)
+PRIMARY_METRICS = tuple(m for m in METRICS if REGISTRY[f"val.{m}"].headline)
 COLUMNS = {"method_a": pa.string(), "method_b": pa.string(), "metric": pa.string(), "kind": pa.string(),
            "mean_a": pa.float64(), "mean_b": pa.float64(), "diff_mean": pa.float64(), "diff_ci95": pa.float64(),
            "ci_low": pa.float64(), "ci_high": pa.float64(),
-           "n_pairs": pa.int64(), "unit": pa.string(), "conclusion": pa.string(), "reason": pa.string(),
+           "n_pairs": pa.int64(), "unit": pa.string(), "correction": pa.string(), "test_train_ratio": pa.float64(),
+           "margin": pa.float64(), "conclusion": pa.string(), "reason": pa.string(),
+           # multiplicity (holm_rows)
+           "p_value": pa.float64(), "p_equivalence": pa.float64(), "family": pa.string(),
+           "n_comparisons": pa.int64(), "p_holm": pa.float64(), "p_equivalence_holm": pa.float64(),
+           "conclusion_holm": pa.string(),
+           # "" when every scored re-run computed at one precision and memory format, else which ones (a mark)
+           "mixed_numerics": pa.string(),
            # failure accounting (verdict_rows: lost_units, failed_per_method)
            "n_lost": pa.int64(), "lost": pa.string(), "n_failed_a": pa.int64(), "n_failed_b": pa.int64()}
 
@@ -83,7 +121,9 @@ def unit_means(runs: pd.DataFrame, column: str, unit: str) -> dict[str, dict[Any
     return out
 
 
-def conclusion(p: Paired, higher_is_better: bool) -> str:
+def conclusion(p: Paired, higher_is_better: bool, margin: float, margin_said: str) -> str:
+    """The interval's reading: better (excludes no difference), equivalent (inside ±``margin``, on the tested
+    scale), not resolved (neither), or too few pairs."""
     if p.n < 2 or not math.isfinite(p.half_width):
         return FEW
     null = 1.0 if p.kind == "ratio" else 0.0
@@ -91,15 +131,35 @@ def conclusion(p: Paired, higher_is_better: bool) -> str:
         return BETTER.format("method_a" if higher_is_better else "method_b")
     if p.high < null:
         return BETTER.format("method_b" if higher_is_better else "method_a")
-    return SAME
+    bound = math.exp(margin) if p.kind == "ratio" else margin
+    low_bound = 1.0 / bound if p.kind == "ratio" else -bound
+    if low_bound < p.low and p.high < bound:
+        return EQUIVALENT.format(margin_said)
+    return NOT_RESOLVED
 
 
-def verdict_rows(runs: pd.DataFrame, costs: pd.DataFrame) -> list[dict[str, Any]]:
-    """One row per pair of methods and metric (held-out scores, then cost ratios).
+def correction_for(study_dir: Path | None, runs: pd.DataFrame) -> Correction:
+    """The fold correction of a folds study (its folds.parquet; K equal folds where the file is missing), or none
+    for seeds on one split."""
+    if "fold" not in runs:
+        return UNCORRECTED
+    path = Path(study_dir) / "folds.parquet" if study_dir is not None else None
+    if path is not None and path.is_file():
+        return fold_correction(pd.read_parquet(path))
+    return folds_without_table(int(pd.to_numeric(runs["fold"]).max()) + 1)
+
+
+def verdict_rows(runs: pd.DataFrame, costs: pd.DataFrame, margins: dict[str, float] | None = None,
+                 correction: Correction | None = None) -> list[dict[str, Any]]:
+    """One row per pair of methods and metric (held-out scores, then cost ratios), with Holm's adjustment.
 
     runs: test_runs.parquet (``method``, ``train.seed``, ``test.<metric>``, and ``fold`` with folds);
-    costs: costs.parquet (``method``, ``cost.*``, and ``fold`` with folds)."""
+    costs: costs.parquet (``method``, ``cost.*``, and ``fold`` with folds); ``margins``: metric -> margin
+    (study/heldout/margins.py; the defaults where None); ``correction``: the fold correction (``correction_for``;
+    none for seeds, K equal folds for folds where None)."""
     unit = "fold" if "fold" in runs else "seed"  # a folds study pairs folds, even when one alone was scored
+    margins = margins or dict(margin_rules.DEFAULT_MARGINS)
+    correction = correction or correction_for(None, runs)
     if unit == "fold" and "fold" not in costs:
         costs = costs.assign(fold=0)
     # each metric's per-unit means once, shared by every pair; costs: one measurement per method (and fold),
@@ -116,11 +176,48 @@ def verdict_rows(runs: pd.DataFrame, costs: pd.DataFrame) -> list[dict[str, Any]
         at_chance = _chance(a, b, scores, majority)
         for m, per in scores.items():
             rows.append({**_row(a, b, m, per, paired_difference, REGISTRY[f"val.{m}"].direction != "min", unit,
-                                at_chance), **counts, **lost_units(a, b, per, ran, why, unit)})
+                                at_chance, margins, correction),
+                         "family": PRIMARY if m in PRIMARY_METRICS else SECONDARY,
+                         **counts, **lost_units(a, b, per, ran, why, unit)})
         for c, per in cost_means.items():
-            rows.append({**_row(a, b, c, per, paired_ratio, c in HIGHER_IS_BETTER, unit, at_chance),
+            rows.append({**_row(a, b, c, per, paired_ratio, c in HIGHER_IS_BETTER, unit, at_chance, margins,
+                                correction), "family": COST_FAMILY,
                          **counts, **lost_units(a, b, per, ran_costs, {}, unit)})
+    mixed = mixed_numerics(runs)
+    return [{**r, "mixed_numerics": mixed} for r in holm_rows(rows)]
+
+
+def holm_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each row with its family's ``n_comparisons``, Holm-adjusted p-values and ``conclusion_holm``."""
+    for family in FAMILIES:
+        tested = [r for r in rows if r["family"] == family and _tested(r)]
+        for r, p, q in zip(tested, holm([r["p_value"] for r in tested]),
+                           holm([r["p_equivalence"] for r in tested]), strict=True):
+            r["p_holm"], r["p_equivalence_holm"] = _num(p), _num(q)
+        for r in rows:
+            if r["family"] == family:
+                r["n_comparisons"] = len(tested)
+    for r in rows:
+        r.setdefault("p_holm", None)
+        r.setdefault("p_equivalence_holm", None)
+        r["conclusion_holm"] = _holm_conclusion(r)
     return rows
+
+
+def _tested(row: dict[str, Any]) -> bool:
+    """A comparison with an interval that is a test: two pairs or more, and not an exact count (zero spread)."""
+    return row["p_value"] is not None and row["diff_ci95"] is not None and row["diff_ci95"] > 0
+
+
+def _holm_conclusion(row: dict[str, Any]) -> str:
+    said = row["conclusion"]
+    if said in (FEW, INCONCLUSIVE) or not _tested(row):
+        return said
+    if row["p_holm"] is not None and row["p_holm"] < ALPHA:
+        return said if said.endswith("better") else NOT_RESOLVED  # (cannot differ: the interval excludes 0)
+    if row["p_equivalence_holm"] is not None and row["p_equivalence_holm"] < ALPHA / 2:
+        return said if said.startswith("equivalent") else NOT_RESOLVED
+    return NOT_RESOLVED
 
 
 def _chance(a: str, b: str, scores: dict[str, dict[str, dict[Any, float]]],
@@ -196,16 +293,20 @@ def lost_units(a: str, b: str, per: dict[str, dict[Any, float]], ran: dict[str, 
 
 
 def _row(a: str, b: str, metric: str, per: dict[str, dict[Any, float]], compare: Any, higher: bool,
-         unit: str, at_chance: Chance) -> dict[str, Any]:
+         unit: str, at_chance: Chance, margins: dict[str, float], correction: Correction) -> dict[str, Any]:
     shared = sorted(set(per.get(a, {})) & set(per.get(b, {})))
     xa, xb = [per[a][u] for u in shared], [per[b][u] for u in shared]
-    p: Paired = compare(xa, xb, CONFIDENCE)
-    said = conclusion(p, higher)
+    p: Paired = compare(xa, xb, CONFIDENCE, correction.test_train_ratio)
+    margin = margin_rules.test_scale(metric, margins)
+    said = conclusion(p, higher, margin, margin_rules.said(metric, margins))
     reason = inconclusive_reason(metric, p.kind, p.low, p.high, at_chance) if said != FEW else ""
     return {"method_a": a, "method_b": b, "metric": metric, "kind": p.kind, "mean_a": _own(xa, p.kind),
             "mean_b": _own(xb, p.kind), "diff_mean": _num(p.estimate), "diff_ci95": _num(p.half_width),
             "ci_low": _num(p.low), "ci_high": _num(p.high), "n_pairs": p.n, "unit": unit,
-            "conclusion": INCONCLUSIVE if reason else said, "reason": reason}
+            "correction": correction.name, "test_train_ratio": correction.test_train_ratio,
+            "margin": margins.get(metric, margin_rules.DEFAULT_MARGINS.get(metric)),
+            "conclusion": INCONCLUSIVE if reason else said, "reason": reason,
+            "p_value": _num(p.p_value()), "p_equivalence": _num(p.p_equivalence(margin))}
 
 
 def _own(values: list[float], kind: str) -> float | None:
@@ -216,8 +317,10 @@ def _own(values: list[float], kind: str) -> float | None:
     return _num(sum(values) / len(values)) if values else None
 
 
-def write_verdict(study_dir: Path, runs: pd.DataFrame, costs: pd.DataFrame) -> Path:
-    rows = verdict_rows(runs, costs)
+def write_verdict(study_dir: Path, runs: pd.DataFrame, costs: pd.DataFrame,
+                  margins: dict[str, float] | None = None) -> Path:
+    """verdict.parquet in ``study_dir``, corrected by its folds.parquet (``correction_for``)."""
+    rows = verdict_rows(runs, costs, margins, correction_for(study_dir, runs))
     table = pa.table({k: pa.array([r[k] for r in rows], type=t) for k, t in COLUMNS.items()},
                      schema=pa.schema(list(COLUMNS.items())))
     path = Path(study_dir) / VERDICT_FILE
@@ -235,6 +338,8 @@ def verdict_lines(table: pd.DataFrame) -> list[str]:
             if r["metric"] not in (*METRICS, "cost.train_step_ms"):
                 continue
             said = _short(r["conclusion"], a, b)
+            holm_said = _short(str(r.get("conclusion_holm") or r["conclusion"]), a, b)
+            said += f"; {holm_said} after Holm" if holm_said != said else ""
             if r["kind"] == "ratio":
                 interval = f" [{fmt_sig(r['ci_low'])}, {fmt_sig(r['ci_high'])}]" if _finite(r["ci_low"]) else ""
                 own = f"{fmt_sig(r.get('mean_a'))} vs {fmt_sig(r.get('mean_b'))} ms, " if "mean_a" in r else ""
@@ -267,7 +372,38 @@ def failure_note(group: pd.DataFrame, a: str, b: str) -> str:
 
 
 def _short(text: str, a: str, b: str) -> str:
-    return text.replace("method_a", a).replace("method_b", b).replace("no difference at 95%", "no difference")
+    """The conclusion with the methods' names (files from before the margins said "no difference at 95%": an
+    interval that contains 0 without a margin is "not resolved")."""
+    return text.replace("method_a", a).replace("method_b", b).replace("no difference at 95%", NOT_RESOLVED)
+
+
+def reading_lines(table: pd.DataFrame) -> list[str]:
+    """What the intervals are and how they are read: the correction, the margins, the number of comparisons."""
+    first = table.iloc[0]
+    ratio = first.get("test_train_ratio")
+    corrected = (f"widened for the folds' overlapping training sets (Nadeau–Bengio: variance × (1/K + n_test/n_train), "
+                 f"n_test/n_train = {ratio:.3f} in patients)" if first.get("correction") == "nadeau-bengio"
+                 else "not corrected (independent pairs)" if "correction" in table else
+                 "NOT corrected for the folds' overlapping training sets (a file from before the correction: "
+                 "rebuild it with python -m study.verdict)")
+    lines = [f"verdict: each interval is {corrected}"]
+    if "margin" in table:
+        shown = table.drop_duplicates("metric")
+        said = ", ".join(f"{r['metric']} {margin_rules.said(str(r['metric']), {str(r['metric']): float(r['margin'])})}"
+                         for _, r in shown.iterrows()
+                         if r["metric"] in (*METRICS, "cost.train_step_ms") and _finite(r["margin"]))
+        lines.append(f"verdict: equivalent = the whole interval inside the margin ({said}); not resolved = it "
+                     "contains no difference but reaches past the margin (not evidence of equality)")
+    mixed = table["mixed_numerics"].iloc[0] if "mixed_numerics" in table else ""
+    if mixed:
+        lines.append(f"verdict: WARNING: the re-runs computed at different precisions or memory formats ({mixed}): "
+                     "these differences compare numerics as well as methods (test_runs.parquet: eff.precision, "
+                     "eff.memory_format)")
+    if "n_comparisons" in table:
+        counts = table.drop_duplicates("family").set_index("family")["n_comparisons"]
+        lines.append("verdict: " + ", ".join(f"{int(n)} comparisons of {f}" for f, n in counts.items())
+                     + "; where Holm's family-wise 5% reading differs from the row's own, the line says so")
+    return lines
 
 
 def print_verdict(path: Path) -> None:
@@ -280,6 +416,8 @@ def print_verdict(path: Path) -> None:
             else "paired by seed on ONE split: the interval covers training randomness only, not which patients "
                  "were held out (use --folds K)")
     print(f"\nverdict: method a − method b on the held-out split, mean and 95% CI, {what}")
+    for line in reading_lines(table):
+        print(line)
     for line in verdict_lines(table):
         print(line)
     if (table["conclusion"] == INCONCLUSIVE).any():

@@ -71,9 +71,9 @@ def begin_study(s: StudySettings) -> Begun:
 
         check_tracking(s.mlflow)
     study_dir = prepare_folder(s.storage, s.name, s.space, s.resume, s.overwrite)
-    if s.resume:
-        check_resume(study_dir, s)
     base = spaces.base_config(s.space, s.config, methods_of(s))
+    if s.resume:  # settings, code, base config and resolved numerics against what the study last ran
+        check_resume(study_dir, s, base=base)
     search = f"{s.samples} trials" if s.samples else "no search (each method's default configuration)"
     print(f"study {study_dir.name}: space {s.space}, {search} x {s.epochs} epochs, objective "
           f"{', '.join(f'{m} ({mode})' for m, mode in objectives)}", flush=True)

@@ -38,6 +38,12 @@ class StudySettings:
     verbose: int = 0  # Tune's own console tables; the recorder prints one line per epoch instead
     mlflow: str | None = None  # a tracking URI: the study a parent run, each trial a child (study/tracking/)
     mlflow_experiment: str = "mtl-study"
+    # each metric's equivalence margin for the verdict (--margin; study/heldout/margins.py): how its intervals are
+    # read, not what is measured, so a --resume may change it (the verdict is rewritten with the new margins)
+    margins: dict[str, float] | None = None
+    # --resume across a change of the project's code (study/tuning/resume.py); recorded in that sitting's entry
+    # of manifest.json's runs, never compared itself
+    allow_code_change: bool = False
 
 
 def methods_of(s: StudySettings) -> list[dict[str, Any]]:
