@@ -36,16 +36,23 @@ def test_a_three_fold_report_says_what_its_verdict_says(ray_cluster, tmp_path):
     assert set(verdict.loc[verdict["metric"] == "map50", "n_pairs"]) == {3}  # (synthetic frames have no clips)
     assert {"mean_a", "mean_b", "reason"} <= set(verdict.columns)
 
-    # uninformative rows are labelled as such: a detection metric both methods score at chance is inconclusive
-    for _, r in verdict[verdict["metric"].isin(DETECTION)].iterrows():
-        map50 = verdict[verdict["metric"] == "map50"].iloc[0]
-        if map50["mean_a"] < DETECTION_CHANCE and map50["mean_b"] < DETECTION_CHANCE:
-            assert r["conclusion"] == INCONCLUSIVE and "chance" in r["reason"], r.to_dict()
+    # uninformative rows are labelled as such: a detection metric both methods score at chance is inconclusive.
+    # One epoch detects nothing: the case this test is about, asserted (not assumed) before the check.
+    detection = verdict[verdict["metric"].isin(DETECTION)]
+    assert len(detection) >= 2, verdict["metric"].tolist()  # map50 and map at least
+    map50 = verdict[verdict["metric"] == "map50"].iloc[0]
+    assert map50["mean_a"] < DETECTION_CHANCE and map50["mean_b"] < DETECTION_CHANCE, map50.to_dict()
+    for _, r in detection.iterrows():
+        assert r["conclusion"] == INCONCLUSIVE and "chance" in r["reason"], r.to_dict()
+    # the view task after one epoch may sit just above the majority share or at it (a 3-fold run measured 0.4375
+    # and 0.396 against 0.417): the row says "at chance" if, and only if, both methods are at or below it
     view = verdict[verdict["metric"] == "view_accuracy"].iloc[0]
     runs = pd.read_parquet(study / "test_runs.parquet")
     majority = runs["test.view_majority_share"].mean()  # one run per method and fold: the folds' mean share
-    if view["mean_a"] <= majority and view["mean_b"] <= majority:
-        assert view["conclusion"] == INCONCLUSIVE
+    assert 0 < majority <= 1, majority
+    at_chance = view["mean_a"] <= majority + 1e-9 and view["mean_b"] <= majority + 1e-9  # the rule's rounding slack
+    labelled = view["conclusion"] == INCONCLUSIVE and "chance" in view["reason"]
+    assert labelled == at_chance, (view.to_dict(), majority)
     assert not ((verdict["conclusion"] == "no difference at 95%") & (verdict["reason"] != "")).any()
 
     report = build_report(load_study(study))

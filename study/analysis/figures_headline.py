@@ -17,6 +17,7 @@ from study.analysis.loading import ACCURACY, COST, OBJECTIVE, SINGLE_TASK, Study
 from study.heldout.costs import COSTS
 
 COLUMNS = 5
+SCORE_RANGE = (0.0, 1.0)  # what mAP, accuracy, F1 and the objective (their mean) can be
 
 
 def headline_figure(study: Study, head: Headline) -> go.Figure | None:
@@ -48,6 +49,7 @@ def headline_figure(study: Study, head: Headline) -> go.Figure | None:
                 s = res.stats[col]
                 mean, half, seeds = s.mean, s.half_width, res.values[col]
                 hover = f"{res.method}: {fmt_ci(mean, half)} (n={s.n}, {res.seeds}, trial {res.trial_id})"
+                hover += _clipped_note(mean, half, col in ACCURACY)
                 ratio = res.cost_ratio.get(col, math.nan)
                 if _finite(ratio):
                     hover += f"<br>{fmt(ratio, 3)}× {REFERENCE}"
@@ -60,8 +62,7 @@ def headline_figure(study: Study, head: Headline) -> go.Figure | None:
             fig.add_trace(go.Scatter(
                 x=[res.method], y=[mean], mode="markers", name=res.method, legendgroup=res.method,
                 showlegend=k == 0, marker={"color": colors[res.method], "size": 11, "symbol": "diamond"},
-                error_y={"type": "data", "array": [half if _finite(half) else 0], "visible": _finite(half),
-                         "thickness": 1.5, "width": 6},
+                error_y=error_bar(mean, half, bounded=col in ACCURACY),
                 text=[hover], hoverinfo="text"), row=r, col=c)
         if col != "Δm":
             fig.update_yaxes(rangemode="tozero", row=r, col=c)  # scores and costs are never negative
@@ -76,6 +77,27 @@ def headline_figure(study: Study, head: Headline) -> go.Figure | None:
 
 def _finite(x: float) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def error_bar(mean: float, half: float, bounded: bool) -> dict:
+    """Plotly ``error_y`` for mean ± half. ``bounded``: a score that lives in ``SCORE_RANGE`` (mAP, accuracy,
+    F1, the objective, their means), whose bar is drawn only within that range (asymmetric: a Student t
+    interval of a few seeds near 1 runs past 1, where no score can be); costs are drawn whole. The hover
+    keeps the true interval (``_clipped_note`` says when the bar is cut)."""
+    bar = {"type": "data", "symmetric": False, "thickness": 1.5, "width": 6}
+    if not _finite(half):
+        return {**bar, "array": [0.0], "arrayminus": [0.0], "visible": False}
+    lo, hi = (max(mean - half, SCORE_RANGE[0]), min(mean + half, SCORE_RANGE[1])) if bounded else \
+        (mean - half, mean + half)
+    return {**bar, "array": [max(hi - mean, 0.0)], "arrayminus": [max(mean - lo, 0.0)], "visible": True}
+
+
+def _clipped_note(mean: float, half: float, bounded: bool) -> str:
+    """The hover's line for a bar ``error_bar`` cut at the score's range ("" when nothing was cut)."""
+    if not (bounded and _finite(mean) and _finite(half)) or SCORE_RANGE[0] <= mean - half <= mean + half <= \
+            SCORE_RANGE[1]:
+        return ""
+    return f"<br>bar drawn within [{SCORE_RANGE[0]:g}, {SCORE_RANGE[1]:g}]; the interval above reaches past it"
 
 
 def heldout_figure(head: Heldout, colors: dict[str, str]) -> go.Figure | None:
@@ -102,6 +124,7 @@ def heldout_figure(head: Heldout, colors: dict[str, str]) -> go.Figure | None:
                 seeds = [float(v) for v in head.runs.loc[head.runs["method"] == method, col]] \
                     if col in head.runs and "method" in head.runs else []
                 hover = f"{method}: {fmt_ci(mean, half)} (n={int(res['n_seeds'])} re-runs on the test split)"
+                hover += _clipped_note(mean, half, True)
             else:
                 mean, half, seeds = res[col], math.nan, []
                 ratio = res.get(f"{col}.ratio_dual", math.nan)
@@ -116,8 +139,7 @@ def heldout_figure(head: Heldout, colors: dict[str, str]) -> go.Figure | None:
             fig.add_trace(go.Scatter(
                 x=[method], y=[mean], mode="markers", name=method, showlegend=False,
                 marker={"color": colors.get(method, "#444"), "size": 11, "symbol": "diamond"},
-                error_y={"type": "data", "array": [half if _finite(half) else 0], "visible": _finite(half),
-                         "thickness": 1.5, "width": 6},
+                error_y=error_bar(mean, half, bounded=is_score),
                 text=[hover], hoverinfo="text"), row=r, col=c)
         fig.update_yaxes(rangemode="tozero", row=r, col=c)
         fig.update_xaxes(tickangle=-40, categoryorder="array", categoryarray=order, row=r, col=c)

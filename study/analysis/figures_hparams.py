@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from study.analysis.common import LAYOUT, use_log_axis, value_axis
-from study.analysis.importance import Importance
+from study.analysis.importance import RELIABLE_TRIALS, Importance
 from study.analysis.loading import OBJECTIVE, SINGLE_TASK, Study
 
 SLICE_KEYS = ("balancer.alpha", "optim.lr", "optim.cls_lr", "balancer.weight_lr")
@@ -128,6 +128,12 @@ def importance_figure(imp: Importance, notes: list[str], scope: str = "") -> go.
                       xaxis_title="importance (sums to 1)",
                       title=f"Hyperparameter importance for the objective<br><sup>{scope + ', ' if scope else ''}"
                             f"{imp.evaluator}, {imp.n_trials} trials</sup>")
+    if imp.caution:  # too few trials: said under the bars (travels with the PNG) and in the report's notes
+        fig.update_layout(margin={**fig.layout.margin.to_plotly_json(), "b": 90})
+        fig.add_annotation(text=f"<b>Unreliable ranking</b>: only {imp.n_trials} trials (fewer than "
+                                f"{RELIABLE_TRIALS}); see the notes.", showarrow=False, xref="paper", yref="paper",
+                           x=0, y=0, xanchor="left", yanchor="top", yshift=-42, font={"color": "#b45309"})
+        notes.append(imp.caution)
     if not math.isclose(sum(imp.values.values()), 1.0, abs_tol=1e-6):
         notes.append("Hyperparameter importances do not sum to 1 (some were not finite and are left out).")
     return fig

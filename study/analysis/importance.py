@@ -9,12 +9,23 @@ are inferred from the values seen (floats spanning more than a decade get a log 
 carries only the keys its method searches (its conditional sub-space), plus ``method`` when the
 study mixes methods. The evaluator is PED-ANOVA, Optuna's default: unlike fANOVA it scores
 conditional parameters (GradNorm's alpha exists only in GradNorm trials) and needs no scikit-learn.
+
+Direction: given a ``target``, PED-ANOVA ranks what puts a trial among the LOWEST target values,
+whatever the study's direction (optuna/importance/_ped_anova/evaluator.py sets ``is_lower_better``
+when a target is given). Every call here therefore goes through ``objective_importances``, which
+negates a maximised objective: without it a maximised objective's ranking was of what makes trials
+worst. A multi-objective study gets each objective's own direction.
+
+Reliability: PED-ANOVA compares the top ``TARGET_QUANTILE`` (10 %) of trials with all of them, and
+Optuna's documentation advises at least 5 trials in that top quantile; below ``RELIABLE_TRIALS``
+completed trials the result carries a ``caution`` that the report shows next to the figure.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +33,9 @@ import numpy as np
 import optuna
 import pandas as pd
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.importance import PedAnovaImportanceEvaluator
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial
 
 from study.analysis.loading import OBJECTIVE, method_hyperparameters
 from study.store.folder import OPTUNA_DB
@@ -29,6 +43,11 @@ from study.store.trials import plain
 
 MIN_TRIALS = 3
 EVALUATOR = "PED-ANOVA (Optuna's default importance evaluator)"
+TARGET_QUANTILE = 0.1  # PED-ANOVA's default target_quantile: what puts a trial in the top 10 %
+MIN_TOP_TRIALS = 5  # Optuna's PedAnovaImportanceEvaluator docs: "at least 5 trials above target_quantile"
+# The fewest completed trials whose top 10 % (ceil(0.1 n), Optuna's _QuantileFilter) holds 5 trials:
+# ceil(0.1 * 41) = 5, ceil(0.1 * 40) = 4. Below it the ranking rests on 1-4 trials and is flagged unreliable.
+RELIABLE_TRIALS = 41
 
 
 @dataclass
@@ -37,6 +56,40 @@ class Importance:
     evaluator: str = EVALUATOR
     n_trials: int = 0
     note: str = ""  # why there are no values, when there are none
+    caution: str = ""  # why the values are not to be trusted (too few trials), when they are not
+
+
+def top_trials(n_trials: int) -> int:
+    """How many of ``n_trials`` PED-ANOVA's top quantile holds (Optuna's _QuantileFilter: ceil(q * n))."""
+    return math.ceil(TARGET_QUANTILE * n_trials)
+
+
+def caution(n_trials: int, scope: str = "") -> str:
+    """The report's warning for a ranking from fewer than ``RELIABLE_TRIALS`` trials ("" from enough)."""
+    if n_trials >= RELIABLE_TRIALS:
+        return ""
+    top = top_trials(n_trials)
+    return (f"Hyperparameter importance{' ' + scope if scope else ''} is unreliable: it rests on {n_trials} "
+            f"completed trials, and PED-ANOVA ranks what puts a trial in the top {TARGET_QUANTILE:.0%} of them "
+            f"({top} trial{'s' if top != 1 else ''} here; Optuna advises at least {MIN_TOP_TRIALS}, i.e. "
+            f"{RELIABLE_TRIALS} or more trials). Read the ranking as a hint, not a finding.")
+
+
+def minimised_target(direction: StudyDirection, index: int = 0) -> Callable[[FrozenTrial], float]:
+    """Objective ``index`` as a PED-ANOVA ``target``: lower is better, so a maximised objective is negated."""
+    sign = -1.0 if direction == StudyDirection.MAXIMIZE else 1.0
+    return lambda t: sign * t.values[index]
+
+
+def objective_importances(study: optuna.Study, objective: int = 0) -> dict[str, float]:
+    """PED-ANOVA importances for reaching the best values of ``study``'s objective ``objective`` (its own
+    direction, single- or multi-objective study alike); non-finite values left out. Raises what Optuna raises."""
+    target = minimised_target(study.directions[objective], objective)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "computes the importances ... to achieve low target values": handled
+        values = optuna.importance.get_param_importances(
+            study, evaluator=PedAnovaImportanceEvaluator(target_quantile=TARGET_QUANTILE), target=target)
+    return {k: float(v) for k, v in values.items() if math.isfinite(v)}
 
 
 def infer_distribution(values: pd.Series) -> BaseDistribution | None:
@@ -54,8 +107,9 @@ def infer_distribution(values: pd.Series) -> BaseDistribution | None:
 
 
 def param_importance(trials: pd.DataFrame, method_params: dict[str, list[str]] | None = None,
-                     objective: str = OBJECTIVE) -> Importance:
-    """Importances of the searched hyperparameters (and of ``method``) for ``objective`` (maximised).
+                     objective: str = OBJECTIVE, direction: str = "maximize") -> Importance:
+    """Importances of the searched hyperparameters (and of ``method``) for reaching the best values of
+    ``objective`` (``direction``: "maximize", the default objective's, or "minimize", e.g. a cost).
 
     ``method_params``: method -> the keys its trials searched (default: the keys that vary among them).
     """
@@ -83,7 +137,7 @@ def param_importance(trials: pd.DataFrame, method_params: dict[str, list[str]] |
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line in the CLI's output
     try:
-        study = optuna.create_study(direction="maximize")
+        study = optuna.create_study(direction=direction)
     finally:
         optuna.logging.set_verbosity(verbosity)
     for _, row in ok.iterrows():
@@ -91,19 +145,18 @@ def param_importance(trials: pd.DataFrame, method_params: dict[str, list[str]] |
         study.add_trial(optuna.trial.create_trial(
             params=params, distributions={k: dists[k] for k in params}, value=float(row[objective])))
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            values = optuna.importance.get_param_importances(study)
+        values = objective_importances(study)
     except Exception as err:  # an evaluator's limitation on a tiny study is a note, not a crash
         return Importance(n_trials=len(ok), note=f"Hyperparameter importance could not be computed "
                                                  f"({type(err).__name__}: {str(err).splitlines()[0][:200]}).")
-    values = {k: float(v) for k, v in values.items() if math.isfinite(v)}
-    return Importance(values=values, n_trials=len(ok))
+    scope = "across methods" if ok["method"].nunique() > 1 else ""
+    return Importance(values=values, n_trials=len(ok), caution=caution(len(ok), scope))
 
 
-def storage_importances(study_dir: str | Path) -> dict[str, Importance]:
-    """Method -> importances of its searched hyperparameters for its first objective, read from the
-    study's ``optuna.db`` (empty when the study has none). Completed trials only (failed ones have no value)."""
+def storage_importances(study_dir: str | Path, objective: int = 0) -> dict[str, Importance]:
+    """Method -> importances of its searched hyperparameters for reaching the best values of its objective
+    ``objective`` (0: the first, the report's; in that objective's own direction), read from the study's
+    ``optuna.db`` (empty when the study has none). Completed trials only (failed ones have no value)."""
     db = Path(study_dir) / OPTUNA_DB
     if not db.is_file():
         return {}
@@ -121,16 +174,14 @@ def storage_importances(study_dir: str | Path) -> dict[str, Importance]:
                     f"{summary.study_name} has {len(done)}."))
                 continue
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    values = optuna.importance.get_param_importances(study, target=lambda t: t.values[0])
+                values = objective_importances(study, objective)
             except Exception as err:  # an evaluator's limitation on a tiny study is a note, not a crash
                 out[summary.study_name] = Importance(n_trials=len(done), note=(
                     f"Hyperparameter importance could not be computed ({type(err).__name__}: "
                     f"{str(err).splitlines()[0][:200]})."))
                 continue
-            out[summary.study_name] = Importance(
-                values={k: float(v) for k, v in values.items() if math.isfinite(v)}, n_trials=len(done))
+            out[summary.study_name] = Importance(values=values, n_trials=len(done),
+                                                 caution=caution(len(done), f"within {summary.study_name}"))
         return out
     finally:
         optuna.logging.set_verbosity(verbosity)

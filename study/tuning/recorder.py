@@ -9,6 +9,10 @@ Every epoch row says which **attempt** of its trial trained it: 1 for the trial'
 each later start of the same trial (Tune retrying it from its last checkpoint after its node or worker died,
 or a ``--resume`` after the driver's cluster died). A retry continues from its checkpoint, so the epochs
 before it keep their attempt and those after it carry the new one: each epoch is in the file once.
+
+The progress line counts against the running experiment's own total: the search's trials in the search,
+the re-runs in the ``--repeat-best`` phase (a second Tune experiment whose recorder also loads the search's
+rows from trials.parquet), told apart by the row's ``repeat_of``.
 """
 
 from __future__ import annotations
@@ -65,6 +69,12 @@ class ResultsRecorder(Callback):
     def finished(self) -> list[str]:
         return [tid for tid, row in self.trials.items() if row.get("status") not in ("running", None)]
 
+    def done(self, reruns: bool) -> int:
+        """Finished trials of one phase: the search's (``reruns`` False) or the ``--repeat-best`` re-runs'.
+        Both phases write trials.parquet, so the re-run phase's recorder also holds the search's rows; each
+        phase's progress counts only its own against its own experiment's total."""
+        return sum(1 for tid in self.finished() if _is_rerun(self.trials[tid]) == reruns)
+
     def trial_epochs(self, trial_id: str) -> list[dict[str, Any]]:
         return [row for (tid, _), row in sorted(self.epochs.items()) if tid == trial_id]
 
@@ -91,7 +101,9 @@ class ResultsRecorder(Callback):
         self._write_trial(trial, status=str(result.get("status", "running")), error=str(result.get("reason", "")))
         write_atomic(epochs_table(list(self.epochs.values())), self.study_dir / "epochs.parquet")
         if self.echo:
-            print(_progress_line(trial.trial_id, row, len(self.finished()), self.total), flush=True)
+            reruns = _is_rerun(self.trials[trial.trial_id])
+            print(_progress_line(trial.trial_id, row, self.done(reruns), self.total,
+                                 unit="re-runs" if reruns else "trials"), flush=True)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
@@ -119,18 +131,24 @@ class ResultsRecorder(Callback):
         write_atomic(trials_table(list(self.trials.values())), self.study_dir / "trials.parquet")
 
 
-def _progress_line(trial_id: str, row: dict[str, Any], done: int, total: int | None) -> str:
+def _progress_line(trial_id: str, row: dict[str, Any], done: int, total: int | None, unit: str = "trials") -> str:
     def f(key: str) -> str:
         value = row.get(key)
         return f"{value:.3f}" if isinstance(value, float) else "-"
 
     status = row.get("status", "")
-    head = f"[{done}/{total} trials done] " if total else ""
+    head = f"[{done}/{total} {unit} done] " if total else ""
     if status in ("diverged", "error", "oom"):
         return f"{head}trial {trial_id} epoch {row.get('epoch')}: {status} — {row.get('reason', '')}"
     return (f"{head}trial {trial_id} epoch {row.get('epoch')}: objective {f('val.objective')}  "
             f"mAP {f('val.map')}  mAP50 {f('val.map50')}  view acc {f('val.view_accuracy')}  "
             f"epoch {row.get('time.epoch_s', 0):.1f}s  {status}")
+
+
+def _is_rerun(row: dict[str, Any]) -> bool:
+    """A ``--repeat-best`` re-run's row: its ``repeat_of`` names the trial (or default) it repeats."""
+    value = row.get("repeat_of")
+    return isinstance(value, str) and value != ""
 
 
 def _last_epoch(epochs: list[dict[str, Any]]) -> str:

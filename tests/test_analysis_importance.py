@@ -1,0 +1,147 @@
+"""Hyperparameter importance ranks what makes a trial GOOD, in each objective's own direction (issue 37).
+
+The synthetic study: 60 trials, ``optim.lr`` and ``optim.weight_decay`` spread uniformly (a stratified grid,
+randomly paired). The objective is built so that the TOP trials are decided by the learning rate alone and
+the BOTTOM trials by the weight decay alone: an importance that ranks what helps puts ``optim.lr`` first;
+one that mistakes the direction (PED-ANOVA given a ``target`` assumes it is minimised) puts
+``optim.weight_decay`` first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+
+from study.analysis.figures_hparams import importance_figure
+from study.analysis.importance import (
+    MIN_TOP_TRIALS,
+    RELIABLE_TRIALS,
+    Importance,
+    param_importance,
+    storage_importances,
+    top_trials,
+)
+from study.analysis.loading import OBJECTIVE, load_study
+from tests.test_analysis_helpers import write_study
+
+N = 60
+LR = FloatDistribution(1e-4, 1e-1, log=True)
+WD = FloatDistribution(0.01, 0.1)  # hi/lo < 10: a linear axis when re-inferred from trials.parquet
+
+
+def _grid(n: int = N, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two uniform [0, 1) coordinates per trial: every 1/n stratum once, paired at random."""
+    rng = np.random.default_rng(seed)
+    u = (np.arange(n) + 0.5) / n
+    return rng.permutation(u), rng.permutation(u)
+
+
+def good_by_a_bad_by_b(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Top band (a > 0.8): decided by ``a`` alone; bottom band (b > 0.8, a <= 0.8): by ``b`` alone; else 0.5."""
+    return np.where(a > 0.8, 0.9 + 0.1 * a, np.where(b > 0.8, 0.1 * (1.0 - b), 0.5))
+
+
+def _params(a: float, b: float) -> dict[str, float]:
+    return {"optim.lr": float(10 ** (-4 + 3 * a)), "optim.weight_decay": float(0.01 + 0.09 * b)}
+
+
+def test_the_synthetic_study_has_both_bands_wider_than_the_top_quantile():
+    a, b = _grid()
+    top = top_trials(N)
+    assert (a > 0.8).sum() > top and ((b > 0.8) & (a <= 0.8)).sum() > top  # PED-ANOVA's top 10 % inside each band
+
+
+def _storage_study(tmp_path, name: str, directions: list[str], values: list[tuple[float, ...]]) -> None:
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"  # the file storage_importances reads (study/store/folder.py)
+    study = optuna.create_study(storage=storage, study_name=name, directions=directions)
+    a, b = _grid()
+    for ai, bi, v in zip(a, b, values, strict=True):
+        study.add_trial(optuna.trial.create_trial(
+            params=_params(ai, bi), distributions={"optim.lr": LR, "optim.weight_decay": WD}, values=list(v)))
+
+
+def _ranking(imp: Importance) -> list[str]:
+    assert imp.values, imp.note
+    return sorted(imp.values, key=imp.values.get, reverse=True)
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_storage_importance_ranks_what_reaches_the_best_values_in_either_direction(tmp_path, direction):
+    """optuna.db's per-method study, maximised (objective as built) or minimised (the objective negated)."""
+    a, b = _grid()
+    y = good_by_a_bad_by_b(a, b) * (1 if direction == "maximize" else -1)
+    _storage_study(tmp_path, "shared/gradnorm", [direction], [(v,) for v in y])
+    imp = storage_importances(tmp_path)["shared/gradnorm"]
+    assert imp.n_trials == N
+    assert _ranking(imp)[0] == "optim.lr", imp.values
+    assert imp.values["optim.lr"] > 2 * imp.values["optim.weight_decay"], imp.values
+
+
+def test_storage_importance_takes_each_objectives_own_direction(tmp_path):
+    """A two-objective study (quality maximised, cost minimised), as the searcher's MULTI_OBJECTIVE writes it:
+    the best quality is decided by lr alone, the lowest cost by weight decay alone (and the worst of each by
+    the other parameter)."""
+    a, b = _grid()
+    quality = good_by_a_bad_by_b(a, b)  # max: top decided by lr
+    cost = -good_by_a_bad_by_b(b, a)  # min: lowest decided by weight decay, highest by lr
+    _storage_study(tmp_path, "dual", ["maximize", "minimize"], list(zip(quality, cost, strict=True)))
+    assert _ranking(storage_importances(tmp_path)["dual"])[0] == "optim.lr"
+    assert _ranking(storage_importances(tmp_path, objective=0)["dual"])[0] == "optim.lr"
+    assert _ranking(storage_importances(tmp_path, objective=1)["dual"])[0] == "optim.weight_decay"
+
+
+def _parquet_trials(tmp_path):
+    """The same 60 trials as trials.parquet rows of one method (the real writers and reader)."""
+    a, b = _grid()
+    y = good_by_a_bad_by_b(a, b)
+    rows = [(f"t{i}", "shared", "gradnorm", float(v), float(v), 10.0, "finished", "", _params(ai, bi))
+            for i, (ai, bi, v) in enumerate(zip(a, b, y, strict=True))]
+    trials = load_study(write_study(tmp_path / "s", rows)).trials
+    assert trials[OBJECTIVE].to_numpy() == pytest.approx(y)  # objective = (mAP + view) / 2 at the best epoch
+    return trials
+
+
+def test_parquet_importance_ranks_what_reaches_the_best_values_in_either_direction(tmp_path):
+    trials = _parquet_trials(tmp_path)
+    up = param_importance(trials)  # the objective, maximised
+    assert up.n_trials == N and _ranking(up)[0] == "optim.lr", up.values
+    negated = trials.assign(**{OBJECTIVE: -trials[OBJECTIVE]})
+    down = param_importance(negated, direction="minimize")
+    assert _ranking(down)[0] == "optim.lr", down.values
+    wrong = param_importance(negated)  # the negated objective maximised: its best trials are the worst ones
+    assert _ranking(wrong)[0] == "optim.weight_decay", wrong.values
+
+
+def test_the_unreliable_threshold_is_five_trials_in_the_top_quantile():
+    assert top_trials(RELIABLE_TRIALS) == MIN_TOP_TRIALS > top_trials(RELIABLE_TRIALS - 1)
+
+
+def test_few_trials_carry_a_caution_that_the_figure_and_notes_show(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    for name, n in (("few", 20), ("enough", RELIABLE_TRIALS)):
+        study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
+        aa, bb = _grid(n=n)
+        for ai, bi, v in zip(aa, bb, good_by_a_bad_by_b(aa, bb), strict=True):
+            study.add_trial(optuna.trial.create_trial(
+                params=_params(ai, bi), distributions={"optim.lr": LR, "optim.weight_decay": WD}, value=float(v)))
+    found = storage_importances(tmp_path)
+    few, enough = found["few"], found["enough"]
+    assert few.values and not few.note and "unreliable" in few.caution and "20 completed trials" in few.caution
+    assert "within few" in few.caution and f"{RELIABLE_TRIALS} or more" in few.caution
+    assert enough.values and not enough.caution
+    notes: list[str] = []
+    fig = importance_figure(few, notes)
+    assert notes == [few.caution]
+    assert any("Unreliable ranking" in ann.text for ann in fig.layout.annotations)
+    notes = []
+    fig = importance_figure(enough, notes)
+    assert notes == [] and not fig.layout.annotations
+
+
+def test_parquet_importance_cautions_below_the_threshold(tmp_path):
+    trials = _parquet_trials(tmp_path)
+    assert not param_importance(trials).caution
+    few = param_importance(trials.iloc[:RELIABLE_TRIALS - 1])
+    assert few.values and "unreliable" in few.caution and f"{RELIABLE_TRIALS - 1} completed trials" in few.caution
