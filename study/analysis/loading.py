@@ -111,14 +111,16 @@ def prepare_trials(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_study(path: str | Path) -> Study:
-    """Read ``STORAGE/NAME``; a folder without ``trials.parquet`` is a usage error (one line)."""
+    """Read ``STORAGE/NAME`` (or a folder ``study.publish`` wrote, whose trials.parquet and epochs.parquet pool a
+    --folds study's folds with a ``fold`` column). A folder without ``trials.parquet`` is a usage error (one line),
+    unless it has ``test_runs.parquet``: then the trial rows are derived from its re-runs (``trials_from_reruns``,
+    with a note saying so)."""
     path = Path(path).expanduser()
     if not path.is_dir():
         raise UsageError(f"{path}: no such folder; give the study folder STORAGE/NAME that study.run wrote")
     folds = sorted(path.glob("fold-*/trials.parquet"), key=lambda p: int(p.parent.name.partition("-")[2] or 0))
     if (path / "folds.parquet").is_file() and folds:  # a --folds study: each fold's own files, pooled
-        notes = [f"A study of {len(folds)} patient folds: the trials and epochs below pool every fold's own "
-                 "search and re-runs (column fold); the headline and the verdict are held-out, fold by fold."]
+        notes = [folds_note(len(folds))]
         trials = pd.concat([_read_table(p, required=True).assign(fold=k) for k, p in enumerate(folds)],
                            ignore_index=True)
         parts = [_read_table(p.parent / "epochs.parquet", notes=notes) for p in folds]
@@ -126,17 +128,63 @@ def load_study(path: str | Path) -> Study:
             e is not None for e in parts) else pd.DataFrame(columns=["trial_id", "epoch"])
     else:
         notes = []
-        trials = _read_table(path / "trials.parquet", required=True)
+        derived = not (path / "trials.parquet").is_file() and (path / RERUNS_FILE).is_file()
+        trials = None if derived else _read_table(path / "trials.parquet", required=True)
         epochs = _read_table(path / "epochs.parquet", notes=notes)
         if epochs is None:
             epochs = pd.DataFrame(columns=["trial_id", "epoch"])
+        if trials is not None and "fold" in trials and (path / "folds.parquet").is_file():  # published: pooled
+            notes.append(folds_note(trials["fold"].nunique()))
     manifest: dict[str, Any] = {}
     if (path / "manifest.json").is_file():
         try:
             manifest = json.loads((path / "manifest.json").read_text())
         except (OSError, ValueError):
             notes.append("manifest.json is unreadable: versions and command line not shown.")
+    if trials is None:  # a folder that kept its re-runs but not the study's own trials.parquet
+        trials = trials_from_reruns(_read_table(path / RERUNS_FILE, required=True), epochs)
+        notes.append(DERIVED_NOTE)
     return Study(path=path, trials=prepare_trials(trials), epochs=epochs, manifest=manifest, notes=notes)
+
+
+def folds_note(k: int) -> str:
+    return (f"A study of {k} patient folds: the trials and epochs below pool every fold's own search and re-runs "
+            "(column fold); the headline and the verdict are held-out, fold by fold.")
+
+
+RERUNS_FILE = "test_runs.parquet"  # study/analysis/headline.py RUNS_FILE (imported from here, not there: no cycle)
+RERUN_KEYS = ("trial_id", "repeat_of", "status", "best_epoch", "train.seed", "fold")
+DERIVED_NOTE = (
+    "This folder has no trials.parquet (the study's own was not kept): the trial rows below are derived from "
+    "test_runs.parquet, one per re-run (its method, seed, fold, status and best epoch), with each re-run's "
+    "validation scores at that best epoch taken from epochs.parquet; what neither file holds (hyperparameters, "
+    "per-trial costs, losses, task weights) is left empty.")
+
+
+def trials_from_reruns(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
+    """One trials.parquet-like row per re-run of ``test_runs.parquet``: what the row itself says (trial id, what it
+    repeats, method as ``arch`` / ``balancer.name`` / ``model.shared_stages``, seed, fold, status, best epoch) and,
+    from ``epochs.parquet``, ``epochs_run`` and every ``val.*`` value of its best epoch as ``best.val.*``. Nothing
+    else is filled in: a value neither file holds stays absent (NaN in the report)."""
+    from search_spaces.registry import parse_method
+
+    val = [c for c in epochs.columns if str(c).startswith("val.")]
+    keys = ["trial_id", "fold"] if "fold" in epochs and "fold" in runs else ["trial_id"]
+    rows = []
+    for run in runs.to_dict("records"):
+        row: dict[str, Any] = {k: run[k] for k in RERUN_KEYS if k in run}
+        row.update(parse_method(str(run.get("method", ""))))
+        mine = epochs[(epochs[keys] == pd.Series({k: run.get(k) for k in keys})).all(axis=1)] if len(epochs) else epochs
+        if len(mine):
+            row["epochs_run"] = int((mine["status"] != "diverged").sum()) if "status" in mine else len(mine)
+            at_best = mine[mine["epoch"] == run.get("best_epoch")]
+            if len(at_best):
+                row.update({f"best.{c}": at_best.iloc[0][c] for c in val})
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if "repeat_of" in out:  # every row is a re-run: one with an empty repeat_of would read as a searched trial
+        out["repeat_of"] = out["repeat_of"].fillna("").astype(str).where(lambda s: s != "", "re-run")
+    return out
 
 
 def _read_table(path: Path, required: bool = False, notes: list[str] | None = None) -> pd.DataFrame | None:
