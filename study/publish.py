@@ -403,7 +403,7 @@ def _published(manifest: dict[str, Any], scrub: Scrubber, source: Path, db: bool
     previous = manifest.get(PUBLISHED)
     if isinstance(previous, dict) and not scrub.changed:
         return previous
-    from study.store.manifest import git_commit
+    from study.store.manifest import project_code_state
 
     names = {p.name for p in source.iterdir()} - {MANIFEST, *TABLES} - ({OPTUNA_DB} if db else set())
     trial_dirs = {n for n in names if n.startswith("trial_")}
@@ -412,7 +412,7 @@ def _published(manifest: dict[str, Any], scrub: Scrubber, source: Path, db: bool
     return {
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": command,
-        "git_commit": git_commit(),
+        "code": project_code_state(),  # the publishing code: its commit, dirty flag and hash
         "rewritten": {name: sorted(f for f in fields if not f.startswith("-"))
                       for name, fields in sorted(scrub.changed.items()) if any(not f.startswith("-") for f in fields)},
         "dropped_columns": {name: sorted(f[1:] for f in fields if f.startswith("-") and not f.startswith("-("))

@@ -27,7 +27,7 @@ from study.errors import UsageError
 from study.heldout import reruns
 from study.heldout.margins import DEFAULT_MARGINS, parse_margins
 from study.heldout.verdict import correction_for, print_verdict, write_verdict
-from study.store.manifest import git_commit
+from study.store.manifest import project_code_state
 from study.store.trials import write_atomic, write_json_atomic
 
 MANIFEST = "manifest.json"
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     print_verdict(verdict)
     if manifest:
         manifest["verdict_rebuilt"] = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                                       "command": "python -m study.verdict", "git_commit": git_commit(),
+                                       "command": "python -m study.verdict", "code": project_code_state(),
                                        "margins": margins, "from": [RUNS_FILE, reruns.COSTS_FILE, "folds.parquet"]}
         write_json_atomic(manifest, manifest_path)
     return 0
