@@ -352,7 +352,8 @@ def publish(source: Path, out: Path, command: list[str]) -> list[str]:
         raise UsageError(f"{source}: no result files (trials.parquet, test_runs.parquet, ...): nothing to publish")
     hosts = hosts_of(tables)
     scrub = Scrubber(source, manifest, hosts, data_sources(tables, manifest))
-    new_manifest = scrub_manifest({k: v for k, v in manifest.items() if k != PUBLISHED}, scrub)
+    # the published entry keeps its place among the keys (a later entry, e.g. verdict_rebuilt, stays after it)
+    new_manifest = scrub_manifest({k: (None if k == PUBLISHED else v) for k, v in manifest.items()}, scrub)
     written: dict[str, pa.Table | None] = {}  # None: copied as is (nothing to rewrite)
     for name, table in tables.items():
         pooled = not (source / name).is_file()

@@ -195,7 +195,8 @@ def headline_rows(chosen: pd.DataFrame, runs: pd.DataFrame, costs: pd.DataFrame,
             row[f"{c}.ratio_dual"] = _or_none(value / den if math.isfinite(value) and math.isfinite(den) and den > 0
                                               else math.nan)
         for c in ("cost.trial_id", "cost.device", "cost.threads", "cost.batch", "cost.imgsz", "cost.host"):
-            row[c] = None if cost is None or c not in cost else _plain(cost[c])
+            if c in costs or not len(costs):  # a column costs.parquet lacks (a published one's host) is not invented
+                row[c] = None if cost is None or c not in cost else _plain(cost[c])
         rows.append(row)
     return rows
 
