@@ -34,6 +34,10 @@ def parser() -> argparse.ArgumentParser:
                    help="single: 0.5*val mAP@.5:.95 + 0.5*view accuracy; multi: quality vs training seconds "
                         "(default: the space's own)")
     p.add_argument("--scheduler", choices=["fifo", "asha"], default="fifo")
+    p.add_argument("--grace-period", type=int, default=1, metavar="EPOCHS",
+                   help="ASHA's first rung: the epoch at which trials are first ranked (default 1)")
+    p.add_argument("--reduction-factor", type=int, default=2, metavar="F",
+                   help="ASHA keeps 1/F of a rung's trials for the next, F times later (default 2)")
     p.add_argument("--data", default="synthetic", help="'synthetic' (default) or a data.yaml")
     p.add_argument("--split", choices=["folders", "patient"], default="folders",
                    help="the dataset's own folders, or a seeded split by patient (recommended for real data)")
@@ -118,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = StudySettings(
         space=args.space, samples=args.samples, epochs=args.epochs, max_concurrent=args.max_concurrent,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, seed=args.seed,
-        objective=args.objective, scheduler=args.scheduler, name=args.name, storage=args.storage,
+        objective=args.objective, scheduler=args.scheduler, grace_period=args.grace_period,
+        reduction_factor=args.reduction_factor, name=args.name, storage=args.storage,
         address=args.address or job_address(dict(os.environ)),
         resume=args.resume, overwrite=args.overwrite, repeat_best=args.repeat_best,
         seeds=args.seeds, test=args.test, costs=args.costs, folds=args.folds, dashboard_host=args.dashboard_host,

@@ -216,12 +216,14 @@ def _verdict_section(study: Study) -> list[Section]:
             label, own = f"test {TEST_METRICS.get(r['metric'], r['metric'])}, a − b", (fmt_score(a), fmt_score(b))
         said, holm_said = (_named(r.get(k) or r["conclusion"], r) for k in ("conclusion", "conclusion_holm"))
         reason = r.get("reason") if isinstance(r.get("reason"), str) else ""
-        p_value = cell_float(r.get("p_value"))
+        exact = cell_float(r["diff_ci95"]) == 0  # the same count in every pair: not a test, not counted
+        p_value = math.nan if exact else cell_float(r.get("p_value"))
         rows.append({"method a": r["method_a"], "method b": r["method_b"], "metric": label, "a": own[0],
                      "b": own[1], "estimate (95% CI)": estimate, "pairs": int(r["n_pairs"]),
                      "margin": _margin(r), "p": f"{p_value:.3f}" if math.isfinite(p_value) else "—",
                      "verdict": f"{said} ({reason})" if reason else said,
-                     "after Holm": f"{holm_said} ({r.get('family') or 'family'}: {_count(r)})"})
+                     "after Holm": f"{holm_said} (exact: not a test)" if exact else
+                     f"{holm_said} ({r.get('family') or 'family'}: {_count(r)})"})
     unit = table["unit"].iloc[0]
     how = ("Pairs are the outer patient folds: in each fold both methods were trained and selected without that "
            "fold's patients and scored on them; seeds are averaged within a fold first, so the interval counts "

@@ -43,6 +43,7 @@ MANIFEST = "manifest.json"
 # StudySettings field -> the flag that sets it (each can change what the study measures)
 BINDING = {"space": "--space", "methods": "--methods", "samples": "--samples", "epochs": "--epochs",
            "seed": "--seed", "folds": "--folds", "objective": "--objective", "scheduler": "--scheduler",
+           "grace_period": "--grace-period", "reduction_factor": "--reduction-factor",
            "repeat_best": "--repeat-best", "seeds": "--seeds", "test": "--test", "costs": "--costs"}
 # a study that began without re-runs (no --repeat-best, no --folds) may add them on a resume: nothing they
 # measure exists yet, and the search they re-run is the one the study began

@@ -55,7 +55,7 @@ def tune_config(s: StudySettings, base: dict[str, Any], objectives: list[tuple[s
         metric, mode = objectives[0]
         names = [spaces.method_label(m) for m in methods_of(s)]
         scheduler = PerMethodASHA(names, time_attr="epoch", metric=metric, mode=mode, max_t=s.epochs,
-                                  grace_period=1, reduction_factor=2)
+                                  grace_period=s.grace_period, reduction_factor=s.reduction_factor)
     else:
         scheduler = FIFOScheduler()
     return TuneConfig(search_alg=limited, scheduler=scheduler, num_samples=s.samples, reuse_actors=REUSE_WORKERS,

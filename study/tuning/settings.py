@@ -20,6 +20,10 @@ class StudySettings:
     seed: int = 0
     objective: str | None = None  # "single" | "multi" | None (the space's default)
     scheduler: str = "fifo"  # "fifo" | "asha"
+    # ASHA's first rung (epochs) and the factor between rungs: a rung ranks trials by their objective at that
+    # epoch, so it must come where that ranking predicts the best epoch's (docs/benchmarks.md: the pilot)
+    grace_period: int = 1
+    reduction_factor: int = 2
     name: str | None = None
     storage: str = "results"
     address: str | None = None
@@ -62,6 +66,12 @@ def check_settings(s: StudySettings) -> list[tuple[str, str]]:
         raise UsageError("--scheduler asha needs one objective: ASHA stops trials by ranking one metric, and a "
                          "multi-objective study has no single ranking; use --scheduler fifo or --objective single")
     methods = len(methods_of(s))
+    if s.grace_period < 1 or s.reduction_factor < 2:
+        raise UsageError(f"--grace-period {s.grace_period} must be >= 1 and --reduction-factor {s.reduction_factor} "
+                         ">= 2 (ASHA keeps 1 / reduction-factor of a rung's trials)")
+    if s.scheduler == "asha" and s.grace_period >= s.epochs:
+        raise UsageError(f"--grace-period {s.grace_period} with --epochs {s.epochs}: ASHA's first rung must come "
+                         "before the last epoch, or it never stops a trial (use --scheduler fifo)")
     if s.samples < 0:
         raise UsageError(f"--samples {s.samples} must be >= 0 (0: no search, each method's default configuration)")
     if s.samples == 0 and s.repeat_best < 1:
