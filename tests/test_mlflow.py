@@ -6,6 +6,7 @@ it; everything is read back through MLflow's client, never from its database fil
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -28,9 +30,9 @@ from tests.loopback_cluster import ROOT, free_port
 mlflow = pytest.importorskip("mlflow")  # the [mlflow] extra; CI installs it
 
 
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("mlflow-server")
+@contextlib.contextmanager
+def serve_mlflow(folder: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A real ``mlflow server`` on a free 127.0.0.1 port with a SQLite store in ``folder``: (its URL, its process)."""
     url = f"http://127.0.0.1:{free_port()}"
     port = url.rsplit(":", 1)[1]
     log = open(folder / "server.log", "w")  # noqa: SIM115  closed in the finally
@@ -51,14 +53,27 @@ def mlflow_server(tmp_path_factory):
             if server.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")
             time.sleep(0.5)
-        yield url
+        yield url, server
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        stop_server(server)
         log.close()
+
+
+def stop_server(server: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    if server.poll() is not None:
+        return
+    os.killpg(server.pid, sig)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    with serve_mlflow(tmp_path_factory.mktemp("mlflow-server")) as (url, _):
+        yield url
 
 
 def test_a_folds_study_is_a_parent_run_with_a_child_run_per_trial(ray_cluster, mlflow_server, tmp_path, capsys):
@@ -110,6 +125,7 @@ def test_a_folds_study_is_a_parent_run_with_a_child_run_per_trial(ray_cluster, m
         child = by_trial[t["trial_id"]]
         assert child.data.tags["mtl.method"] == method_label(t) and child.data.tags["mtl.fold"] == str(t["data.fold"])
         assert child.data.tags["mtl.status"] == "finished" and child.info.status == "FINISHED"
+        assert child.data.tags["mtl.phase"] == "rerun"  # --samples 0: every trial re-runs a default config
         assert child.data.params["optim.lr"] == str(t["optim.lr"]) and child.data.params["arch"] == t["arch"]
         # every epoch's metrics at step = epoch, and the best epoch's as trials.parquet holds them
         history = sorted(client.get_metric_history(child.info.run_id, "val.objective"), key=lambda h: h.step)
@@ -140,3 +156,112 @@ def test_a_tracking_server_that_is_not_there_is_one_line_before_anything_runs(tm
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(("flag", "env"), [
+    (["http://alice:s3cret-pw@127.0.0.1:5999"], {}),
+    (["https://s3cret-pw@mlflow.example.org"], {}),  # a token as the user name
+    ([], {"MLFLOW_TRACKING_URI": "http://alice:s3cret-pw@127.0.0.1:5999"}),
+])
+def test_credentials_in_the_tracking_uri_are_refused_and_never_echoed(tmp_path, capsys, monkeypatch, flag, env):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    argv = ["--storage", str(tmp_path), "--name", "x", *TINY, "--mlflow", *flag]
+    assert run_cli(run_main, argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --mlflow"), err
+    assert "carries credentials" in err[0] and "MLFLOW_TRACKING_USERNAME" in err[0]
+    assert "s3cret" not in captured.err + captured.out and "alice" not in captured.err + captured.out
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_phase_tag_takes_a_fixed_vocabulary(tmp_path):
+    from study.store.folder import repeats_dir
+    from study.tracking.mlflow_study import PHASES, ParentRun
+    from study.tuning.mlflow_trials import MlflowTrials
+    from study.tuning.recorder import ResultsRecorder
+    from study.tuning.search import phase_of
+
+    assert PHASES == ("search", "rerun")
+    study = tmp_path / "s"
+    recorder = ResultsRecorder(study, "gradnorm")
+    assert phase_of(study, recorder) == "search"
+    assert phase_of(repeats_dir(study), recorder) == "rerun"  # not the folder's name (s-repeats)
+    with pytest.raises(ValueError, match="is not one of"):
+        MlflowTrials(ParentRun("http://127.0.0.1:1", "0", "e", "r"), recorder, "s-repeats")
+
+
+def test_a_server_that_stops_answering_costs_a_warning_not_the_study(ray_cluster, tmp_path, capsys, monkeypatch):
+    """The server is killed when the first epoch reaches the MLflow callback: the study still ends with all its
+    trials in Parquet, and the loss is one warning line (MLflow's client retries are cut to none here, so the
+    test does not wait minutes for them)."""
+    from study.tuning.mlflow_trials import MlflowTrials
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    folder = tmp_path / "server"
+    folder.mkdir()
+    with serve_mlflow(folder) as (url, server):
+        original = MlflowTrials._result
+
+        def kill_then_log(self, trial, result):
+            stop_server(server, signal.SIGKILL)
+            return original(self, trial, result)
+
+        monkeypatch.setattr(MlflowTrials, "_result", kill_then_log)
+        argv = ["--storage", str(tmp_path), "--name", "k", *TINY, "--space", "gradnorm", "--samples", "2",
+                "--epochs", "2", "--max-concurrent", "1", "--mlflow", url]
+        assert run_main(argv) == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("warning: mlflow:")]
+    assert len(warnings) == 1 and f"the tracking server at {url} stopped answering" in warnings[0], err[-3000:]
+    trials = pd.read_parquet(tmp_path / "k" / "trials.parquet")
+    epochs = pd.read_parquet(tmp_path / "k" / "epochs.parquet")
+    assert len(trials) == 2 and set(trials["status"]) == {"finished"} and len(epochs) == 4
+
+
+def test_resume_continues_the_same_parent_and_child_runs(ray_cluster, mlflow_server, tmp_path):
+    """SIGKILL the driver once its first trial's first epoch is in MLflow, then --resume: one parent run (the same
+    one), one child run per trial, and the interrupted trial's epochs all in its first run."""
+    study_args = ["--storage", str(tmp_path), "--name", "r", *TINY, "--space", "gradnorm", "--samples", "2",
+                  "--epochs", "3", "--max-concurrent", "1", "--mlflow", mlflow_server, "--mlflow-experiment", "resume"]
+    address = ray_cluster.get_runtime_context().gcs_address
+    driver = subprocess.Popen([sys.executable, "-m", "study.run", "--address", address, *study_args],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    client = mlflow.MlflowClient(tracking_uri=mlflow_server)
+    first: dict[str, str] = {}  # trial id -> run id, of the first driver
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and driver.poll() is None and not first:
+            experiment = client.get_experiment_by_name("resume")
+            runs = client.search_runs([experiment.experiment_id]) if experiment else []
+            for run in runs:
+                if "mtl.trial_id" in run.data.tags and client.get_metric_history(run.info.run_id, "val.objective"):
+                    first[run.data.tags["mtl.trial_id"]] = run.info.run_id
+            time.sleep(0.3)
+        assert driver.poll() is None, "the study ended before it could be interrupted"
+    finally:
+        driver.kill()
+        driver.wait()
+    assert first, "no epoch reached MLflow in time"
+    parent_before = json.loads((tmp_path / "r" / "mlflow.json").read_text())["run_id"]
+
+    # (--allow-code-change: the working tree may be edited while this test runs; the code check has its own tests)
+    assert run_main([*study_args, "--resume", "--allow-code-change"]) == 0
+    assert json.loads((tmp_path / "r" / "mlflow.json").read_text())["run_id"] == parent_before
+    experiment = client.get_experiment_by_name("resume")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    [parent] = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert parent.info.run_id == parent_before and parent.info.status == "FINISHED"
+    children = {r.data.tags["mtl.trial_id"]: r for r in runs if "mlflow.parentRunId" in r.data.tags}
+    trials = pd.read_parquet(tmp_path / "r" / "trials.parquet")
+    assert len(runs) == 1 + len(children) and set(children) == set(trials["trial_id"]) and len(trials) == 2
+    for trial_id, run_id in first.items():  # the interrupted trial went on in the run it began in
+        assert children[trial_id].info.run_id == run_id
+        steps = {h.step for h in client.get_metric_history(run_id, "val.objective")}
+        assert steps == {1, 2, 3}
+    for child in children.values():
+        assert child.data.tags["mtl.phase"] == "search" and child.info.status == "FINISHED"

@@ -13,8 +13,12 @@
   (``log_report``).
 
 Nothing here runs without ``--mlflow``: the rest of the tool never imports this module or MLflow. Credentials
-go in MLflow's own environment variables (``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD`` / ``_TOKEN``), never in
-the URI, which the study's manifest records.
+go in MLflow's own environment variables (``MLFLOW_TRACKING_USERNAME`` / ``_PASSWORD`` / ``_TOKEN``): a URI
+that carries them (``http://user:password@host``) is refused (``resolve_uri``) and never echoed, because the URI
+is written to the manifest, ``mlflow.json``, the run's tags, Tune's state and the console.
+
+A server that stops answering mid-study costs one warning, not the study (``lose_tracking``): the callbacks
+and the parent's end stop calling it for the rest of the process, and the study's own files are complete.
 """
 
 from __future__ import annotations
@@ -35,6 +39,12 @@ ARTIFACT_FILES = ("trials.parquet", "epochs.parquet", "folds.parquet", "test_run
 SETTINGS_PARAMS = ("space", "samples", "epochs", "seed", "folds", "repeat_best", "seeds", "objective", "scheduler",
                    "methods", "test", "costs")
 _METRIC_KEY = re.compile(r"[^\w\-. /]")  # the characters MLflow accepts in a metric name
+# mtl.phase of a child run: which Tune experiment of the study the trial ran in (study/tuning/search.py)
+PHASE_TAG = "mtl.phase"
+SEARCH, RERUN = "search", "rerun"  # the search (Optuna), the --repeat-best re-runs (NAME-repeats)
+PHASES = (SEARCH, RERUN)
+CREDENTIAL_VARIABLES = "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)"
+_lost: set[str] = set()  # tracking URIs whose server stopped answering in this process
 
 
 @dataclass(frozen=True)
@@ -58,12 +68,46 @@ def resolve_uri(flag: str | None, environ: dict[str, str]) -> str | None:
     if flag is None:
         return None
     if flag:
+        refuse_credentials(flag, "--mlflow")
         return flag
     uri = environ.get("MLFLOW_TRACKING_URI", "")
     if not uri:
         raise UsageError("--mlflow without a URI reads MLFLOW_TRACKING_URI, which is not set: give --mlflow "
                          "http://HOST:PORT (your MLflow server) or set MLFLOW_TRACKING_URI")
+    refuse_credentials(uri, "--mlflow (MLFLOW_TRACKING_URI)")
     return uri
+
+
+def refuse_credentials(uri: str, where: str) -> None:
+    """A URI with a user name or password (``scheme://user:password@host``) is refused; the message never repeats
+    the URI (or any part of it), only where it came from and the way that keeps credentials out of every file."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(uri)
+        userinfo = parts.username is not None or parts.password is not None
+    except ValueError:  # an unparseable URI: look for userinfo ourselves
+        userinfo = "@" in uri.split("://", 1)[-1].split("/", 1)[0]
+    if userinfo:
+        raise UsageError(f"{where}: the tracking URI carries credentials (user:password@); they would be written to "
+                         "the study's manifest, its runs' tags, Tune's state and the console — give the URI without "
+                         f"them (http://HOST:PORT) and set {CREDENTIAL_VARIABLES}")
+
+
+def tracking_lost(uri: str) -> bool:
+    """The tracking server at ``uri`` stopped answering earlier in this process: nothing more is sent to it."""
+    return uri in _lost
+
+
+def lose_tracking(uri: str, what: str, err: BaseException) -> None:
+    """Say once that the server at ``uri`` stopped answering (while doing ``what``); stop calling it."""
+    if uri in _lost:
+        return
+    _lost.add(uri)
+    reason = (str(err).splitlines() or [type(err).__name__])[0][:200]
+    print(f"warning: mlflow: the tracking server at {uri} stopped answering ({what}: {reason}); the study goes on "
+          "without it — its results are complete in the study folder, and its runs there stay as they were",
+          file=sys.stderr, flush=True)
 
 
 def check_tracking(uri: str) -> None:
@@ -150,12 +194,20 @@ def begin_parent(study_dir: Path, settings: Any, fingerprint: str) -> ParentRun:
 
 
 def finish_parent(study_dir: Path) -> None:
-    """Log the study's files, held-out headline and verdict to its parent run and mark it finished."""
+    """Log the study's files, held-out headline and verdict to its parent run and mark it finished (a warning, not
+    an error, when the server stopped answering)."""
+    parent = read_parent(study_dir)
+    if parent is None or tracking_lost(parent.tracking_uri):
+        return
+    try:
+        _finish(study_dir, parent)
+    except Exception as err:  # a server gone since the study began: the study's own files are complete
+        lose_tracking(parent.tracking_uri, f"finishing study run {parent.run_id}", err)
+
+
+def _finish(study_dir: Path, parent: ParentRun) -> None:
     import pandas as pd
 
-    parent = read_parent(study_dir)
-    if parent is None:
-        return
     client = parent.client()
     for name in ARTIFACT_FILES:
         if (study_dir / name).is_file():

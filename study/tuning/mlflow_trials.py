@@ -13,7 +13,10 @@ trial's config as params and closes the run when the trial ends. Where it does n
   here each epoch's registered metrics (epochs.parquet's columns) at step = epoch, so a trial retried from its
   checkpoint overwrites no other epoch's point;
 - **the best epoch**: at the end the trial's ``best.*`` metrics (its trials.parquet row) and its status
-  (``finished``, ``diverged``, ...) as a tag; a run whose trial did not finish ends FAILED.
+  (``finished``, ``diverged``, ...) as a tag; a run whose trial did not finish ends FAILED;
+- **a server that stops answering costs a warning, not the study**: Tune ends an experiment whose callback
+  raises, so every call to the server is guarded; after the first failure (one ``warning:`` line,
+  ``lose_tracking``) nothing more is sent to it by this process (MLflow's client retries each call for minutes).
 
 ``setup_mlflow`` (MLflow inside the trainable) is not used: the ML core never imports Ray or MLflow.
 """
@@ -27,7 +30,7 @@ from typing import Any
 from ray.tune.logger.mlflow import MLflowLoggerCallback
 
 from study.store.trials import epoch_row
-from study.tracking.mlflow_study import ParentRun, metric_key
+from study.tracking.mlflow_study import PHASE_TAG, PHASES, ParentRun, lose_tracking, metric_key, tracking_lost
 from study.tuning.recorder import ResultsRecorder
 from trainables.ray_trial import split_meta
 
@@ -40,13 +43,38 @@ class MlflowTrials(MLflowLoggerCallback):
     before this callback, so the row is written when a trial ends here)."""
 
     def __init__(self, parent: ParentRun, recorder: ResultsRecorder, phase: str) -> None:
+        if phase not in PHASES:
+            raise ValueError(f"mtl.phase {phase!r} is not one of {PHASES}")
         super().__init__(tracking_uri=parent.tracking_uri, experiment_name=parent.experiment_name,
-                         tags={"mlflow.parentRunId": parent.run_id, "mtl.phase": phase})
+                         tags={"mlflow.parentRunId": parent.run_id, PHASE_TAG: phase})
         self.parent = parent
         self.recorder = recorder
         self.runs: dict[str, str] = {}  # Tune trial id -> MLflow run id
 
     def setup(self, *args: Any, **kwargs: Any) -> None:
+        self.runs = {}
+        if not tracking_lost(self.parent.tracking_uri):
+            self._guarded("opening the study's trial runs", self._setup, *args, **kwargs)
+
+    def log_trial_start(self, trial: Any) -> None:
+        self._guarded(f"opening the run of trial {trial.trial_id}", self._start, trial)
+
+    def log_trial_result(self, iteration: int, trial: Any, result: dict[str, Any]) -> None:
+        self._guarded(f"logging an epoch of trial {trial.trial_id}", self._result, trial, result)
+
+    def log_trial_end(self, trial: Any, failed: bool = False) -> None:
+        self._guarded(f"closing the run of trial {trial.trial_id}", self._end, trial, failed)
+
+    def _guarded(self, what: str, call: Any, *args: Any, **kwargs: Any) -> None:
+        """``call`` unless the server is gone; a failure is one warning (``lose_tracking``), never the study's end."""
+        if tracking_lost(self.parent.tracking_uri):
+            return
+        try:
+            call(*args, **kwargs)
+        except Exception as err:
+            lose_tracking(self.parent.tracking_uri, what, err)
+
+    def _setup(self, *args: Any, **kwargs: Any) -> None:
         super().setup(*args, **kwargs)
         from mlflow import MlflowClient
 
@@ -56,7 +84,7 @@ class MlflowTrials(MLflowLoggerCallback):
             max_results=50000)
         self.runs = {r.data.tags[TRIAL_TAG]: r.info.run_id for r in children if TRIAL_TAG in r.data.tags}
 
-    def log_trial_start(self, trial: Any) -> None:
+    def _start(self, trial: Any) -> None:
         if trial.trial_id in self.runs:  # a retry after a node died, or a --resume: the same run goes on
             self.client.update_run(self.runs[trial.trial_id], status="RUNNING")
             return
@@ -70,14 +98,14 @@ class MlflowTrials(MLflowLoggerCallback):
         self._trial_runs[trial] = run.info.run_id  # what Tune's own methods (log_params, end_run) look up
         self.mlflow_util.log_params(run_id=run.info.run_id, params_to_log=config)
 
-    def log_trial_result(self, iteration: int, trial: Any, result: dict[str, Any]) -> None:
+    def _result(self, trial: Any, result: dict[str, Any]) -> None:
         if "epoch" not in result or trial.trial_id not in self.runs:
             return
         numbers = {metric_key(k): float(v) for k, v in epoch_row(result).items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
         self._log(trial.trial_id, numbers, step=int(result["epoch"]))
 
-    def log_trial_end(self, trial: Any, failed: bool = False) -> None:
+    def _end(self, trial: Any, failed: bool) -> None:
         run_id = self.runs.get(trial.trial_id)
         if run_id is None:
             return

@@ -68,6 +68,14 @@ def trial_folder(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
+def phase_of(experiment_dir: Path, recorder: ResultsRecorder) -> str:
+    """The ``mtl.phase`` of the trials of a Tune experiment (one of mlflow_study.PHASES): the study's own folder
+    holds its search, ``NAME-repeats`` its --repeat-best re-runs (study/tuning/repeats.py)."""
+    from study.tracking.mlflow_study import RERUN, SEARCH
+
+    return SEARCH if experiment_dir == recorder.study_dir else RERUN
+
+
 def run_config(s: StudySettings, experiment_dir: Path, recorder: ResultsRecorder) -> RunConfig:
     """Where an experiment lives, what is called back, how failures are retried and checkpoints kept."""
     callbacks = [recorder, KeepBestCheckpoints()]
@@ -75,8 +83,7 @@ def run_config(s: StudySettings, experiment_dir: Path, recorder: ResultsRecorder
         from study.tracking.mlflow_study import read_parent
         from study.tuning.mlflow_trials import MlflowTrials
 
-        phase = "search" if experiment_dir == recorder.study_dir else experiment_dir.name
-        callbacks.append(MlflowTrials(read_parent(recorder.study_dir), recorder, phase))
+        callbacks.append(MlflowTrials(read_parent(recorder.study_dir), recorder, phase_of(experiment_dir, recorder)))
     return RunConfig(
         name=experiment_dir.name,
         storage_path=str(experiment_dir.parent),

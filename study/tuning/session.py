@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+from typing import Any
 
 import ray
 
@@ -24,6 +25,7 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 # and Ray binds its servers to the node's address. Ray reads it when imported (ray_constants) and each process it
 # starts reads it again from the environment it inherits, so both are set.
 LOCAL_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+LOCAL_NODE_CONSTANT = "ENABLE_RAY_CLUSTER"  # its value as ray._private.ray_constants read it at import
 PORT_HINT = "; leave out --dashboard-port to take the first free port from 8265 on"
 # Ray's job supervisor sets these for the driver of a submitted job (`ray job submit ... -- python -m study.run`):
 # the job's runtime environment (its working directory: this project's code, shipped) and the cluster's address
@@ -63,11 +65,51 @@ def settle_in_job(storage: str, mlflow: bool) -> None:
 
 
 def local_node_only() -> None:
-    """Make the Ray instance this process starts a loopback-only node (call before ``ray.init``)."""
+    """Make the Ray instance this process starts a loopback-only node (call before ``ray.init``).
+
+    The switch is a private constant of Ray's: a Ray that no longer has it is one line here, before anything
+    starts, never a node that silently listens on the machine's network address (``check_loopback`` checks the
+    node Ray then started, whatever the switch did)."""
     from ray._private import ray_constants
 
+    if not hasattr(ray_constants, LOCAL_NODE_CONSTANT):
+        raise UsageError(f"Ray {ray.__version__} has no ray._private.ray_constants.{LOCAL_NODE_CONSTANT}, the switch "
+                         "that keeps a study's own Ray node on 127.0.0.1 (README 'Security'); nothing was started — "
+                         "install the Ray this project pins (pip install -e .) or run on a cluster you set up "
+                         "(--address)")
     os.environ[LOCAL_NODE_ENV] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False  # ray was imported before the line above: its constant is already read
+    setattr(ray_constants, LOCAL_NODE_CONSTANT, False)  # ray was imported before the line above: already read
+
+
+def check_loopback(address_info: dict[str, Any]) -> None:
+    """The local node Ray started is on loopback (``node_ip_address`` and the GCS's host): one line otherwise.
+
+    Ray binds every server of a node to the node's address, so a node address beyond loopback means the study's
+    Ray listens on the network; ``start_ray`` shuts such a node down before any trial runs."""
+    hosts = {"node": str(address_info.get("node_ip_address") or "")}
+    gcs = str(address_info.get("gcs_address") or "")
+    if gcs:
+        hosts["GCS"] = gcs.rsplit(":", 1)[0].strip("[]")
+    for what, host in hosts.items():
+        if not is_loopback(host):
+            raise UsageError(f"the study's own Ray {what} is at {host or '(no address)'}, not on loopback "
+                             f"(127.0.0.1): Ray {ray.__version__} ignored {LOCAL_NODE_ENV}=0, so its servers would "
+                             "listen on the network; it was shut down before any trial ran — install the Ray this "
+                             "project pins (pip install -e .) or run on a cluster you set up (--address)")
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1, ::ffff:127.x.x.x, or the name ``localhost``."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool((mapped or address).is_loopback)
 
 
 def check_reachable(address: str, timeout: float = 3.0) -> None:
@@ -99,17 +141,24 @@ def start_ray(address: str | None, dashboard_host: str, dashboard_port: int | No
     if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
         print("warning: RAY_AUTH_MODE=disabled: the Ray dashboard and job API accept anyone who can reach them",
               file=sys.stderr)
+    if not address:
+        local_node_only()  # (outside the try below: a Ray without the switch is its own line)
     try:
         if address:
             context = ray.init(address=address, log_to_driver=False)
         else:  # "local": a new instance of our own, never the cluster a stale ray_current_cluster file names
-            local_node_only()
             context = ray.init(address="local", include_dashboard=True, dashboard_host=dashboard_host,
                                dashboard_port=dashboard_port, log_to_driver=False)
     except Exception as err:  # an unreachable --address, a port in use, ...
         raise UsageError(f"cannot start or reach Ray{' at ' + address if address else ''}: "
                          f"{str(err).splitlines()[0][:200]}" + (f"; {AUTH_HINT}" if address else
                                                                       PORT_HINT if dashboard_port else "")) from None
+    if not address:
+        try:
+            check_loopback(dict(getattr(context, "address_info", {}) or {}))
+        except UsageError:
+            ray.shutdown()
+            raise
     url = getattr(context, "dashboard_url", None)
     if url:
         print(f"Ray dashboard: http://{url}  (token login: `ray get-auth-token` prints the token)", flush=True)
