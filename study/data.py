@@ -1,5 +1,6 @@
 """Check a dataset before studying it: ``python -m study.data check DATA.yaml [--split-by patient]``;
-frames to label: ``python -m study.data frames SOURCE --out DIR`` (study/media/export_frames.py).
+frames to label: ``python -m study.data frames SOURCE --out DIR`` (study/media/export_frames.py); a labelling
+tool's round trip: ``export-labels`` / ``import-labels`` (study/labeling/).
 
 Validates every label and image (decoding them into the cache, so the study later starts at
 once), then prints images, boxes per class, views per class, negatives and groups per split, the
@@ -22,6 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from study.cli import ArgumentParser, run_cli
+from study.media.mask import MASK_HELP
+from study.media.sources import LIST_HELP
 from trainables.config import ConfigError, DataConfig, TrialConfig
 from trainables.data.errors import DataError
 from trainables.data.loader import LoadReport, apply_groups, load_dataset
@@ -57,19 +60,36 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     frames.add_argument("--key-file", default=None, metavar="FILE",
                         help="the pseudonym key to use (default: this installation's, created on first use; "
                              "README 'Patient data')")
+    frames.add_argument("--mask", action="append", metavar="X0,Y0,X1,Y1", help=MASK_HELP)
+    frames.add_argument("--list-skipped", action="store_true", help=LIST_HELP)
+    key = sub.add_parser("key", help="the DICOM pseudonym key: where it is and its fingerprint, or --create it")
+    key.add_argument("--create", action="store_true", help="make this installation's key if it has none")
+    key.add_argument("--key-file", default=None, metavar="FILE", help="show the fingerprint of this key file")
+    from study.labeling.command import add_commands
+
+    add_commands(sub)  # export-labels, import-labels: a labelling tool's round trip (study/labeling/)
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.command in ("export-labels", "import-labels"):
+        from study.labeling.command import run
+
+        return run(args)
     if args.command == "frames":
         from study.media.export_frames import extract
+        from study.media.mask import parse_masks
 
         out = Path(args.out).expanduser()
         key_file = Path(args.key_file).expanduser() if args.key_file else None
-        written, clips = extract(Path(args.source).expanduser(), out, args.every, args.patient, key_file)
-        print(f"wrote {written} frame{'s' * (written != 1)} of {clips} clip{'s' * (clips != 1)} to {out}")
+        written, clips, tally = extract(Path(args.source).expanduser(), out, args.every, args.patient, key_file,
+                                        parse_masks(args.mask))
+        print(f"wrote {written} frame{'s' * (written != 1)} of {clips} clip{'s' * (clips != 1)} to {out}", flush=True)
+        tally.finish(args.list_skipped)
         return 0
+    if args.command == "key":
+        return show_key(args.create, Path(args.key_file).expanduser() if args.key_file else None)
     try:
         source = args.data if args.data == "synthetic" else os.path.abspath(args.data)
         cfg = TrialConfig.from_partial({
@@ -92,6 +112,18 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return USAGE_ERROR
     print(summary(final, cfg, report, own))
+    return 0
+
+
+def show_key(create: bool, key_file: Path | None) -> int:
+    """``python -m study.data key [--create] [--key-file FILE]``: the key's file and fingerprint."""
+    from study.media.pseudonyms import Pseudonyms, key_path
+
+    existed = key_file is not None or key_path().exists()
+    keys = Pseudonyms.load(key_file, create=create)
+    state = "made now" if keys.created else "exists" if existed else "made by another run just now"
+    print(f"key {keys.origin} ({state}; fingerprint {keys.fingerprint}): every DICOM pseudonym is made with it; "
+          "outputs and frames record this fingerprint, and a data set mixing two is refused")
     return 0
 
 
@@ -120,6 +152,9 @@ def summary(data: DecodedData, cfg: DataConfig, report: LoadReport, own: Decoded
     if report.skipped:
         lines += ["", f"skipped {len(report.skipped)} file(s):"]
         lines += [f"  {p}" for p in report.skipped]
+    if report.keys:
+        lines += ["", "pseudonym key " + ", ".join(f"{k} ({n} frames)" for k, n in report.keys.items()) +
+                  " (the fingerprint recorded in the frames by python -m study.data frames)"]
     overlap = split_overlap(own.groups, own.splits)
     total = len(np.unique(own.groups))
     lines += ["", f"groups    {total} in all (regex {cfg.group_regex!r})"]

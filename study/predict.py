@@ -26,9 +26,14 @@ archive inside the hospital. Images and videos carry their paths and null patien
 identifying DICOM field (patient name, ID, birth date, dates, ...) is written anywhere; text burned
 into the pixels is copied as it is. The ``dicom:`` line on stderr says what was used and written.
 
-In a folder, a file that cannot be read is left out with a warning line (a DICOMDIR or a DICOM without
-pixels with a note); a single SOURCE that cannot be read is an error. Images are used as stored (no
-EXIF rotation), as in training.
+A folder is walked recursively, as a PACS exports it (PATIENT/STUDY/SERIES/IM0001, a DICOM found by its
+``DICM`` magic whatever its name, a DICOMDIR's listed files read; study/media/sources.py). In a folder, a
+file that cannot be read is left out with a warning line naming it by its pseudonym when its header was
+read (a DICOM without pixels with a note), and the run ends with one line counting what was read and
+what was skipped, by reason (``--list-skipped`` names them); a single SOURCE that cannot be read is an
+error. ``--mask`` blanks burned-in text in every frame before the model sees it and in every annotated
+copy. The Parquet files' metadata and the annotated copies of DICOMs record the pseudonym key's
+fingerprint. Images are used as stored (no EXIF rotation), as in training.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ import torch
 from study.cli import CHECKPOINT_HELP, ArgumentParser, run_cli
 from study.errors import UsageError
 from study.media.deid import Naming
-from study.media.dicom import NotAnImage, read_header
+from study.media.dicom import UNDECODABLE, DicomProblem, NotAnImage, is_dicomdir, read_header
 from study.media.frames_io import (
     CLIP_SCHEMA,
     DEFAULT_RATE,
@@ -59,13 +64,15 @@ from study.media.frames_io import (
     annotate,
     clip_info,
     is_clip,
-    list_sources,
     read_frames,
     write_jpeg,
     write_predictions,
 )
+from study.media.mask import MASK_HELP, Mask, blank_letterboxed, parse_masks
+from study.media.sources import LIST_HELP, Tally, find_sources
 from study.store.checkpoints import load_checkpoint, restore_model
 from trainables.data.decode import boxes_from_letterbox, letterbox, letterbox_file
+from trainables.data.provenance import key_comment
 from trainables.postprocess import postprocess
 from trainables.precision import Numerics, checkpoint_numerics
 
@@ -90,26 +97,29 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-uids", action="store_true",
                    help="write DICOMs' original Study/Series/SOP Instance UIDs and file paths instead of "
                         "pseudonyms: the output then identifies studies (for use inside the hospital only)")
+    p.add_argument("--mask", action="append", metavar="X0,Y0,X1,Y1", help=MASK_HELP)
+    p.add_argument("--list-skipped", action="store_true", help=LIST_HELP)
     return p
 
 
-def model_input(frame: Frame, imgsz: int) -> tuple[np.ndarray, tuple[int, ...]]:
+def model_input(frame: Frame, imgsz: int, masks: tuple[Mask, ...] = ()) -> tuple[np.ndarray, tuple[int, ...]]:
     """``frame`` letterboxed ((3, S, S) uint8, geometry) as training letterboxes it: an image file read
     again the way the training data is decoded (``letterbox_file``: a large JPEG at a reduced scale, whose
-    pixels differ from the full decode ``frame.image`` holds for drawing), a video or DICOM frame from its
-    pixels."""
+    pixels differ from the full decode ``frame.image`` holds for drawing; ``masks`` blanked on the
+    letterbox), a video or DICOM frame from its pixels (already masked)."""
     if frame.source.suffix.lower() in IMAGE_EXTS:
-        return letterbox_file(frame.source, imgsz)
+        array, geometry = letterbox_file(frame.source, imgsz)
+        return blank_letterboxed(array, masks, geometry, frame.image.width, frame.image.height), geometry
     return letterbox(frame.image, imgsz)
 
 
 @torch.no_grad()
 def predict_batch(model: Any, frames: list[Frame], imgsz: int, conf: float, iou: float, max_det: int,
-                  numerics: Numerics) -> list[dict[str, Any]]:
+                  numerics: Numerics, masks: tuple[Mask, ...] = ()) -> list[dict[str, Any]]:
     """Per frame: ``boxes`` (M, 4) xyxy original pixels, ``scores`` (M,), ``labels`` (M,) (None without a
     detector) and ``view`` index / ``view_prob`` (None without a classifier). Boxes whose centre lies on
     the letterbox padding are dropped; the rest are clipped to the frame."""
-    letterboxed = [model_input(f, imgsz) for f in frames]
+    letterboxed = [model_input(f, imgsz, masks) for f in frames]
     raw = torch.from_numpy(np.stack([a for a, _ in letterboxed]))  # (B, 3, S, S) uint8
     images = raw.to(numerics.device).float().div_(255.0)  # (B, 3, S, S) in [0, 1], as the engine feeds it
     with numerics.autocast():  # as the model trained (evaluate runs it so too)
@@ -167,14 +177,14 @@ def _ids(frame: Frame, naming: Naming) -> tuple[str, str | None, str | None, str
 
 
 def drawn(frame: Frame, item: dict[str, Any], names: list[str], view_names: list[str],
-          clip_view: str | None = None) -> Any:
+          clip_view: str | None = None, masks: tuple[Mask, ...] = ()) -> Any:
     """The frame annotated with its boxes (``class confidence``), its view (``view probability``) and,
-    for a clip, the clip's view (``clip: view probability``)."""
+    for a clip, the clip's view (``clip: view probability``); ``masks`` blank over the drawing too."""
     n = 0 if item["labels"] is None else len(item["labels"])
     text = [f"{names[int(item['labels'][i])]} {item['scores'][i]:.2f}" for i in range(n)]
     view = f"{view_names[item['view']]} {item['view_prob']:.2f}" if item["view"] is not None else None
     return annotate(frame.image, item["boxes"] if n else np.zeros((0, 4)),
-                    text, item["labels"] if n else np.zeros(0, np.int64), view, clip_view)
+                    text, item["labels"] if n else np.zeros(0, np.int64), view, clip_view, masks)
 
 
 def clip_view(items: list[dict[str, Any]]) -> tuple[int | None, float | None]:
@@ -193,22 +203,26 @@ class Sink:
     A clip's view is known only after its last frame, so a clip's predictions are held until it ends,
     then its frames are decoded a second time and written with the clip's view on each (holding the
     decoded frames instead would take gigabytes for a long cine loop). ``clips`` collects the
-    clips.parquet columns."""
+    clips.parquet columns. An image's or video's copy keeps its folder below ``root`` (SOURCE); a DICOM's
+    goes to ``out`` itself, named by its pseudonym (its folders may name the patient). ``masks``: blanked
+    over every annotated frame."""
 
     def __init__(self, out: Path, files: list[Path], names: list[str], view_names: list[str],
-                 naming: Naming) -> None:
+                 naming: Naming, root: Path | None = None, masks: tuple[Mask, ...] = ()) -> None:
         ext = {f: ".mp4" if is_clip(f) else ".jpg" for f in files}
         stems = {f: out_stem(f, naming) for f in files}
-        wanted = [stem + ext[f] for f, (stem, _) in stems.items()]
+        folder = {f: out / _below(f, root) if own else out for f, (_, own) in stems.items()}
+        wanted = [folder[f] / (stem + ext[f]) for f, (stem, _) in stems.items()]
         self.targets: dict[Path, Path] = {}
         for k, f in enumerate(files):  # a.png and a.jpg would both give a.jpg: keep their full names
             stem, own = stems[f]
-            unique = wanted.count(stem + ext[f]) == 1
-            self.targets[f] = out / (stem + ext[f] if unique else f.name + ext[f] if own else f"{stem}_{k}{ext[f]}")
+            unique = wanted.count(folder[f] / (stem + ext[f])) == 1
+            self.targets[f] = folder[f] / (stem + ext[f] if unique else f.name + ext[f] if own
+                                           else f"{stem}_{k}{ext[f]}")
         clash = [f for f, t in self.targets.items() if t.resolve() in {g.resolve() for g in files}]
         if clash:
             raise UsageError(f"--out {out}: writing there would overwrite the input {clash[0]}; choose another folder")
-        self.naming = naming
+        self.naming, self.masks = naming, masks
         self.names, self.view_names = names, view_names
         self.clip_source: Path | None = None
         self.clip_items: list[dict[str, Any]] = []
@@ -217,7 +231,8 @@ class Sink:
 
     def put(self, frame: Frame, item: dict[str, Any]) -> None:
         if not frame.is_video:
-            write_jpeg(drawn(frame, item, self.names, self.view_names), self.targets[frame.source])
+            write_jpeg(drawn(frame, item, self.names, self.view_names, masks=self.masks), self.targets[frame.source],
+                       self.comment(frame.source))
             self.images += 1
             return
         if frame.source != self.clip_source:
@@ -245,21 +260,40 @@ class Sink:
         if rate is None:
             print(f"note: {name} states no frame rate; its annotated video plays at {DEFAULT_RATE} fps",
                   file=sys.stderr)
-        video = VideoWriter(self.targets[source], rate or DEFAULT_RATE)
-        try:
-            for frame, item in zip(read_frames(source, quiet=True), items, strict=False):  # the same frames, again
-                video.write(drawn(frame, item, self.names, self.view_names, label))
+        comment = self.comment(source)
+        video = VideoWriter(self.targets[source], rate or DEFAULT_RATE, comment.decode() if comment else None)
+        try:  # the same frames, again; no more than were predicted (a loop cut short fails after them)
+            again = islice(read_frames(source, quiet=True, masks=self.masks), len(items))
+            for frame, item in zip(again, items, strict=False):
+                video.write(drawn(frame, item, self.names, self.view_names, label, self.masks))
         except BaseException:
             video.close(keep=False)
             raise
         video.close()
         self.videos += 1
 
+    def comment(self, source: Path) -> bytes | None:
+        """The pseudonym key's fingerprint, for the annotated copy of a DICOM (named by its pseudonym)."""
+        if source.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS or self.naming.fingerprint is None:
+            return None
+        return key_comment(self.naming.fingerprint)
+
+
+def _below(path: Path, root: Path | None) -> Path:
+    """The folder of ``path`` below ``root`` ('.' when it lies elsewhere or there is no root)."""
+    if root is None:
+        return Path()
+    try:
+        return path.parent.resolve().relative_to(root.resolve())
+    except ValueError:
+        return Path()
+
 
 def out_stem(path: Path, naming: Naming) -> tuple[str, bool]:
     """(the stem of a file's annotated copy, whether it is the file's own): a DICOM's pseudonymous
     ``<patient>-<clip>`` (its own stem with --keep-uids), an image's or video's own stem. A DICOM whose
-    header cannot be read keeps its stem: it is left out with a warning and nothing is written for it."""
+    header cannot be read keeps its stem: it is left out and nothing is written for it. With --keep-uids a
+    DICOM's copy keeps its own stem (and folder), as the user asked for the paths."""
     if path.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS or naming.keep_uids:
         return path.stem, True
     try:
@@ -270,21 +304,38 @@ def out_stem(path: Path, naming: Naming) -> tuple[str, bool]:
 
 
 def all_frames(files: list[Path], strict: bool, skipped: list[Path], not_images: list[Path],
-               naming: Naming) -> Iterator[Frame]:
+               naming: Naming, tally: Tally, masks: tuple[Mask, ...] = ()) -> Iterator[Frame]:
     """Every frame of every file; in a folder (not ``strict``) an unreadable file is warned about and left
-    out, a DICOM without an image (a DICOMDIR, a report) noted and left out."""
+    out, a DICOM without an image (a report, no pixel data) noted and left out -- a DICOM whose header was
+    read named by its pseudonym, one whose header cannot be read counted in ``tally`` only (its path is
+    its only name: --list-skipped)."""
     for path in files:
+        done = 0
         try:
-            yield from read_frames(path, naming=naming)
-        except NotAnImage as err:
+            for frame in read_frames(path, naming=naming, masks=masks):
+                if frame.index == 0 and frame.dicom is not None:
+                    tally.dicom(path, frame.dicom)
+                elif frame.index == 0:
+                    tally.other(path)
+                done += 1
+                yield frame
+        except DicomProblem as err:
+            name = naming.name_of(err)
             if strict:
-                raise
-            print(f"note: {err}; skipped", file=sys.stderr)
-            not_images.append(path)
-        except UsageError as err:
+                raise UsageError(f"{name or path}: {err.why}") from None
+            if done:  # a loop cut short: its first frames are predicted
+                print(f"warning: {name}: frames 0 to {done - 1} read, then {err.why}", file=sys.stderr)
+                continue
+            tally.problem(err)
+            (not_images if isinstance(err, NotAnImage) else skipped).append(path)
+            if name is not None:
+                kind, verb = ("note", "skipped") if isinstance(err, NotAnImage) else ("warning", "left out")
+                print(f"{kind}: {name}: {err.why}; {verb}", file=sys.stderr)
+        except UsageError as err:  # an image or a video: no header, named by its path as given
             if strict:
                 raise
             print(f"warning: {err}; left out", file=sys.stderr)
+            tally.skip(UNDECODABLE, tally.relative(path))
             skipped.append(path)
 
 
@@ -295,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     from trainables.engine import resolve_device
 
     source, out = Path(args.source).expanduser(), Path(args.out).expanduser()
-    files = list_sources(source)  # checked before loading the model: a bad SOURCE fails fast
+    found = find_sources(source)  # checked before loading the model: a bad SOURCE fails fast
+    files, masks = found.files, parse_masks(args.mask)
     path = Path(args.checkpoint).expanduser()
     state = load_checkpoint(path)
     model, cfg = restore_model(state, path)
@@ -304,15 +356,17 @@ def main(argv: list[str] | None = None) -> int:
     numerics = checkpoint_numerics(state, cfg.train, device, args.precision)
     model = numerics.module(model.to(device))
     naming = Naming(Path(args.key_file).expanduser() if args.key_file else None, args.keep_uids)
-    sink = Sink(out, files, names, view_names, naming)
+    sink = Sink(out, files, names, view_names, naming, found.root if source.is_dir() else None, masks)
+    tally = Tally(found, naming, masks)
     columns: dict[str, list] = {k: [] for k in SCHEMA.names}
     total = sum(clip_info(f)[0] for f in files)  # 0 for a file that states no count: the bar shows no total
     bar, skipped, not_images, frames_done, boxes = Progress(total), [], [], 0, 0
-    stream = all_frames(files, strict=not source.is_dir(), skipped=skipped, not_images=not_images, naming=naming)
+    strict = source.is_file() and not is_dicomdir(source)  # one file: its problem is the error
+    stream = all_frames(files, strict, skipped, not_images, naming, tally, masks)
     try:
         while batch := list(islice(stream, args.batch)):
             items = predict_batch(model, batch, cfg.data.imgsz, args.conf, cfg.train.iou_thres, cfg.train.max_det,
-                                  numerics)
+                                  numerics, masks)
             for frame, item in zip(batch, items, strict=True):
                 add_rows(columns, frame, item, names, view_names, naming)
                 sink.put(frame, item)
@@ -324,15 +378,17 @@ def main(argv: list[str] | None = None) -> int:
         raise
     sink.close()
     if frames_done == 0:
+        tally.finish(list_skipped=False)
         raise UsageError(f"{source}: none of its {len(files)} files could be read")
     bar.finish(len(files) - len(skipped) - len(not_images))
     if naming.used:
-        print(naming.audit(), file=sys.stderr)
+        print(naming.audit(masks=masks), file=sys.stderr)
         if args.keep_uids:
             print("warning: --keep-uids: predictions.parquet and clips.parquet carry the DICOMs' original UIDs and "
                   "paths, so this output identifies studies; keep it inside the hospital", file=sys.stderr)
-    write_predictions(columns, out / "predictions.parquet")
-    write_predictions(sink.clips, out / "clips.parquet", CLIP_SCHEMA)
+    key = {"mtl_study.pseudonym_key_fingerprint": naming.fingerprint} if naming.fingerprint else None
+    write_predictions(columns, out / "predictions.parquet", metadata=key)
+    write_predictions(sink.clips, out / "clips.parquet", CLIP_SCHEMA, metadata=key)
     print(f"wrote {sink.images} annotated image{'s' * (sink.images != 1)} and {sink.videos} "
           f"video{'s' * (sink.videos != 1)} to {out}")
     n_clips = len(sink.clips["source"])
@@ -341,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {out / 'predictions.parquet'}: {len(columns['source'])} rows, {boxes} boxes on {frames_done} frames "
           f"(conf > {args.conf}, NMS IoU {cfg.train.iou_thres}, {cfg.arch} model at {cfg.data.imgsz} px)")
     if skipped:
-        print(f"left out {len(skipped)} unreadable file{'s' * (len(skipped) != 1)} (see the warnings above)")
+        print(f"left out {len(skipped)} unreadable file{'s' * (len(skipped) != 1)} (counted below)", flush=True)
+    tally.finish(args.list_skipped)
     return 0
 
 

@@ -89,7 +89,7 @@ def test_a_key_file_that_cannot_serve(tmp_path, capsys, case):
 
 def patients(folder: Path) -> dict[str, str]:
     """{clip: patient} of the frame names ``<patient>-<clip>-<frame>.jpg`` in ``folder``."""
-    return {n.split("-")[1]: n.split("-")[0] for n in (p.name for p in folder.iterdir())}
+    return {n.split("-")[1]: n.split("-")[0] for n in (p.name for p in folder.glob("*.jpg"))}
 
 
 def test_two_studies_of_one_patient_are_one_patient_and_another_key_renames_them(tmp_path, capsys):
@@ -142,7 +142,7 @@ def test_nothing_identifying_reaches_any_output_of_predict_or_frames(checkpoint,
     cells = [str(v) for name in ("predictions", "clips") for column in
              pq.read_table(tmp_path / "out" / f"{name}.parquet").to_pylist() for v in column.values()]
     files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()] + list((tmp_path / "frames").iterdir())
-    assert len(files) == 4 + 2 + 3 + 3 + 1 + 2  # 4 annotated copies and 2 tables; the frames of each file
+    assert len(files) == 4 + 2 + 3 + 3 + 1 + 2 + 1  # 4 annotated copies, 2 tables; each file's frames, frames.json
     for value in values:
         assert not [log for log in logs if value in log], value
         assert not [c for c in cells if value in c], value
@@ -162,6 +162,6 @@ def test_a_videos_file_name_does_not_reach_its_frame_names(tmp_path, capsys):
     video = tmp_path / "Quennell_Ottilie_20240311.mp4"
     write_video(video, synthetic_frames(2, 32, 32))
     code, _, err = cli(data_main, ["frames", video, "--out", tmp_path / "f", "--patient", "p1"], capsys)
-    names = sorted(p.name for p in (tmp_path / "f").iterdir())
+    names = sorted(p.name for p in (tmp_path / "f").glob("*.jpg"))
     assert code == 0 and names == [f"p1-{Pseudonyms.load().clip(video.name)}-{i:04d}.jpg" for i in range(2)]
     assert "dicom:" not in err  # no DICOM read, no audit line

@@ -4,8 +4,10 @@
 frame names, note and warning lines -- by :class:`Written`: the patient's keyed pseudonym, a keyed clip
 name and ``2.25.`` pseudonyms of its UIDs (study/media/pseudonyms.py). Nothing read from a header is
 written as it is unless the user asks with ``--keep-uids`` (predict only: the original UIDs and the
-file's path, for joining predictions back to the archive inside the hospital). Messages about a file
-whose header cannot be read at all name it by the path given, the only name it has.
+file's path, for joining predictions back to the archive inside the hospital). Every message about a
+file whose header was read -- pixel data that cannot be decoded, a report, no pixel data -- names it by
+its pseudonym too (:meth:`Naming.name_of`); a file whose header cannot be read at all has no other name
+than its path, which the commands print only when asked (``--list-skipped``: study/media/sources.py).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from study.media.dicom import IDENTITY, PIXEL_ATTRIBUTES, TIMING, DicomHeader
+from study.media.dicom import BURNED_IN, IDENTITY, PIXEL_ATTRIBUTES, TIMING, DicomHeader, DicomProblem
 from study.media.pseudonyms import Pseudonyms
 
 
@@ -56,12 +58,26 @@ class Naming:
         """Whether any DICOM was named (the audit line is printed then)."""
         return bool(self._done)
 
-    def of(self, path: Path, header: DicomHeader) -> Written:
+    @property
+    def fingerprint(self) -> str | None:
+        """The fingerprint of the key, once it was loaded (None when no pseudonym was made)."""
+        return self._keys.fingerprint if self._keys is not None else None
+
+    def of(self, path: Path, header: DicomHeader, warn: bool = True) -> Written:
+        """What the outputs carry for ``path``; ``warn``: say when it has no PatientID (not for a file left
+        out, which reaches no output)."""
         if path not in self._done:
-            self._done[path] = self._name(path, header)
+            self._done[path] = self._name(path, header, warn)
         return self._done[path]
 
-    def _name(self, path: Path, h: DicomHeader) -> Written:
+    def name_of(self, err: DicomProblem) -> str | None:
+        """How a message names the file of ``err``: its pseudonymous ``<patient>-<clip>`` (its path with
+        --keep-uids) when its header was read, else None (it has no name but its path)."""
+        if err.header is None:
+            return None
+        return self.of(err.path, err.header, warn=False).source
+
+    def _name(self, path: Path, h: DicomHeader, warn: bool = True) -> Written:
         keys = self.keys
         clip = keys.clip(h.sop_uid or path.name)
         if self.patient is not None:
@@ -71,8 +87,9 @@ class Naming:
         else:
             by = "StudyInstanceUID" if h.study_uid else "file name"
             patient = keys.patient(h.study_uid or path.name, by)
-            print(f"warning: {patient}-{clip}: no PatientID; its patient is named by its {by}, so "
-                  "follow-up studies of one person will not group as one patient", file=sys.stderr)
+            if warn:
+                    print(f"warning: {patient}-{clip}: no PatientID; its patient is named by its {by}, so "
+                      "follow-up studies of one person will not group as one patient", file=sys.stderr)
         if self.keep_uids:
             return Written(patient, clip, h.study_uid, h.series_uid, h.sop_uid, str(path))
         uids = [keys.uid(u) if u else "" for u in (h.study_uid, h.series_uid, h.sop_uid)]
@@ -82,20 +99,22 @@ class Naming:
         """A video's clip part: a keyed hash of its file name (which may carry a name or a date)."""
         return self.keys.clip(path.name)
 
-    def audit(self, frames: bool = False) -> str:
+    def audit(self, frames: bool = False, masks: tuple = ()) -> str:
         """The line every command that read DICOM prints: which attributes it used and what it wrote
-        (``frames``: for ``study.data frames``, else for ``study.predict``)."""
+        (``frames``: for ``study.data frames``, else for ``study.predict``; ``masks``: the --mask rectangles)."""
+        pixels = "the pixels" + (f" (--mask {' and '.join(map(str, masks))} blanked)" if masks else "")
         if frames:
             patient = "--patient" if self.patient is not None else "the patient pseudonym"
-            wrote = f"frame names <{patient}>-<keyed clip>-<frame> and the pixels"
+            wrote = f"frame names <{patient}>-<keyed clip>-<frame> and {pixels}"
         elif self.keep_uids:
             wrote = ("the patient pseudonym, the ORIGINAL Study/Series/SOP Instance UIDs and file paths "
-                     "(--keep-uids: this output identifies studies) and the pixels")
+                     f"(--keep-uids: this output identifies studies) and {pixels}")
         else:
             wrote = ("the patient pseudonym, keyed 2.25. pseudonyms of the Study/Series/SOP Instance UIDs, "
-                     "<patient>-<clip> as each file's name and the pixels")
+                     f"<patient>-<clip> as each file's name and {pixels}")
         purpose = "to pseudonymise" + ("; the UIDs also as they are" if self.keep_uids and not frames else "")
         return (f"dicom: used {', '.join(IDENTITY)} ({purpose}), {', '.join(TIMING)}, "
-                f"{', '.join(PIXEL_ATTRIBUTES)}; wrote {wrote} (HMAC-SHA-256 under {self.keys.origin}, key "
+                f"{', '.join(PIXEL_ATTRIBUTES)}, {', '.join(BURNED_IN)} (to warn of burned-in text); "
+                f"wrote {wrote} (HMAC-SHA-256 under {self.keys.origin}, key "
                 f"fingerprint {self.keys.fingerprint}); no patient name, ID, birth date, institution or header "
                 "date is written")

@@ -16,12 +16,20 @@ depth allows after the modality transform -- never by a frame's own minimum and 
 value is one grey level in every frame. MONOCHROME1 is inverted (its minimum is white).
 
 From the header this module takes the identity (:data:`IDENTITY`: held in memory for the keyed
-pseudonyms of study/media/pseudonyms.py, never written as it is), the frame count and timing, and the
-pixel description (:data:`PIXEL_ATTRIBUTES`). Text burned into the pixels is part of the image.
+pseudonyms of study/media/pseudonyms.py, never written as it is), the frame count and timing, the
+pixel description (:data:`PIXEL_ATTRIBUTES`) and what says whether text is burned into the pixels
+(:data:`BURNED_IN`: Modality, BurnedInAnnotation; the commands warn and ``--mask`` blanks it).
+
+A file that cannot be used raises :class:`DicomProblem`, which keeps apart *which* file (its path and,
+when its header was read, the header, so the commands name it by its pseudonym) and *what* is wrong
+(``reason``, one of :data:`REASONS`, and ``why``, a text that names no file). pydicom's own warnings
+(which may quote a header's values) are silenced while a file is read.
 """
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -38,11 +46,37 @@ DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
 EXTRA_HINT = 'pip install -e ".[dicom]" (pylibjpeg and its plugins)'
 
 
-class NotAnImage(UsageError):
-    """A DICOM that holds no image (a DICOMDIR, a structured report, ...): left out of a folder quietly."""
+SR_CLASSES = "1.2.840.10008.5.1.4.1.1.88."  # Structured Report Storage SOP classes (PS3.4 A.35)
+DICOMDIR_NAME = "DICOMDIR"  # the File-set's index, by this name (PS3.10 8.6)
+
+# Why a file is left out; a file whose header was read is named by its pseudonym, the others by their path
+NOT_DICOM = "not DICOM"  # neither an image, a video nor a DICOM (no DICM preamble), or a .dcm without one
+UNREADABLE = "unreadable header"  # the DICM preamble, but no readable header: named by its path only
+NO_PIXELS = "no pixel data"  # a header without pixel data (a presentation state, a key object, ...)
+REPORT = "structured report"
+INDEX = "DICOMDIR"  # an index of other files: they are read, the index is not an image
+UNDECODABLE = "undecodable"  # a header, but pixel data that cannot be decoded (truncated, unsupported syntax)
+MISSING = "listed in a DICOMDIR, not found"
+REASONS = (NOT_DICOM, UNREADABLE, NO_PIXELS, REPORT, INDEX, UNDECODABLE, MISSING)
+
+
+class DicomProblem(UsageError):
+    """A DICOM that cannot be used. ``reason``: one of :data:`REASONS`; ``why``: what is wrong, naming no
+    file; ``header``: the header when it was read (the file is then named by its pseudonym), else None
+    (named by its path, the only name it has). ``str()`` names it by its path: the commands name it
+    through study/media/deid.py ``Naming.name_of``."""
+
+    def __init__(self, path: Path, reason: str, why: str, header: DicomHeader | None = None) -> None:
+        self.path, self.reason, self.why, self.header = path, reason, why, header
+        super().__init__(f"{path}: {why}")
+
+
+class NotAnImage(DicomProblem):
+    """A DICOM that holds no image (a DICOMDIR, a structured report, ...): left out of a folder with a note."""
 
 
 IDENTITY = ("PatientID", "IssuerOfPatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+BURNED_IN = ("Modality", "BurnedInAnnotation")
 TIMING = ("NumberOfFrames", "FrameTime", "CineRate", "RecommendedDisplayFrameRate")
 PIXEL_ATTRIBUTES = ("Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation", "PlanarConfiguration",
                     "BitsAllocated", "BitsStored", "PixelRepresentation", "palette colour tables",
@@ -62,6 +96,8 @@ class DicomHeader:
     sop_uid: str = field(repr=False)
     patient_id: str = field(default="", repr=False)
     issuer: str = field(default="", repr=False)  # IssuerOfPatientID: qualifies PatientID
+    modality: str = ""  # "US" for ultrasound
+    burned_in: str = ""  # BurnedInAnnotation (0028,0301): "YES", "NO", or "" when the header does not say
 
 
 def is_dicom(path: Path) -> bool:
@@ -76,38 +112,79 @@ def is_dicom(path: Path) -> bool:
         return False
 
 
-def _dataset(path: Path):  # -> pydicom.Dataset without its pixels
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """pydicom's warnings silenced: a validation warning quotes the value it found (a name, an ID, a UID)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _dataset(path: Path):  # -> pydicom.Dataset, large values (the pixels) read when used
     import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
-        return pydicom.dcmread(path, stop_before_pixels=False, defer_size=1024, force=False)
+        with quiet():
+            return pydicom.dcmread(path, stop_before_pixels=False, defer_size=1024, force=False)
     except InvalidDicomError:
-        raise UsageError(f"{path}: not a DICOM file (no 'DICM' header); export it from the scanner or PACS "
-                         "again, or give it its real suffix") from None
-    except (OSError, ValueError, EOFError, KeyError, TypeError) as err:
-        raise UsageError(f"{path}: cannot read the DICOM header ({_why(err)})") from None
+        raise DicomProblem(path, NOT_DICOM, "not a DICOM file (no 'DICM' header); export it from the scanner or "
+                           "PACS again, or give it its real suffix") from None
+    except (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError, IndexError) as err:
+        raise DicomProblem(path, UNREADABLE, f"cannot read the DICOM header ({_why(err, path)})") from None
 
 
-def _why(err: BaseException) -> str:
-    """An exception's first line (pydicom's messages run over several)."""
-    return (str(err).splitlines() or [type(err).__name__])[0]
+def _why(err: BaseException, path: Path | None = None) -> str:
+    """An exception's first line (pydicom's messages run over several), without the file's path (an
+    OSError's message names it, and a folder may be named after the patient)."""
+    text = (getattr(err, "strerror", None) if isinstance(err, OSError) else None) or str(err)
+    line = (text.splitlines() or [type(err).__name__])[0]
+    if path is not None:
+        for form in sorted({str(path.resolve()), str(path.absolute()), str(path)}, key=len, reverse=True):
+            line = line.replace(form, "<file>")
+    return line
+
+
+def is_dicomdir(path: Path) -> bool:
+    """A File-set's index by its standard name (PS3.10 8.6); one under another name is found by its class."""
+    return path.name.upper() == DICOMDIR_NAME
+
+
+def dicomdir_files(path: Path) -> list[Path]:
+    """The files a DICOMDIR lists (pydicom's ``FileSet``: each record's ReferencedFileID, relative to the
+    DICOMDIR's folder), whether or not they are there; :class:`DicomProblem` when it cannot be read."""
+    from pydicom.fileset import FileSet
+
+    ds = _dataset(path)
+    try:
+        with quiet():
+            return [Path(instance.path) for instance in FileSet(ds)]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, NotImplementedError) as err:
+        raise DicomProblem(path, UNREADABLE, f"cannot read the DICOMDIR's records ({_why(err, path)})") from None
 
 
 def read_header(path: Path) -> DicomHeader:
     """The frame count, frame rate and UIDs of an image DICOM; :class:`NotAnImage` for a DICOMDIR or an
-    object without pixel data, :class:`UsageError` for an unreadable file or a syntax no decoder here reads."""
+    object without pixel data, :class:`DicomProblem` for an unreadable file or a syntax no decoder here reads."""
     ds = _dataset(path)
-    sop_class = str(ds.get("SOPClassUID", "") or ds.file_meta.get("MediaStorageSOPClassUID", ""))
-    if sop_class == DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
-        raise NotAnImage(f"{path}: a DICOMDIR (an index of other files); give the folder of the files it lists")
+    with quiet():  # reading a value validates it, and a warning would quote it
+        sop_class = str(ds.get("SOPClassUID", "") or ds.file_meta.get("MediaStorageSOPClassUID", ""))
+        if sop_class == DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
+            raise NotAnImage(path, INDEX, "a DICOMDIR (an index of other files): the files it lists are read")
+        if not sop_class and "SOPInstanceUID" not in ds and "StudyInstanceUID" not in ds:  # nothing says what it is
+            raise DicomProblem(path, UNREADABLE, "its header names no SOP class or instance (a file cut short?)")
+        header = DicomHeader(
+            frames=int(ds.get("NumberOfFrames", 1) or 1), rate=frame_rate(ds),
+            study_uid=str(ds.get("StudyInstanceUID", "")), series_uid=str(ds.get("SeriesInstanceUID", "")),
+            sop_uid=str(ds.get("SOPInstanceUID", "")), patient_id=_text(ds, "PatientID"),
+            issuer=_text(ds, "IssuerOfPatientID"), modality=_text(ds, "Modality").upper(),
+            burned_in=_text(ds, "BurnedInAnnotation").upper())
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        raise NotAnImage(f"{path}: a DICOM without pixel data (SOP class {sop_class or 'unknown'}); nothing to predict")
-    _check_decoder(path, ds)
-    return DicomHeader(frames=int(ds.get("NumberOfFrames", 1) or 1), rate=frame_rate(ds),
-                       study_uid=str(ds.get("StudyInstanceUID", "")), series_uid=str(ds.get("SeriesInstanceUID", "")),
-                       sop_uid=str(ds.get("SOPInstanceUID", "")), patient_id=_text(ds, "PatientID"),
-                       issuer=_text(ds, "IssuerOfPatientID"))
+        if sop_class.startswith(SR_CLASSES):
+            raise NotAnImage(path, REPORT, "a structured report (no pixel data)", header)
+        raise NotAnImage(path, NO_PIXELS, f"a DICOM without pixel data (SOP class {sop_class or 'unknown'})", header)
+    _check_decoder(path, ds, header)
+    return header
 
 
 def _text(ds, keyword: str) -> str:
@@ -115,17 +192,19 @@ def _text(ds, keyword: str) -> str:
     return str(ds.get(keyword, "") or "").strip()
 
 
-def _check_decoder(path: Path, ds) -> None:
+def _check_decoder(path: Path, ds, header: DicomHeader) -> None:
     from pydicom.pixels.decoders.base import get_decoder
 
     syntax = ds.file_meta.get("TransferSyntaxUID")
     try:
         decoder = get_decoder(syntax)
     except (NotImplementedError, ValueError):
-        raise UsageError(f"{path}: pixel data in transfer syntax {syntax} ({getattr(syntax, 'name', '?')}), "
-                         "which pydicom cannot decode; export the clip uncompressed or as JPEG Baseline") from None
+        raise DicomProblem(path, UNDECODABLE, f"pixel data in transfer syntax {syntax} "
+                           f"({getattr(syntax, 'name', '?')}), which pydicom cannot decode; export the clip "
+                           "uncompressed or as JPEG Baseline", header) from None
     if not decoder.is_available:
-        raise UsageError(f"{path}: its pixel data is {syntax.name}, which needs a decoder plugin: {EXTRA_HINT}")
+        raise DicomProblem(path, UNDECODABLE, f"its pixel data is {syntax.name}, which needs a decoder plugin: "
+                           f"{EXTRA_HINT}", header)
 
 
 def frame_rate(ds) -> Fraction | None:
@@ -143,17 +222,26 @@ def frame_rate(ds) -> Fraction | None:
     return None
 
 
-def read_dicom_frames(path: Path) -> Iterator[Image.Image]:
-    """The frames of an image DICOM as RGB PIL images, one at a time (a long loop is never held whole)."""
+def read_dicom_frames(path: Path, header: DicomHeader | None = None) -> Iterator[Image.Image]:
+    """The frames of an image DICOM as RGB PIL images, one at a time (a long loop is never held whole).
+    ``header``: the file's (:func:`read_header`), carried by the :class:`DicomProblem` of pixel data that
+    cannot be decoded, so that the file is named by its pseudonym."""
     from pydicom.pixels import iter_pixels
 
     ds = _dataset(path)
     try:
-        for array in iter_pixels(path, as_rgb=True):  # YBR_FULL(_422) -> RGB once; a JPEG's RGB stays as it is
-            yield Image.fromarray(to_8bit(array, ds), "RGB")
+        with quiet():
+            frames = iter_pixels(path, as_rgb=True)  # YBR_FULL(_422) -> RGB once; a JPEG's RGB stays as it is
+        while True:
+            with quiet():  # around each frame only: the caller's code between frames keeps its warnings
+                array = next(frames, None)
+                if array is None:
+                    return
+                image = Image.fromarray(to_8bit(array, ds), "RGB")
+            yield image
     except (RuntimeError, ValueError, NotImplementedError, OSError, EOFError, AttributeError, KeyError,
             TypeError, IndexError) as err:
-        raise UsageError(f"{path}: cannot decode its pixel data ({_why(err)})") from None
+        raise DicomProblem(path, UNDECODABLE, f"cannot decode its pixel data ({_why(err, path)})", header) from None
 
 
 def to_8bit(array: np.ndarray, ds) -> np.ndarray:

@@ -24,11 +24,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 from study.errors import UsageError
 from study.media.deid import Naming
-from study.media.dicom import DicomHeader, is_dicom, read_dicom_frames, read_header
+from study.media.dicom import DicomHeader, read_dicom_frames, read_header
+from study.media.mask import Mask, below, blank
+from study.media.sources import IMAGE_EXTS, VIDEO_EXTS, find_sources, is_supported  # noqa: F401 (re-exported)
 from study.store.atomic import atomic_path
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
 DEFAULT_RATE = Fraction(25)  # frames per second of a clip whose file states none
 SCHEMA = pa.schema([("source", pa.string()), ("frame", pa.int64()), ("patient", pa.string()),
                     ("study_uid", pa.string()), ("series_uid", pa.string()), ("sop_uid", pa.string()),
@@ -49,26 +49,10 @@ class Frame:
     dicom: DicomHeader | None = None  # its UIDs and timing, for a DICOM
 
 
-def is_supported(path: Path) -> bool:
-    """An image or video by its suffix, or a DICOM by its suffix or magic."""
-    return path.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS or is_dicom(path)
-
-
 def list_sources(source: Path) -> list[Path]:
-    """The image/video files SOURCE names: itself, or a folder's supported files (sorted, not recursive)."""
-    if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.is_file() and is_supported(p))
-        if not files:
-            raise UsageError(f"{source}: no images, videos or DICOMs in this folder (looked for "
-                             f"{', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))}, .dcm and the DICM header)")
-        return files
-    if not source.is_file():
-        raise UsageError(f"{source}: no such file or folder")
-    if not is_supported(source):
-        raise UsageError(f"{source}: unsupported file type '{source.suffix}'; give an image "
-                         f"({', '.join(sorted(IMAGE_EXTS))}), a video ({', '.join(sorted(VIDEO_EXTS))}), a DICOM "
-                         "or a folder")
-    return [source]
+    """The image/video/DICOM files SOURCE names: itself, a DICOMDIR's files, or a folder's supported files,
+    recursively (study/media/sources.py, whose :func:`find_sources` also says what it left out)."""
+    return find_sources(source).files
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -110,16 +94,18 @@ def is_clip(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTS or (path.suffix.lower() not in IMAGE_EXTS and clip_info(path)[0] > 1)
 
 
-def read_frames(path: Path, quiet: bool = False, naming: Naming | None = None) -> Iterator[Frame]:
+def read_frames(path: Path, quiet: bool = False, naming: Naming | None = None,
+                masks: tuple[Mask, ...] = ()) -> Iterator[Frame]:
     """The frames of one image, video or DICOM file; UsageError (one line) when it cannot be read
-    (:class:`study.media.dicom.NotAnImage` for a DICOM that holds no image). ``quiet``: no warning when fewer
-    frames decode than the file states (for a second reading of a file already warned about); ``naming``:
-    how that warning names a DICOM (its pseudonym; else its path)."""
+    (:class:`study.media.dicom.DicomProblem` for a DICOM, :class:`study.media.dicom.NotAnImage` when it holds
+    no image). ``quiet``: no warning when fewer frames decode than the file states (for a second reading of
+    a file already warned about); ``naming``: how that warning names a DICOM (its pseudonym; else its
+    path); ``masks``: rectangles blanked in every frame (``--mask``, study/media/mask.py)."""
     if path.suffix.lower() not in IMAGE_EXTS | VIDEO_EXTS:  # is_supported: a DICOM
         header = read_header(path)
         n = 0
-        for n, image in enumerate(read_dicom_frames(path), start=1):
-            yield Frame(path, n - 1, image, header.frames > 1, header)
+        for n, image in enumerate(read_dicom_frames(path, header), start=1):
+            yield Frame(path, n - 1, blank(image, masks), header.frames > 1, header)
         if n < header.frames and not quiet:
             name = naming.of(path, header).source if naming is not None else path
             print(f"warning: {name}: its header states {header.frames} frames, {n} could be decoded", file=sys.stderr)
@@ -130,7 +116,7 @@ def read_frames(path: Path, quiet: bool = False, naming: Naming | None = None) -
                 image = to_rgb(im)  # decodes fully inside the try, so a truncated file fails here
         except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as err:
             raise UsageError(f"{path}: cannot decode the image ({str(err) or type(err).__name__})") from None
-        yield Frame(path, 0, image, False)
+        yield Frame(path, 0, blank(image, masks), False)
         return
     import av
 
@@ -140,7 +126,7 @@ def read_frames(path: Path, quiet: bool = False, naming: Naming | None = None) -
                 raise UsageError(f"{path}: no video stream in this file")
             stated, n = container.streams.video[0].frames, 0
             for n, frame in enumerate(container.decode(video=0), start=1):
-                yield Frame(path, n - 1, frame.to_image(), True)
+                yield Frame(path, n - 1, blank(frame.to_image(), masks), True)
             if stated and n < stated and not quiet:  # FFmpeg ends a truncated file quietly, as if it were complete
                 print(f"warning: {path}: its header states {stated} frames, {n} could be decoded "
                       "(a truncated file?)", file=sys.stderr)
@@ -152,7 +138,7 @@ def read_frames(path: Path, quiet: bool = False, naming: Naming | None = None) -
 class VideoWriter:
     """An H.264 (or MPEG-4 Part 2 where libx264 is missing) MP4 at ``rate``; renamed into place on close."""
 
-    def __init__(self, path: Path, rate: Fraction) -> None:
+    def __init__(self, path: Path, rate: Fraction, comment: str | None = None) -> None:
         import av
 
         self.path, self.rate, self.stream = path, rate, None
@@ -161,6 +147,8 @@ class VideoWriter:
         os.close(fd)
         self.tmp = Path(tmp)
         self.container = av.open(tmp, "w", format="mp4")  # the .tmp name says nothing of the format
+        if comment:  # the pseudonym key's fingerprint (study/media/export_frames.py)
+            self.container.metadata["comment"] = comment
 
     def write(self, image: Image.Image) -> None:
         import av
@@ -199,9 +187,10 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 
 def annotate(image: Image.Image, boxes: np.ndarray, labels: list[str], class_ids: np.ndarray,
-             view: str | None, clip_view: str | None = None) -> Image.Image:
+             view: str | None, clip_view: str | None = None, masks: tuple[Mask, ...] = ()) -> Image.Image:
     """A copy of ``image`` with (M, 4) original-pixel xyxy ``boxes`` drawn and labelled, the frame's view
-    on top and, for a clip, the clip's view below it."""
+    on top and, for a clip, the clip's view below it. ``masks``: blanked again over the drawing (a box
+    reaching into a masked band is cut there), the view drawn below a masked top band."""
     out = image.copy()
     draw = ImageDraw.Draw(out)
     line = max(1, round(min(out.size) / 250))
@@ -214,24 +203,30 @@ def annotate(image: Image.Image, boxes: np.ndarray, labels: list[str], class_ids
         ty = y1 - (ty2 - ty1) - 2 if y1 - (ty2 - ty1) - 2 >= 0 else y1  # above the box when there is room
         draw.rectangle((x1, ty, x1 + tx2 - tx1 + 4, ty + ty2 - ty1 + 2), fill=colour)
         draw.text((x1 + 2, ty - (ty1 - y1)), label, fill=(255, 255, 255), font=font)
+    y = below(masks, out.width, out.height, 4, 4)
     if view is not None:
-        draw.text((4, 4), view, fill=(255, 255, 0), font=font, stroke_width=max(1, line), stroke_fill=(0, 0, 0))
+        draw.text((4, y), view, fill=(255, 255, 0), font=font, stroke_width=max(1, line), stroke_fill=(0, 0, 0))
     if clip_view is not None:
-        _, top, _, bottom = draw.textbbox((4, 4), "Ay", font=font)
-        draw.text((4, 4 + (bottom - top) + 2 * line + 2), clip_view, fill=(0, 255, 255), font=font,
+        _, top, _, bottom = draw.textbbox((4, y), "Ay", font=font)
+        draw.text((4, y + (bottom - top) + 2 * line + 2), clip_view, fill=(0, 255, 255), font=font,
                   stroke_width=max(1, line), stroke_fill=(0, 0, 0))
-    return out
+    return blank(out, masks)
 
 
-def write_jpeg(image: Image.Image, path: Path) -> None:
+def write_jpeg(image: Image.Image, path: Path, comment: bytes | None = None) -> None:
+    """``image`` as a JPEG (quality 92); ``comment``: a COM segment (the pseudonym key's fingerprint)."""
     with atomic_path(path) as tmp:
-        image.save(tmp, format="JPEG", quality=92)
+        image.save(tmp, format="JPEG", quality=92, **({"comment": comment} if comment else {}))
 
 
-def write_predictions(columns: dict[str, list], path: Path, schema: pa.Schema = SCHEMA) -> None:
+def write_predictions(columns: dict[str, list], path: Path, schema: pa.Schema = SCHEMA,
+                      metadata: dict[str, str] | None = None) -> None:
     """The table's columns as ``schema`` (``SCHEMA``: one row per box, or per frame without a box;
-    ``CLIP_SCHEMA``: one row per clip); written atomically."""
+    ``CLIP_SCHEMA``: one row per clip); written atomically. ``metadata``: the file's key-value metadata
+    (the pseudonym key's fingerprint)."""
     table = pa.Table.from_pydict({name: columns[name] for name in schema.names}, schema=schema)
+    if metadata:
+        table = table.replace_schema_metadata(metadata)
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 

@@ -26,7 +26,17 @@ The key: 32 random bytes (``secrets``), written once as 64 hex characters to ``k
 ``$MTL_STUDY_CONFIG/dicom-key``, else ``$XDG_CONFIG_HOME/mtl-study/dicom-key``, else
 ``~/.config/mtl-study/dicom-key`` -- with mode 0600. It is a setting, not a cache: deleting
 ``~/.cache/mtl-study`` to reclaim space must not change every pseudonym. ``--key-file`` names another
-(one key shared by the machines of one project); moving the file away rotates it.
+(one key shared by the machines of one project); moving the file away rotates it. A key made on first
+use is a ``warning:`` (a lost key -- a new machine, another HOME, a container -- silently made anew
+would give every patient a second pseudonym); ``python -m study.data key --create`` makes it on purpose.
+
+The fingerprint (:attr:`Pseudonyms.fingerprint`) names the key in every output -- the frames' JPEG
+comment and ``frames.json``, the Parquet files' metadata, the ``dicom:`` line -- so that outputs of
+two keys are told apart and a data set mixing them is refused (trainables/data/provenance.py). It is
+8 hex characters (32 bits) of HMAC-SHA-256 under the key of the fixed label ``fingerprint``: a one-way
+function of the 256-bit key, so it cannot give the key back (finding a key that matches it means
+trying keys, and 32 bits leave some 2^224 keys for each fingerprint), and it cannot make a pseudonym
+(each pseudonym is the HMAC of another label and a patient's value under the key itself).
 """
 
 from __future__ import annotations
@@ -59,8 +69,9 @@ def key_path() -> Path:
     return key_dir() / KEY_NAME
 
 
-def _create_key(path: Path) -> None:
-    """Write a new key to ``path``, mode 0600 from the start; a concurrent run's key wins if it came first."""
+def _create_key(path: Path) -> bool:
+    """Write a new key to ``path``, mode 0600 from the start; a concurrent run's key wins if it came first
+    (then False)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never readable by others, not even briefly
@@ -72,11 +83,15 @@ def _create_key(path: Path) -> None:
         try:
             os.link(tmp, path)  # fails if another run created the key meanwhile: then that key is the key
         except FileExistsError:
-            return
+            return False
     finally:
         tmp.unlink(missing_ok=True)
-    print(f"note: created the DICOM pseudonym key {path} (mode 0600); keep it, back it up and share it only "
-          "with machines of this project: pseudonyms change with it", file=sys.stderr)
+    print(f"warning: created the DICOM pseudonym key {path} (a new key; mode 0600, fingerprint "
+          f"{Pseudonyms(read_key(path), path).fingerprint}): every pseudonym depends on it, so losing it "
+          "changes every patient's pseudonym. If this project already has a key, this run's pseudonyms do not "
+          "match its: put that key in its place (or give --key-file) and run again; else back this one up "
+          "(README 'Patient data')", file=sys.stderr)
+    return True
 
 
 def read_key(path: Path) -> bytes:
@@ -103,14 +118,22 @@ class Pseudonyms:
 
     def __init__(self, key: bytes, origin: Path) -> None:
         self._key, self.origin = key, origin
+        self.created = False  # made by this run (on first use)
 
     @classmethod
-    def load(cls, key_file: Path | None = None) -> Pseudonyms:
-        """The key of ``key_file``, else this installation's (created on first use)."""
+    def load(cls, key_file: Path | None = None, create: bool = True) -> Pseudonyms:
+        """The key of ``key_file``, else this installation's (created on first use, with a warning, unless
+        not ``create``: then a missing key is a :class:`UsageError`)."""
         path = key_file if key_file is not None else key_path()
+        created = False
         if key_file is None and not path.exists():
-            _create_key(path)
-        return cls(read_key(path), path)
+            if not create:
+                raise UsageError(f"no DICOM pseudonym key at {path} yet: python -m study.data key --create makes "
+                                 "one; if this project has one, copy it there (mode 0600) or give --key-file")
+            created = _create_key(path)
+        keys = cls(read_key(path), path)
+        keys.created = created
+        return keys
 
     def __repr__(self) -> str:  # never the key
         return f"Pseudonyms(origin={str(self.origin)!r}, fingerprint={self.fingerprint!r})"

@@ -22,6 +22,7 @@ from trainables.data.errors import DataError
 from trainables.data.folds import fold_split
 from trainables.data.labels import COORD_TOLERANCE, Problem
 from trainables.data.mosaic import mosaic_batch
+from trainables.data.provenance import check_one_key
 from trainables.data.splits import group_keys, group_split, leak_warning
 from trainables.data.synthetic import synthetic_data
 from trainables.data.types import DecodedData
@@ -38,6 +39,7 @@ class LoadReport:
     cache_hit: bool = False
     cache_path: Path | None = None
     seconds: float = 0.0
+    keys: dict[str, int] = field(default_factory=dict)  # pseudonym key fingerprint -> frames it named
 
 
 def load_dataset(
@@ -46,10 +48,12 @@ def load_dataset(
 ) -> tuple[DecodedData, LoadReport]:
     """Read, validate, decode (or fetch from the cache) a data.yaml dataset, keeping its own split folders.
 
-    Raises :class:`DataError` for fatal problems. ``report.skipped`` lists the files left out.
+    Raises :class:`DataError` for fatal problems, frames named under two pseudonym keys among them
+    (trainables/data/provenance.py). ``report.skipped`` lists the files left out.
     """
     start = time.perf_counter()
     index = read_yolo(yaml_path, missing_view=missing_view)
+    keys = check_one_key((e.image for e in index.entries), str(yaml_path))  # before decoding; a cache hit too
     settings = {"imgsz": imgsz, "missing_view": missing_view, "tolerance": COORD_TOLERANCE, "pad": PAD_VALUE}
     key = cache.fingerprint(index.source_hash, settings)
     cached = cache.load(key, cache_root)
@@ -66,6 +70,7 @@ def load_dataset(
         except OSError as err:  # a full or read-only disk costs speed, not correctness
             print(f"cache: could not write to {cache.cache_dir()} ({err}); set MTL_STUDY_CACHE", file=sys.stderr)
         report = LoadReport(skipped, False, path)
+    report.keys = keys
     report.seconds = time.perf_counter() - start
     return data, report
 
