@@ -249,8 +249,7 @@ def test_resume_continues_the_same_parent_and_child_runs(ray_cluster, mlflow_ser
     assert first, "no epoch reached MLflow in time"
     parent_before = json.loads((tmp_path / "r" / "mlflow.json").read_text())["run_id"]
 
-    # (--allow-code-change: the working tree may be edited while this test runs; the code check has its own tests)
-    assert run_main([*study_args, "--resume", "--allow-code-change"]) == 0
+    assert run_main([*study_args, "--resume"]) == 0
     assert json.loads((tmp_path / "r" / "mlflow.json").read_text())["run_id"] == parent_before
     experiment = client.get_experiment_by_name("resume")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
