@@ -77,9 +77,12 @@ def test_bf16_and_fp32_steps_agree_within_bf16_precision():
     fp32 = _steps("fp32", "contiguous")
     fp32_cl = _steps("fp32", "channels_last")
     bf16 = _steps("bf16", "channels_last")
-    # channels-last is a layout, not a precision: the same numbers up to float32 reassociation (0.03% seen)
+    # channels-last is a layout, not a precision: the same numbers up to float32 reassociation. The first step
+    # (same weights) within 0.1%; the updates then carry that rounding on (0.03% seen on one machine, 0.2% on
+    # another whose oneDNN picks other kernels), so later steps within 1%, still far inside bf16's 10% below
+    assert fp32_cl[0][0] == pytest.approx(fp32[0][0], rel=1e-3)
     for (la, wa), (lb, wb) in zip(fp32, fp32_cl, strict=True):
-        assert lb == pytest.approx(la, rel=1e-3) and wb == pytest.approx(wa, abs=1e-5)
+        assert lb == pytest.approx(la, rel=1e-2) and wb == pytest.approx(wa, abs=1e-5)
     # bf16 keeps 8 significant bits (~0.4% per rounding): the first step's losses (same weights, only the
     # forward's rounding differs) within 1%; after three updates from those gradients within 10%; GradNorm's
     # weights (fp32 arithmetic on fp32 norms) within 0.005 of the fp32 run's
