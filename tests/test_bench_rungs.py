@@ -41,7 +41,9 @@ def test_rung_correlations_and_the_earliest_rung_that_holds():
     assert rho[("shared/gradnorm", 2)] == pytest.approx(0.8)
     assert rho[("shared/gradnorm", 3)] == pytest.approx(1.0)
     assert all(rho[("dual", e)] == pytest.approx(1.0) for e in (1, 2, 3))
-    assert set(table["n_trials"]) == {4} and 9 not in set(table["rung"])
+    assert set(table[table["method"] != "(all methods)"]["n_trials"]) == {4} and 9 not in set(table["rung"])
+    # all 8 trials together at epoch 3 (their best): ρ = 1; the row does not decide the rung
+    assert rho[("(all methods)", 3)] == pytest.approx(1.0)
     assert earliest_rung(table, 0.8) == 2 and earliest_rung(table, 0.9) == 3
     assert earliest_rung(table[table["rung"] == 1], 0.8) is None
 

@@ -5,8 +5,9 @@ of a method's trials at that epoch predicts their ranking at their best epoch (t
 For each method of a FIFO study (every trial trained all its epochs), this prints the Spearman rank
 correlation, across the method's searched trials, between each trial's ``val.objective`` at epoch e and its
 best ``val.objective`` over all epochs, for candidate rungs e; then the earliest rung at which every method's
-ρ reaches ``--threshold`` (0.8 by default): the grace period the evidence supports. Spearman's ρ is computed
-here (ranks with ties averaged, then Pearson's r of the ranks) so that no SciPy is needed.
+ρ reaches ``--threshold`` (0.8 by default): the grace period the evidence supports. A row over all trials
+together is printed too (more trials, but ranked across methods, which ASHA never does: it does not decide).
+Spearman's ρ is computed here (ranks with ties averaged, then Pearson's r of the ranks): no SciPy needed.
 
 Output: a Markdown table (docs/benchmarks.md keeps it) and one JSON line per method and rung.
 """
@@ -25,6 +26,7 @@ from study.errors import UsageError
 OBJECTIVE = "val.objective"
 DEFAULT_RUNGS = (1, 2, 3, 5, 8, 10, 12, 15, 20, 25)
 MIN_TRIALS = 4  # fewer trials of a method: no correlation worth printing
+ALL = "(all methods)"  # a supplementary row: ASHA ranks within a method, so only the methods' rows decide
 
 
 def spearman(x: pd.Series, y: pd.Series) -> float:
@@ -48,8 +50,11 @@ def rung_correlations(epochs: pd.DataFrame, methods: pd.Series, rungs: tuple[int
         index="trial_id", columns="epoch", values=OBJECTIVE, aggfunc="last")  # (trials, epochs)
     best = wide.max(axis=1)
     rows = []
-    for method in sorted(set(methods)):
-        ids = [t for t in methods.index[methods == method] if t in wide.index]
+    groups = {m: list(methods.index[methods == m]) for m in sorted(set(methods))}
+    if len(groups) > 1:  # every trial together: more trials, but across methods (ASHA ranks within one)
+        groups[ALL] = list(methods.index)
+    for method, members in groups.items():
+        ids = [t for t in members if t in wide.index]
         for rung in rungs:
             if rung not in wide.columns:
                 continue
@@ -60,7 +65,7 @@ def rung_correlations(epochs: pd.DataFrame, methods: pd.Series, rungs: tuple[int
 
 def earliest_rung(table: pd.DataFrame, threshold: float) -> int | None:
     """The earliest rung at which every method's ρ is at least ``threshold`` (None: no rung holds)."""
-    for rung, group in table.groupby("rung", sort=True):
+    for rung, group in table[table["method"] != ALL].groupby("rung", sort=True):
         # (a ρ of exactly the threshold, 0.8 as 0.7999999999999999, holds)
         if len(group) and group["rho"].notna().all() and (group["rho"] >= threshold - 1e-12).all():
             return int(rung)
