@@ -46,6 +46,11 @@ def test_rung_correlations_and_the_earliest_rung_that_holds():
     assert rho[("(all methods)", 3)] == pytest.approx(1.0)
     assert earliest_rung(table, 0.8) == 2 and earliest_rung(table, 0.9) == 3
     assert earliest_rung(table[table["rung"] == 1], 0.8) is None
+    # best so far: method a's running best at epoch 2 is 0.4, 0.3, 0.2, 0.4 (ties averaged) against its best
+    # 0.5..0.8: ranks 3.5, 2, 1, 3.5 vs 1, 2, 3, 4; deviations (1, −0.5, −1.5, 1) and (−1.5, −0.5, 0.5, 1.5):
+    # ρ = −0.5 / √(4.5 · 5) (Pearson's r of the ranks, by hand); at the rung itself it was 0.8
+    so_far = rung_correlations(epochs_table(), methods, (2,), best_so_far=True)
+    assert so_far.set_index("method").loc["shared/gradnorm", "rho"] == pytest.approx(-0.5 / math.sqrt(22.5))
 
 
 def test_the_command_reads_a_study_folder(tmp_path, capsys):
@@ -59,3 +64,23 @@ def test_the_command_reads_a_study_folder(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| shared/gradnorm (4) | -1.00 | 0.80 | 1.00 |" in out
     assert out.strip().endswith("epoch 2")
+
+
+def test_docs_tables_are_what_the_committed_pilot_holds():
+    """docs/benchmarks.md's two tables under "ASHA rungs on real patients" are the bench's output on the committed
+    pilot (docs/results/pilot38-fifo): the text cannot drift from the files."""
+    from pathlib import Path
+
+    from study.analysis.loading import load_study
+    from study.benchmarks.rungs import DEFAULT_RUNGS, markdown
+
+    root = Path(__file__).resolve().parents[1]
+    study = load_study(root / "docs" / "results" / "pilot38-fifo")
+    trials = study.trials[(~study.trials["is_repeat"]) & (study.trials["status"] == "finished")]
+    assert len(trials) == 18 and trials["epochs_run"].eq(30).all()  # FIFO: every trial ran every epoch
+    methods = trials.set_index("trial_id")["method"]
+    section = (root / "docs" / "benchmarks.md").read_text().split("## ASHA rungs on real patients")[1]
+    for so_far in (False, True):
+        table = rung_correlations(study.epochs, methods, DEFAULT_RUNGS, best_so_far=so_far)
+        assert markdown(table) in section
+        assert earliest_rung(table, 0.8) == (20 if so_far else None)

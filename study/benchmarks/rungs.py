@@ -41,14 +41,19 @@ def spearman(x: pd.Series, y: pd.Series) -> float:
     return float(rx.corr(ry))
 
 
-def rung_correlations(epochs: pd.DataFrame, methods: pd.Series, rungs: tuple[int, ...]) -> pd.DataFrame:
+def rung_correlations(epochs: pd.DataFrame, methods: pd.Series, rungs: tuple[int, ...],
+                      best_so_far: bool = False) -> pd.DataFrame:
     """One row per method and rung: ``method``, ``rung``, ``rho``, ``n_trials``.
 
     epochs: epochs.parquet (``trial_id``, ``epoch``, ``val.objective``); methods: trial_id -> method label of
-    the trials to use (searched trials that finished every epoch)."""
+    the trials to use (searched trials that finished every epoch). ``best_so_far``: rank by each trial's best
+    objective up to the rung instead of its value at the rung (what ASHA would see if trials reported their
+    running best; Tune's ASHA reads the value reported at the rung)."""
     wide = epochs[epochs["trial_id"].isin(methods.index)].pivot_table(
         index="trial_id", columns="epoch", values=OBJECTIVE, aggfunc="last")  # (trials, epochs)
     best = wide.max(axis=1)
+    if best_so_far:
+        wide = wide.cummax(axis=1)
     rows = []
     groups = {m: list(methods.index[methods == m]) for m in sorted(set(methods))}
     if len(groups) > 1:  # every trial together: more trials, but across methods (ASHA ranks within one)
@@ -88,6 +93,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("study", help="a FIFO study folder STORAGE/NAME (trials.parquet, epochs.parquet)")
     p.add_argument("--at", default=",".join(map(str, DEFAULT_RUNGS)), help="candidate rungs (epochs), comma-separated")
     p.add_argument("--threshold", type=float, default=0.8, help="the ρ a rung must reach for every method")
+    p.add_argument("--best-so-far", action="store_true",
+                   help="rank by each trial's best objective up to the rung, not its value at the rung")
     return p
 
 
@@ -106,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         raise UsageError(f"{study.path}: no finished searched trial: run a FIFO study with --samples N first")
     epochs_run = study.epochs.groupby("trial_id")["epoch"].max()
     full = usable[usable["trial_id"].map(epochs_run).eq(usable["trial_id"].map(epochs_run).max())]
-    table = rung_correlations(study.epochs, full.set_index("trial_id")["method"], rungs)
+    table = rung_correlations(study.epochs, full.set_index("trial_id")["method"], rungs, args.best_so_far)
     for row in table.to_dict("records"):
         print(json.dumps({"bench": "rungs", **{k: (None if isinstance(v, float) and math.isnan(v) else v)
                                                 for k, v in row.items()}}))
