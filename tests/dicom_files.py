@@ -109,3 +109,13 @@ def palette(indices: np.ndarray, red: np.ndarray, green: np.ndarray, blue: np.nd
         ds[f"{name}PaletteColorLookupTableDescriptor"].VR = "US"
         ds[f"{name}PaletteColorLookupTableData"].VR = "OW"
     return ds
+
+
+def cli(main: Any, argv: list[Any], capsys: Any) -> tuple[int, str, str]:
+    """Run a command's ``main`` as the shell would (``run_cli``: one-line errors, exit status): (status, stdout,
+    stderr)."""
+    from study.cli import run_cli
+
+    code = run_cli(main, [str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err

@@ -8,13 +8,11 @@ import hashlib
 import hmac
 import stat
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from study.cli import run_cli
 from study.data import main as data_main
 from study.media.pseudonyms import Pseudonyms
 from study.predict import main as predict_main
@@ -23,7 +21,7 @@ from tests.test_evaluate import tiny_checkpoint
 pydicom = pytest.importorskip("pydicom")
 pytest.importorskip("av")
 
-from tests.dicom_files import PATIENT, dataset, identifying_values, jpeg_baseline, palette, save  # noqa: E402
+from tests.dicom_files import PATIENT, cli, dataset, identifying_values, jpeg_baseline, palette, save  # noqa: E402
 
 OTHER = {**PATIENT, "PatientName": "Marchbanks^Euphemia", "PatientID": "PID-5502288"}
 
@@ -31,12 +29,6 @@ OTHER = {**PATIENT, "PatientName": "Marchbanks^Euphemia", "PatientID": "PID-5502
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"), arch="cls_only", **{"balancer.name": "equal"})[0]
-
-
-def cli(main, argv: list[Any], capsys) -> tuple[int, str, str]:
-    code = run_cli(main, [str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def grey_loop(seed: int, n: int = 2) -> np.ndarray:

@@ -6,14 +6,12 @@ blanked by ``--mask``. Real files written with pydicom; both commands run in-pro
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image, ImageDraw
 
-from study.cli import run_cli
 from study.data import main as data_main
 from study.media.pseudonyms import Pseudonyms
 from study.predict import main as predict_main
@@ -27,7 +25,7 @@ from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.fileset import FileSet  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian, RLELossless  # noqa: E402
 
-from tests.dicom_files import PATIENT, dataset, save  # noqa: E402
+from tests.dicom_files import PATIENT, cli, dataset, save  # noqa: E402
 
 DOE = {**PATIENT, "PatientName": "DOE^JOHN", "PatientID": "MRN-0042117"}
 KEY_META = b"mtl_study.pseudonym_key_fingerprint"
@@ -38,12 +36,6 @@ RINGING = 8  # grey levels a lossy encoder may carry into a black band's edge fr
 def checkpoint(tmp_path_factory) -> Path:
     """A view-only model: no box is drawn, the frame's view is (at the top left, where the mask is)."""
     return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"), arch="cls_only", **{"balancer.name": "equal"})[0]
-
-
-def cli(main, argv: list[Any], capsys) -> tuple[int, str, str]:
-    code = run_cli(main, [str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def loop(seed: int, n: int = 2, size: int = 16) -> np.ndarray:
