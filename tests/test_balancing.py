@@ -54,6 +54,9 @@ def run(name: str, num_tasks: int, steps: int = STEPS, seed: int = 0):
 
 def test_every_strategy_is_registered():
     assert {"equal", "static", "gradnorm", "uncertainty", "dwa", "pcgrad", "cagrad"} <= set(available())
+    # issue 39: the TorchJD-era methods (trainables/balancing/gramian.py: gradient side; famo, rlw: loss side)
+    assert {"upgrad", "upgrad_params", "dualproj", "mgda", "imtl_g", "aligned_mtl", "nash_mtl", "famo",
+            "rlw"} <= set(available())
 
 
 @pytest.mark.parametrize(("name", "num_tasks"), CASES)

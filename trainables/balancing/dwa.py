@@ -20,6 +20,11 @@ class DWA(Balancer):
     the paper's first two epochs. A window of about one epoch's steps reproduces the paper's
     timescale; shorter windows react faster and are noisier.
 
+    Why not TorchJD's ``torchjd.scalarization.DWA``: it is the paper's per-epoch form, whose epochs the
+    caller must mark (``step()``); the balancer contract has no epoch hook. With ``dwa_window`` equal to
+    an epoch's steps the two agree at every epoch's first step and differ between, where this one slides
+    (tests/test_balancing_torchjd.py). Published results rest on the sliding window.
+
     Hyperparameters: ``temperature`` (paper: 2), ``dwa_window`` (steps per averaging window).
     """
 

@@ -23,6 +23,11 @@ class Uncertainty(Balancer):
     their own Adam step (lr ``weight_lr``) on ∂/∂s_i = 1 − exp(−s_i)·L_i after the optimizer step
     (:meth:`after_step`), using the losses of that step. s_i start at 0 (w_i = 1). Returns exp(−s).
 
+    Why not TorchJD's ``torchjd.scalarization.UW``: it is the regression form ½·exp(−s_i)·L_i + ½·s_i, so
+    its network weights and the gradient on s are exactly half of these (tests/test_balancing_torchjd.py),
+    and it leaves s to the model's optimizer (its learning rate, weight decay and clip), where this one
+    gives s its own Adam at ``weight_lr``. Published results rest on this form and its ``weight_lr``.
+
     Hyperparameters: ``weight_lr``.
     """
 
