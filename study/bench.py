@@ -12,6 +12,8 @@
              95% intervals, and the training-time ratio
   peer       Ultralytics YOLOv8n and YOLOv8n-cls trained on the recipe's frames and split, scored by
              this project's metrics beside our arms, with seconds per epoch (needs the [peer] extra)
+  epoch      where one epoch's time goes on real data: training steps, batches, BatchNorm recalibration,
+             interference, validation (forward, NMS, metrics), checkpoint; evaluation ways side by side
   rungs      on a FIFO study's files: the rank correlation, per method, between each trial's validation
              objective at epoch e and its best: where ASHA's first rung may rank trials
 """
@@ -24,7 +26,7 @@ import sys
 from study.cli import run_cli
 from study.errors import UsageError
 
-BENCHES = ("train", "balancers", "data", "eval", "study", "gpu", "recipe", "precision", "peer", "rungs")
+BENCHES = ("train", "balancers", "data", "eval", "study", "gpu", "recipe", "precision", "peer", "rungs", "epoch")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,8 +2,10 @@
 
 Writes into ``OUT`` what a reader and ``python -m study.analyze OUT`` need, and nothing else: ``manifest.json``,
 ``trials.parquet``, ``epochs.parquet``, ``test_runs.parquet``, ``costs.parquet``, ``headline.parquet``,
-``verdict.parquet``, ``folds.parquet`` and ``optuna.db`` where the study has them (a ``--folds`` study's
-``fold-k/trials.parquet`` and ``fold-k/epochs.parquet`` pooled into one file each, with a ``fold`` column). No
+``verdict.parquet``, ``folds.parquet``, ``tuning_gain.parquet``, ``chosen_configs.parquet`` (python -m study.tuned)
+and ``optuna.db`` where the study has them (a ``--folds`` study's ``fold-k/trials.parquet`` and
+``fold-k/epochs.parquet`` pooled into one file each, with a ``fold`` column, and its ``fold-k/optuna.db`` into one
+storage whose Optuna studies are named ``fold-k/<method>``). No
 checkpoint, no Tune state, no MLflow link: they only mean something on the machine that ran the study.
 
 What is rewritten (every string of every file, the manifest's included):
@@ -47,7 +49,7 @@ from study.errors import UsageError
 
 MANIFEST = "manifest.json"
 TABLES = ("trials.parquet", "epochs.parquet", "test_runs.parquet", "costs.parquet", "headline.parquet",
-          "verdict.parquet", "folds.parquet")
+          "verdict.parquet", "folds.parquet", "tuning_gain.parquet", "chosen_configs.parquet")
 POOLED = ("trials.parquet", "epochs.parquet")  # a --folds study keeps these per fold: fold-k/NAME
 OPTUNA_DB = "optuna.db"  # study/store/folder.py
 MACHINE_COLUMNS = ("node_host", "node_ip", "cost.host")  # name the machine and nothing else: dropped
@@ -361,7 +363,6 @@ def publish(source: Path, out: Path, command: list[str]) -> list[str]:
         if pooled:
             scrub.changed.setdefault(name, set()).add("(pooled from fold-*/" + name + ", column fold)")
         written[name] = scrubbed if pooled or name in scrub.changed else None
-    db = _optuna_db(source, scrub)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.publish-", dir=out.parent) as tmp_name:
         tmp = Path(tmp_name) / "out"
@@ -371,8 +372,7 @@ def publish(source: Path, out: Path, command: list[str]) -> list[str]:
                 shutil.copyfile(source / name, tmp / name)
             else:
                 pq.write_table(table, tmp / name)
-        if db:
-            shutil.copyfile(source / OPTUNA_DB, tmp / OPTUNA_DB)
+        db = _optuna_db(source, scrub, tmp / OPTUNA_DB)
         new_manifest[PUBLISHED] = _published(manifest, scrub, source, db, command)
         (tmp / MANIFEST).write_text(json.dumps(new_manifest, indent=2, default=str))
         if found := find_machine_strings(tmp, scrub.needles, scrub.hosts):
@@ -382,20 +382,47 @@ def publish(source: Path, out: Path, command: list[str]) -> list[str]:
     return sorted(p.name for p in out.iterdir())
 
 
-def _optuna_db(source: Path, scrub: Scrubber) -> bool:
-    """Whether the study's optuna.db is published: only where it holds no string of this machine (SQLite is not
-    rewritten; a --folds study keeps one per fold, which the report does not read)."""
-    path = source / OPTUNA_DB
-    if not path.is_file():
+def _optuna_db(source: Path, scrub: Scrubber, target: Path) -> bool:
+    """Write the study's Optuna record to ``target`` where it holds no string of this machine (SQLite is not
+    rewritten: a record that names the machine is left out, and said so); whether it was written. A --folds
+    study keeps one optuna.db per fold: they are pooled into one, each Optuna study renamed ``fold-k/<method>``
+    (study/heldout/chosen.py reads either layout)."""
+    folds = fold_files(source, OPTUNA_DB)
+    if (source / OPTUNA_DB).is_file():
+        shutil.copyfile(source / OPTUNA_DB, target)
+    elif folds:
+        try:
+            _pool_optuna(folds, target)
+        except (sqlite3.Error, ValueError, KeyError) as err:  # optuna raises these for a damaged storage
+            scrub.changed.setdefault(OPTUNA_DB, set()).add(f"-(the folds' storages could not be pooled: "
+                                                            f"{type(err).__name__}; left out)")
+            target.unlink(missing_ok=True)
+            return False
+    else:
         return False
     mark = machine_marks(scrub.needles, scrub.hosts)
     try:
-        clean = not any(mark.search(text) for _, text in _db_strings(path))
+        clean = not any(mark.search(text) for _, text in _db_strings(target))
     except sqlite3.Error:
         clean = False
     if not clean:
         scrub.changed.setdefault(OPTUNA_DB, set()).add("-(holds a path of this machine: left out)")
+        target.unlink()
     return clean
+
+
+def _pool_optuna(folds: list[tuple[int, Path]], target: Path) -> None:
+    """Copy every Optuna study of each ``fold-k/optuna.db`` into one SQLite storage at ``target`` as ``fold-k/<name>``
+    (optuna.copy_study: trials, their distributions, values and attributes, unchanged)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    to_storage = f"sqlite:///{target.resolve()}"
+    for k, path in folds:
+        from_storage = f"sqlite:///{path.resolve()}"
+        for summary in optuna.get_all_study_summaries(from_storage):
+            optuna.copy_study(from_study_name=summary.study_name, from_storage=from_storage,
+                              to_storage=to_storage, to_study_name=f"fold-{k}/{summary.study_name}")
 
 
 def _published(manifest: dict[str, Any], scrub: Scrubber, source: Path, db: bool, command: list[str]

@@ -19,6 +19,7 @@ from study.analysis.importance import (
     MIN_TOP_TRIALS,
     RELIABLE_TRIALS,
     Importance,
+    objective_importances,
     param_importance,
     storage_importances,
     top_trials,
@@ -145,3 +146,24 @@ def test_parquet_importance_cautions_below_the_threshold(tmp_path):
     assert not param_importance(trials).caution
     few = param_importance(trials.iloc[:RELIABLE_TRIALS - 1])
     assert few.values and "unreliable" in few.caution and f"{RELIABLE_TRIALS - 1} completed trials" in few.caution
+
+
+def test_a_published_folds_study_pools_each_method_s_folds_centred_on_the_fold(tmp_path):
+    """Two folds of one method: x decides the ranking within each fold; fold 1's validation patients are easier
+    (+1 on every trial) and its searcher happened to draw y only in [0.9, 1]. Pooled raw, the top trials are all
+    fold 1's and y's narrow band looks decisive too; centred on each fold's median, x alone is."""
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"  # the published name (study/store/folder.py's OPTUNA_DB)
+    unit = FloatDistribution(0.0, 1.0)
+    rng = np.random.default_rng(0)
+    raw = optuna.create_study(direction="maximize")
+    for fold, offset, (low, high) in ((0, 0.0, (0.0, 0.9)), (1, 1.0, (0.9, 1.0))):
+        study = optuna.create_study(study_name=f"fold-{fold}/shared/gradnorm", storage=storage, direction="maximize")
+        xs, ys = rng.permutation(np.linspace(0, 1, 30)), low + (high - low) * rng.permutation(np.linspace(0, 1, 30))
+        for x, y in zip(xs, ys, strict=True):
+            for target in (study, raw):
+                target.add_trial(optuna.trial.create_trial(params={"x": x, "y": y}, value=offset + 0.1 * x,
+                                                           distributions={"x": unit, "y": unit}))
+    imp = storage_importances(tmp_path)
+    assert set(imp) == {"shared/gradnorm"} and imp["shared/gradnorm"].n_trials == 60
+    assert imp["shared/gradnorm"].values["y"] < 0.1 < 0.9 < imp["shared/gradnorm"].values["x"]
+    assert objective_importances(raw)["y"] > 0.3  # what pooling without centring would have said

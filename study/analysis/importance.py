@@ -40,6 +40,7 @@ from optuna.trial import FrozenTrial
 from study.analysis.loading import OBJECTIVE, method_hyperparameters
 from study.store.folder import OPTUNA_DB
 from study.store.trials import plain
+from trainables.wording import counted
 
 MIN_TRIALS = 3
 EVALUATOR = "PED-ANOVA (Optuna's default importance evaluator)"
@@ -71,7 +72,7 @@ def caution(n_trials: int, scope: str = "") -> str:
     top = top_trials(n_trials)
     return (f"Hyperparameter importance{' ' + scope if scope else ''} is unreliable: it rests on {n_trials} "
             f"completed trials, and PED-ANOVA ranks what puts a trial in the top {TARGET_QUANTILE:.0%} of them "
-            f"({top} trial{'s' if top != 1 else ''} here; Optuna advises at least {MIN_TOP_TRIALS}, i.e. "
+            f"({counted(top, 'trial')} here; Optuna advises at least {MIN_TOP_TRIALS}, i.e. "
             f"{RELIABLE_TRIALS} or more trials). Read the ranking as a hint, not a finding.")
 
 
@@ -111,10 +112,14 @@ def param_importance(trials: pd.DataFrame, method_params: dict[str, list[str]] |
     """Importances of the searched hyperparameters (and of ``method``) for reaching the best values of
     ``objective`` (``direction``: "maximize", the default objective's, or "minimize", e.g. a cost).
 
-    ``method_params``: method -> the keys its trials searched (default: the keys that vary among them).
+    ``method_params``: method -> the keys its trials searched (default: the keys that vary among them). Trials of
+    a --folds study (a ``fold`` column) are ranked on their objective minus their fold's median (``fold_centred``).
     """
     ok = trials[(trials["status"] == "finished") & ~trials["is_repeat"] & trials[objective].notna()]
     ok = ok[np.isfinite(ok[objective].astype(float))]
+    if "fold" in ok and ok["fold"].nunique() > 1:  # each fold's validation patients set its own level
+        value = ok[objective].astype(float)
+        ok = ok.assign(**{objective: value - value.groupby(ok["fold"]).transform("median")})
     if len(ok) < MIN_TRIALS:
         return Importance(n_trials=len(ok), note=f"Hyperparameter importance needs at least {MIN_TRIALS} finished "
                                                  f"trials with an objective; this study has {len(ok)}.")
@@ -165,23 +170,53 @@ def storage_importances(study_dir: str | Path, objective: int = 0) -> dict[str, 
     try:
         storage = optuna.storages.RDBStorage(f"sqlite:///{db.resolve()}")
         out = {}
-        for summary in optuna.get_all_study_summaries(storage):
-            study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        for name, study in method_studies(storage).items():
             done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
             if len(done) < MIN_TRIALS:
-                out[summary.study_name] = Importance(n_trials=len(done), note=(
+                out[name] = Importance(n_trials=len(done), note=(
                     f"Hyperparameter importance needs at least {MIN_TRIALS} completed trials; "
-                    f"{summary.study_name} has {len(done)}."))
+                    f"{name} has {len(done)}."))
                 continue
             try:
                 values = objective_importances(study, objective)
             except Exception as err:  # an evaluator's limitation on a tiny study is a note, not a crash
-                out[summary.study_name] = Importance(n_trials=len(done), note=(
+                out[name] = Importance(n_trials=len(done), note=(
                     f"Hyperparameter importance could not be computed ({type(err).__name__}: "
                     f"{str(err).splitlines()[0][:200]})."))
                 continue
-            out[summary.study_name] = Importance(values=values, n_trials=len(done),
-                                                 caution=caution(len(done), f"within {summary.study_name}"))
+            out[name] = Importance(values=values, n_trials=len(done), caution=caution(len(done), f"within {name}"))
         return out
     finally:
         optuna.logging.set_verbosity(verbosity)
+
+
+def method_studies(storage: optuna.storages.BaseStorage) -> dict[str, optuna.Study]:
+    """Method -> its Optuna study. A published --folds study holds one per fold and method, named
+    ``fold-k/<method>`` (study/publish.py): each method's folds are pooled into one in-memory study whose values are
+    centred on their fold's median (``fold_centred``), so that the ranking is of configurations, not of which
+    fold's validation patients were easier."""
+    studies: dict[str, optuna.Study] = {}
+    folds: dict[str, list[optuna.Study]] = {}
+    for summary in optuna.get_all_study_summaries(storage):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        head, _, method = summary.study_name.partition("/")
+        if head.startswith("fold-") and head[5:].isdigit() and method:
+            folds.setdefault(method, []).append(study)
+        else:
+            studies[summary.study_name] = study
+    for method, parts in folds.items():
+        pooled = optuna.create_study(directions=parts[0].directions)
+        for part in parts:
+            done = part.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            for trial, values in zip(done, fold_centred([t.values for t in done]), strict=True):
+                pooled.add_trial(optuna.trial.create_trial(params=trial.params, distributions=trial.distributions,
+                                                           values=values, user_attrs=trial.user_attrs))
+        studies[method] = pooled
+    return studies
+
+
+def fold_centred(values: list[list[float]]) -> list[list[float]]:
+    """One fold's trials' objective values (n_trials, n_objectives) minus the fold's median of each objective: the
+    folds' validation patients differ, and with them every trial's level; within a fold, trials compare."""
+    arr = np.asarray(values, dtype=float)
+    return (arr - np.median(arr, axis=0)).tolist() if len(arr) else []
