@@ -18,6 +18,7 @@ from study.cli import ArgumentParser, run_cli
 from study.errors import UsageError
 from study.store.atomic import atomic_path
 from study.tracking.mlflow_study import RUN_FILE
+from trainables.wording import counted
 
 PNG_FIGURES = ("headline", "pareto", "balance", "curves", "slices", "importance")  # parcoords is WebGL
 
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     report = build_report(study)
     out = Path(args.out).expanduser() if args.out else study.path / "report.html"
     _write_text(out, report.html)
-    print(f"report: {out.resolve()} ({out.stat().st_size / 2**20:.1f} MiB, {len(study.trials)} trials)")
+    print(f"report: {out.resolve()} ({out.stat().st_size / 2**20:.1f} MiB, {counted(len(study.trials), 'trial')})")
     if (study.path / RUN_FILE).is_file():  # a study run with --mlflow: the report joins its run
         from study.tracking.mlflow_study import log_report
 

@@ -31,6 +31,7 @@ from trainables.data.loader import LoadReport, apply_groups, load_dataset
 from trainables.data.splits import split_overlap
 from trainables.data.synthetic import synthetic_data
 from trainables.data.types import DecodedData
+from trainables.wording import counted
 
 USAGE_ERROR = 2
 
@@ -59,7 +60,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                              "PatientID; a video needs it)")
     frames.add_argument("--key-file", default=None, metavar="FILE",
                         help="the pseudonym key to use (default: this installation's, created on first use; "
-                             "README 'Patient data')")
+                             "docs/dicom-and-privacy.md)")
     frames.add_argument("--mask", action="append", metavar="X0,Y0,X1,Y1", help=MASK_HELP)
     frames.add_argument("--list-skipped", action="store_true", help=LIST_HELP)
     key = sub.add_parser("key", help="the DICOM pseudonym key: where it is and its fingerprint, or --create it")
@@ -85,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         key_file = Path(args.key_file).expanduser() if args.key_file else None
         written, clips, tally = extract(Path(args.source).expanduser(), out, args.every, args.patient, key_file,
                                         parse_masks(args.mask))
-        print(f"wrote {written} frame{'s' * (written != 1)} of {clips} clip{'s' * (clips != 1)} to {out}", flush=True)
+        print(f"wrote {counted(written, 'frame')} of {counted(clips, 'clip')} to {out}", flush=True)
         tally.finish(args.list_skipped)
         return 0
     if args.command == "key":
@@ -150,10 +151,10 @@ def summary(data: DecodedData, cfg: DataConfig, report: LoadReport, own: Decoded
     lines += ["  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
     if report.skipped:
-        lines += ["", f"skipped {len(report.skipped)} file(s):"]
+        lines += ["", f"skipped {counted(len(report.skipped), 'file')}:"]
         lines += [f"  {p}" for p in report.skipped]
     if report.keys:
-        lines += ["", "pseudonym key " + ", ".join(f"{k} ({n} frames)" for k, n in report.keys.items()) +
+        lines += ["", "pseudonym key " + ", ".join(f"{k} ({counted(n, 'frame')})" for k, n in report.keys.items()) +
                   " (the fingerprint recorded in the frames by python -m study.data frames)"]
     overlap = split_overlap(own.groups, own.splits)
     total = len(np.unique(own.groups))

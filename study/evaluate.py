@@ -15,6 +15,11 @@ study/heldout/scoring.py), so it is scored on its own patients wherever it lies,
 when the patients rebuilt do not match; a checkpoint from before that uses its study's seed from
 ``manifest.json`` above it, and a ``study.train`` checkpoint its config's ``train.seed``. ``--split-seed``
 overrides (and is refused when it deals other test patients than the checkpoint's).
+
+Jet present, per valve (study/heldout/clinical.py): where the model detects, each valve's threshold is chosen on the
+validation split (the Youden point over its clips) and applied to the split scored; per clip and per study, the
+counts and sensitivity, specificity, PPV and NPV with 95% Wilson intervals are printed after the scores, and
+``--json`` writes them under ``jets`` (the flat ``<split>.jet_*`` keys are in ``metrics`` too).
 """
 
 from __future__ import annotations
@@ -30,11 +35,13 @@ import pandas as pd
 
 from study.cli import CHECKPOINT_HELP, ArgumentParser, run_cli
 from study.errors import UsageError
+from study.heldout.clinical import jet_lines, jet_summary
 from study.heldout.scoring import evaluate_state
 from study.store.checkpoints import load_checkpoint, study_of, trial_checkpoint
 from study.store.selection import best_trials, is_multi_task, parse_method
 from study.store.trials import read_trials, write_json_atomic
 from trainables.metrics.names import TEST_POOLED
+from trainables.wording import counted
 
 SHOWN = TEST_POOLED  # the metrics printed first, in this order (trainables/metrics/names.py)
 
@@ -84,15 +91,21 @@ def print_table(result: dict[str, Any]) -> None:
     split = result["split"]
     print(f"{result['checkpoint']}\n  {result['arch']}/{result['balancer']}, epoch {result['epoch']}"
           f"{' (EMA weights)' if result['ema'] else ''}; {result['data']} split '{split}' by {result['split_by']} "
-          f"(seed {result['split_seed']}): {result['images']} images at {result['imgsz']} px")
+          f"(seed {result['split_seed']}): {counted(result['images'], 'image')} at {result['imgsz']} px")
     metrics = result["metrics"]
     keys = [f"{split}.{k}" for k in SHOWN if f"{split}.{k}" in metrics]
-    keys += sorted(k for k in metrics if k not in keys)  # per-class AP50 and view recalls
+    jets = f"{split}.jet_"  # printed as their own table below
+    keys += sorted(k for k in metrics if k not in keys and not k.startswith(jets))  # per-class AP50, view recalls
     width = max(len(k) for k in keys)
+    majority = metrics.get(f"{split}.view_majority_share", math.nan)
     for k in keys:
         v = metrics[k]
         shown = "—" if not math.isfinite(v) else f"{v:.0f}" if k.split(".")[-1].startswith("n_") else f"{v:.4f}"
+        if k == f"{split}.view_accuracy" and math.isfinite(majority):  # the chance level it must beat
+            shown += f"  (majority view: {majority:.4f})"
         print(f"  {k:<{width}}  {shown}")
+    for line in jet_lines(metrics, split, result.get("jet_chosen_on", "")):
+        print(line)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             manifest = json.loads((study / "manifest.json").read_text())
             seed = int(manifest.get("seeds", {}).get("study", manifest.get("settings", {}).get("seed", 0)))
     result = evaluate_state(state, args.split, args.data, args.split_by, seed, args.device, path, args.precision)
+    result["jets"] = jet_summary(result["metrics"], args.split)
     print_table(result)
     if args.json:
         write_json_atomic(result, Path(args.json).expanduser())

@@ -14,13 +14,21 @@ The batch dimension is dynamic. After export the ONNX outputs are compared with 
 images with onnxruntime (when installed): every element must agree within ``--atol`` + ``--rtol`` x |PyTorch| (both
 1e-3 by default; box coordinates are pixels, so for them the absolute part is ``--atol`` x image size),
 otherwise the command fails.
+
+Beside ``OUT.onnx`` it writes a model card, ``OUT.card.md`` and ``OUT.card.json`` (study/modelcard/): what the
+model is, its data and split, its held-out scores, the precision it trained in, its batch-1 latency through
+onnxruntime on this CPU (measured here: ``--latency-repeats`` timed calls after warm-up), its limitations and the
+code that made it. ``--best STORAGE/NAME`` exports a study's chosen model (study/modelcard/choice.py says which
+checkpoint that is: of a folds study, fold 0's or ``--fold K``'s) and copies its checkpoint beside as ``OUT.pt``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +39,8 @@ from torchvision.ops import box_convert
 
 from study.cli import CHECKPOINT_HELP, ArgumentParser, run_cli
 from study.errors import UsageError
+from study.modelcard.latency import REPEATS, WARMUP, onnx_latency
+from study.store.atomic import atomic_path
 from study.store.checkpoints import load_checkpoint, restore_model
 
 ATOL = 1e-3  # absolute for probabilities and logits; for box pixels ATOL x image size (0.32 px at 320)
@@ -114,40 +124,117 @@ def check_onnx(wrapper: Deployable, out: Path, images: Tensor, atol: float = ATO
 
 def parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="python -m study.export", description=__doc__.split("\n\n")[0])
-    p.add_argument("checkpoint", help=CHECKPOINT_HELP)
-    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
+    p.add_argument("checkpoint", nargs="?", help=CHECKPOINT_HELP)
+    p.add_argument("--best", metavar="STORAGE/NAME",
+                   help="export this study's chosen model instead (study/modelcard/choice.py says which checkpoint)")
+    p.add_argument("--method", default=None, metavar="ARCH/BALANCER",
+                   help="with --best: the method whose chosen model to export (needed when the study has several)")
+    p.add_argument("--fold", type=int, default=None, metavar="K",
+                   help="with --best of a --folds study: fold K's model (default 0; no fold is chosen by a score)")
+    p.add_argument("--onnx", required=True, metavar="OUT.onnx",
+                   help="the ONNX file to write; the model card goes beside it (OUT.card.md, OUT.card.json)")
     p.add_argument("--imgsz", type=int, default=None, help="input size (default: the size it was trained at)")
     p.add_argument("--atol", type=float, default=ATOL, help=f"ONNX vs PyTorch absolute tolerance (default {ATOL:g})")
     p.add_argument("--rtol", type=float, default=RTOL, help=f"ONNX vs PyTorch relative tolerance (default {RTOL:g})")
     p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--latency-repeats", type=int, default=REPEATS, metavar="N",
+                   help=f"timed batch-1 onnxruntime calls for the card's latency, after {WARMUP} warm-up calls "
+                        f"(default {REPEATS})")
     return p
+
+
+@dataclass
+class Exported:
+    """What ``export_with_card`` wrote: the ONNX file, its check (None without onnxruntime), the card's files."""
+
+    onnx: Path
+    outputs: list[str]
+    check: dict[str, Any] | None
+    card: dict[str, Any] | None = None
+    card_files: tuple[Path, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return self.check is None or all(self.check["ok"].values())
+
+
+def export_with_card(state: dict[str, Any], path: Path, out: Path, chosen: Any = None, imgsz: int | None = None,
+                     atol: float = ATOL, rtol: float = RTOL, opset: int = 18, repeats: int = REPEATS) -> Exported:
+    """Export ``state`` to ``out``, check it against PyTorch, time it and write its card beside it (no card when the
+    check fails: that file is not to be deployed). ``chosen``: the study's choice (study/modelcard/choice.py) when
+    the checkpoint is a study's chosen model. Prints what it does."""
+    from study.modelcard.card import build_card, write_card
+    from study.store.checkpoints import study_of
+
+    wrapper, names = export_onnx(state, out, imgsz, path, opset)
+    size = imgsz or int(state["config"]["data.imgsz"])
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): input images (B, 3, {size}, {size}) in [0, 1], "
+          f"outputs {', '.join(names)}")
+    check, latency, note = None, None, ""
+    if importlib.util.find_spec("onnxruntime") is None:
+        note = "onnxruntime is not installed"
+        print("onnxruntime is not installed: the ONNX outputs were not checked against PyTorch nor timed "
+              "(pip install onnxruntime)", file=sys.stderr)
+    else:
+        images = sample_images(state, size)
+        diffs = check_onnx(wrapper, out, images, atol, rtol)
+        check = {"images": int(images.shape[0]), "atol": atol, "rtol": rtol,
+                 "max_abs_diff": {k: d for k, (d, _) in diffs.items()}, "ok": {k: ok for k, (_, ok) in diffs.items()}}
+        shown = ", ".join(f"{k} {d:.2e}" for k, (d, _) in diffs.items())
+        print(f"check: max |ONNX - PyTorch| on {len(images)} sample images: {shown} (tolerance {atol:g} + {rtol:g} x "
+              "|y|)")
+    result = Exported(out, names, check)
+    if not result.passed:
+        return result
+    if check is not None:
+        print("check: ONNX matches PyTorch")
+        latency = onnx_latency(out, sample_images(state, size, count=1).numpy(), repeats=repeats)
+        print(f"latency: batch 1 through onnxruntime on this CPU: median {latency['median_ms']:.2f} ms (quartiles "
+              f"{latency['p25_ms']:.2f}-{latency['p75_ms']:.2f}) over {repeats} calls")
+    params = sum(p.numel() for p in wrapper.parameters())
+    card = build_card(state, path, out, names, params, check, latency, chosen,
+                      None if chosen is not None else study_of(path), note)
+    result.card, result.card_files = card, write_card(card, out)
+    print(f"card: {result.card_files[0]}\n      {result.card_files[1]}")
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if (args.checkpoint is None) == (args.best is None):
+        raise UsageError("give either a CHECKPOINT or --best STORAGE/NAME (not both)")
+    if (args.method is not None or args.fold is not None) and not args.best:
+        raise UsageError("--method and --fold choose among a study's models: use them with --best STORAGE/NAME")
+    if args.latency_repeats < 1:
+        raise UsageError(f"--latency-repeats {args.latency_repeats} must be at least 1")
     for module in ("onnx", "onnxscript"):
         if importlib.util.find_spec(module) is None:
             raise UsageError(f"ONNX export needs the '{module}' package: pip install onnx onnxscript onnxruntime")
-    path = Path(args.checkpoint).expanduser()
+    chosen = None
+    if args.best:
+        from study.modelcard.choice import chosen_model
+
+        chosen = chosen_model(args.best, args.method, args.fold)
+        fold = f", fold {chosen.fold}" if chosen.fold is not None else ""
+        print(f"chosen model: {chosen.method} re-run {chosen.trial_id} (seed {chosen.seed}, epoch {chosen.epoch}"
+              f"{fold}): {chosen.rule}")
+        path = chosen.checkpoint
+    else:
+        path = Path(args.checkpoint).expanduser()
     state = load_checkpoint(path)
     out = Path(args.onnx).expanduser().resolve()
-    wrapper, names = export_onnx(state, out, args.imgsz, path, args.opset)
-    size = args.imgsz or int(state["config"]["data.imgsz"])
-    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB): input images (B, 3, {size}, {size}) in [0, 1], "
-          f"outputs {', '.join(names)}")
-    if importlib.util.find_spec("onnxruntime") is None:
-        print("onnxruntime is not installed: the ONNX outputs were not checked against PyTorch "
-              "(pip install onnxruntime)", file=sys.stderr)
-        return 0
-    diffs = check_onnx(wrapper, out, sample_images(state, size), args.atol, args.rtol)
-    shown = ", ".join(f"{k} {d:.2e}" for k, (d, _) in diffs.items())
-    print(f"check: max |ONNX - PyTorch| on 2 sample images: {shown} (tolerance {args.atol:g} + {args.rtol:g} x |y|)")
-    failed = [k for k, (_, ok) in diffs.items() if not ok]
-    if failed:
+    result = export_with_card(state, path, out, chosen, args.imgsz, args.atol, args.rtol, args.opset,
+                              args.latency_repeats)
+    if not result.passed:
+        failed = [k for k, ok in result.check["ok"].items() if not ok]
         print(f"error: the ONNX {', '.join(failed)} differ from PyTorch beyond the tolerance; do not deploy this "
               "file (try another --opset)", file=sys.stderr)
         return 1
-    print("check: ONNX matches PyTorch")
+    if chosen is not None:  # the weights beside their ONNX file and card: one folder holds the model
+        copied = out.with_suffix(".pt")
+        with atomic_path(copied) as tmp:
+            shutil.copyfile(path, tmp)
+        print(f"checkpoint: {copied} (copied from {chosen.study_dir.name})")
     return 0
 
 

@@ -75,6 +75,7 @@ from trainables.data.decode import boxes_from_letterbox, letterbox, letterbox_fi
 from trainables.data.provenance import key_comment
 from trainables.postprocess import postprocess
 from trainables.precision import Numerics, checkpoint_numerics
+from trainables.wording import counted
 
 BATCH = 16
 
@@ -82,7 +83,8 @@ BATCH = 16
 def parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="python -m study.predict", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", help=CHECKPOINT_HELP)
-    p.add_argument("source", help="an image, a video, or a folder of images/videos")
+    p.add_argument("source", help="an image, a video, a DICOM (one frame or a cine loop), or a folder of them "
+                                   "(walked recursively, as a PACS exports it)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the annotated files and predictions.parquet")
     p.add_argument("--conf", type=float, default=0.25,
                    help="keep boxes scoring above this (default 0.25; the checkpoint's own train.conf_thres, "
@@ -92,8 +94,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None,
                    help="run the model in fp32 or bf16 autocast (default: the precision it trained at)")
     p.add_argument("--key-file", default=None, metavar="FILE",
-                   help="the DICOM pseudonym key (default: this installation's, created on first use; README "
-                        "'Patient data')")
+                   help="the DICOM pseudonym key (default: this installation's, created on first use; "
+                        "docs/dicom-and-privacy.md)")
     p.add_argument("--keep-uids", action="store_true",
                    help="write DICOMs' original Study/Series/SOP Instance UIDs and file paths instead of "
                         "pseudonyms: the output then identifies studies (for use inside the hospital only)")
@@ -379,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     sink.close()
     if frames_done == 0:
         tally.finish(list_skipped=False)
-        raise UsageError(f"{source}: none of its {len(files)} files could be read")
+        raise UsageError(f"{source}: none of its {counted(len(files), 'file')} could be read")
     bar.finish(len(files) - len(skipped) - len(not_images))
     if naming.used:
         print(naming.audit(masks=masks), file=sys.stderr)
@@ -389,15 +391,15 @@ def main(argv: list[str] | None = None) -> int:
     key = {"mtl_study.pseudonym_key_fingerprint": naming.fingerprint} if naming.fingerprint else None
     write_predictions(columns, out / "predictions.parquet", metadata=key)
     write_predictions(sink.clips, out / "clips.parquet", CLIP_SCHEMA, metadata=key)
-    print(f"wrote {sink.images} annotated image{'s' * (sink.images != 1)} and {sink.videos} "
-          f"video{'s' * (sink.videos != 1)} to {out}")
+    print(f"wrote {counted(sink.images, 'annotated image')} and {counted(sink.videos, 'video')} to {out}")
     n_clips = len(sink.clips["source"])
-    print(f"wrote {out / 'clips.parquet'}: {n_clips} clip{'s' * (n_clips != 1)}, the view averaged over each "
+    print(f"wrote {out / 'clips.parquet'}: {counted(n_clips, 'clip')}, the view averaged over each "
           "clip's frames")
-    print(f"wrote {out / 'predictions.parquet'}: {len(columns['source'])} rows, {boxes} boxes on {frames_done} frames "
+    print(f"wrote {out / 'predictions.parquet'}: {counted(len(columns['source']), 'row')}, "
+          f"{counted(boxes, 'box')} on {counted(frames_done, 'frame')} "
           f"(conf > {args.conf}, NMS IoU {cfg.train.iou_thres}, {cfg.arch} model at {cfg.data.imgsz} px)")
     if skipped:
-        print(f"left out {len(skipped)} unreadable file{'s' * (len(skipped) != 1)} (counted below)", flush=True)
+        print(f"left out {counted(len(skipped), 'unreadable file')} (counted below)", flush=True)
     tally.finish(args.list_skipped)
     return 0
 

@@ -69,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
                         "implied by --test")
     p.add_argument("--dashboard-host", default="127.0.0.1",
                    help="address the Ray dashboard of a new local instance listens on (default 127.0.0.1: this "
-                        "machine only; anything else is a warning, see the README's Security)")
+                        "machine only; anything else is a warning, see docs/security.md)")
     p.add_argument("--dashboard-port", type=int, default=None, metavar="PORT",
                    help="port of that dashboard (default: the first free one from 8265 on, printed at the start)")
     p.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
@@ -142,13 +142,24 @@ def main(argv: list[str] | None = None) -> int:
             settle_in_job(str(Path(args.storage).expanduser()), mlflow=args.mlflow is not None)
         except OSError as err:
             raise UsageError(f"--storage {args.storage}: cannot write there ({err.strerror or err})") from None
-    from study.store.folder import discard_if_empty
+    from study.store.folder import current_study, discard_unstarted, was_started
 
     try:
         (run_folds if settings.folds else run_study)(settings)  # a folds study is a loop over the ordinary one
+    except KeyboardInterrupt:  # Ctrl-C: the whole study stops, every phase (study/tuning/interrupt.py)
+        print(interrupted(settings.name or getattr(current_study(), "name", None), was_started()), file=sys.stderr)
+        return 130
     finally:
-        discard_if_empty()  # a study that failed before its first file leaves no empty folder
+        discard_unstarted()  # a start that failed before any trial could run leaves nothing to block a re-run
     return 0
+
+
+def interrupted(name: str | None, started: bool) -> str:
+    """What Ctrl-C left: a study to resume (each phase saved what it finished), or nothing at all."""
+    if not started:
+        return "interrupted before any trial ran: nothing was kept; run the same command again"
+    return (f"interrupted: the study stopped; what it finished is kept — continue it with the same command and "
+            f"--resume --name {name}")
 
 
 if __name__ == "__main__":

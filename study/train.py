@@ -21,6 +21,7 @@ from study.store.checkpoints import load_checkpoint, save_checkpoint
 from study.store.trials import epochs_table, write_atomic, write_json_atomic
 from trainables.checkpoint_format import CHECKPOINT_FILE
 from trainables.config import ARCHS, TrialConfig
+from trainables.wording import counted
 
 # CLI flag -> TrialConfig key (the flags a person types most; --set reaches every other key)
 FLAGS = {
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             print("resuming with the checkpoint's config (flags other than --resume/--out are ignored)",
                   file=sys.stderr)
     if resume is not None and int(resume["epoch"]) >= cfg.train.epochs:
-        print(f"{args.resume}: this run already finished all {cfg.train.epochs} epochs; nothing to resume")
+        print(f"{args.resume}: this run already finished all {counted(cfg.train.epochs, 'epoch')}; nothing to resume")
         return 0
     out = Path(args.out or f"results/train/{cfg.arch}-{cfg.balancer.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     out = out.expanduser().resolve()
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     data = load_data(cfg.data, seed=cfg.train.seed, progress=not args.quiet)
     print(f"data: {len(data.splits['train'])} train / {len(data.splits['val'])} val images at "
-          f"{data.imgsz} px, {data.num_classes} box classes, {data.num_views} views "
+          f"{data.imgsz} px, {counted(data.num_classes, 'box class')}, {counted(data.num_views, 'view')} "
           f"({time.perf_counter() - t0:.1f}s)", file=sys.stderr)
     device = resolve_device(cfg.train.device)
     print(Numerics.resolve(cfg.train.precision, cfg.train.memory_format, device).explain(cfg.train.precision),

@@ -48,6 +48,8 @@ CASES = [
     (run, ["--set", "data.split=random"], "data.split='random' is not one of"),
     (run, ["--objective", "both"], "invalid choice: 'both'"),
     (evaluate, ["{tmp}/corrupt.pt"], "not a readable checkpoint"),
+    (evaluate, ["{tmp}/truncated.pt"], "not a readable checkpoint: the file is damaged, cut short, or not a PyTorch"),
+    (evaluate, ["{tmp}/pickled.pt"], "not a readable checkpoint: it holds Python objects besides tensors"),
     (evaluate, ["{tmp}/foreign.pt"], "not a checkpoint written by this tool"),
     (export, ["{tmp}/corrupt.pt", "--onnx", "{tmp}/out.onnx"], "not a readable checkpoint"),
     (analyze, ["{tmp}/no-study"], ""),
@@ -58,6 +60,10 @@ CASES = [
 def corpus(tmp_path: Path) -> Path:
     (tmp_path / "corrupt.pt").write_bytes(b"\x00not a torch file")
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    torch.save({"model": {"w": torch.zeros(64)}, "config": {}}, tmp_path / "whole.pt")
+    whole = (tmp_path / "whole.pt").read_bytes()
+    (tmp_path / "truncated.pt").write_bytes(whole[: len(whole) // 2])  # a copy cut short
+    torch.save({"model": {}, "config": {}, "path": Path("x")}, tmp_path / "pickled.pt")  # needs pickle to load
     broken = tmp_path / "broken"
     for split, stem in (("train", "p1-a"), ("val", "p2-b")):
         (broken / split / "images").mkdir(parents=True)
@@ -93,6 +99,16 @@ def test_bad_input_gives_one_clear_line(corpus, capsys, monkeypatch, command, ar
     assert not (corpus / "studies" / "never-ran").exists()
     studies = corpus / "studies"  # a failed run leaves no empty study folder behind
     assert not studies.is_dir() or not list(studies.iterdir()), list(studies.iterdir())
+
+
+def test_an_unreadable_checkpoint_is_our_one_sentence_never_torchs_advice_cut_short(corpus, capsys):
+    """torch.load's weights_only error is a paragraph of advice; cut at 160 characters it ended mid-sentence."""
+    for name in ("corrupt.pt", "truncated.pt", "pickled.pt"):
+        assert run_cli(evaluate.main, [str(corpus / name)]) == 2
+        (line,) = capsys.readouterr().err.splitlines()
+        assert line.startswith(f"error: {corpus / name}: not a readable checkpoint: ")
+        assert line.endswith("; give a checkpoint.pt that study.run or study.train wrote"), line
+        assert "weights_only" not in line and "PyTorch 2.6" not in line and "Unpickl" not in line, line
 
 
 def test_the_corpus_is_large_enough():

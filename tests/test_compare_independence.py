@@ -7,6 +7,7 @@ on_trial_complete), sequentially, with a deterministic score of the config stand
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import optuna
@@ -224,3 +225,35 @@ def test_report_shows_each_methods_importance_from_optuna_db(tmp_path):
     assert len(titles) == 3, titles  # across methods, within shared/gradnorm, within dual
     assert sum("within shared/gradnorm, from its Optuna study in optuna.db" in t for t in titles) == 1
     assert sum("within dual" in t for t in titles) == 1
+
+
+@pytest.mark.parametrize(("objectives", "named"), [
+    (OBJECTIVE, ["best.val.objective"]),
+    ([("val.objective", "max"), ("time.train_s", "min")], ["best.val.objective", "time.train_s"]),
+])
+def test_each_optuna_study_names_its_objectives_in_optuna_db(tmp_path, objectives, named):
+    """optuna-dashboard showed "Objective 0": every method's study in optuna.db names its values by the
+    trials.parquet column that holds them, read back here from the file by a fresh storage."""
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    PerMethodSearch("compare", BASE, objectives, 2, seed=0, storage=url, methods=[GRADNORM, DUAL])
+    stored = {s.study_name: optuna.load_study(study_name=s.study_name, storage=url).metric_names
+              for s in optuna.get_all_study_summaries(url)}
+    assert stored == {"shared/gradnorm": named, "dual": named}
+
+
+def test_a_trial_resumed_after_ctrl_c_reports_its_last_epoch_again_without_a_warning(tmp_path):
+    """Ctrl-C stopped a trial after its epoch 1 reached Optuna and the snapshot; on --resume Tune runs epoch 1
+    again from its checkpoint, and Optuna, which keeps the first value, said "The reported value is ignored"."""
+    db = f"sqlite:///{tmp_path / 'optuna.db'}"
+    searcher = PerMethodSearch("gradnorm", BASE, OBJECTIVE, 1, seed=0, storage=db)
+    config = searcher.suggest("t")
+    searcher.on_trial_result("t", {"epoch": 1, "val.objective": score(config, 1)})
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    restored = PerMethodSearch("gradnorm", BASE, OBJECTIVE, 1, seed=0, storage=db)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        restored.on_trial_result("t", {"epoch": 1, "val.objective": score(config, 1)})
+    restored.on_trial_complete("t", {"epoch": 1, "val.objective": score(config, 1)})
+    (trial,) = restored.studies[0].trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.intermediate_values == {1: score(config, 1)}

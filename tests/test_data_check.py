@@ -107,7 +107,7 @@ def test_missing_view_is_skipped_by_default_and_fatal_on_request(tmp_path, capsy
     root = with_train_label(tmp_path, "0 0.5 0.5 0.2 0.2")
     code, out, _ = check(capsys, root)
     assert code == 0
-    assert "skipped 1 file(s):" in out
+    assert "skipped 1 file:" in out
     assert "p1-a.txt: no view line (the image class is missing) — add one line" in out
     assert "(the image is skipped until then)" in out
     assert "train  1 " in out  # one image left in train
@@ -178,7 +178,7 @@ def test_a_split_whose_images_are_all_corrupt_is_fatal(tmp_path, capsys):
         ("path: .\ntrain: train/images\nval: val/images\ncls_names: [v0, v1, v2]\n", 0, "missing key 'names'"),
         ("path: .\ntrain: train/images\nval: val/images\nnames: [a, b]\n", 0, "missing key 'cls_names'"),
         (YAML + "nc: 3\n", 6, "nc is 3 but names lists 2 classes"),
-        (YAML.replace("[v0, v1, v2]", "[v0]"), 5, "'cls_names' lists 1 names; at least 2 are needed"),
+        (YAML.replace("[v0, v1, v2]", "[v0]"), 5, "'cls_names' lists 1 name; at least 2 are needed"),
         (YAML.replace("val: val/images", "val: nowhere/images"), 3, "val folder"),
         (YAML.replace("path: .", "path: ../missing"), 1, "dataset folder"),
         (YAML.replace("names: [a, b]", "names: {0: a, 2: b}"), 4, "'names' keys are [0, 2], not 0..1"),
@@ -210,7 +210,7 @@ def test_empty_image_folder_and_images_outside_an_images_folder(tmp_path, capsys
     flat = make_dataset(tmp_path / "flat", yaml=YAML.replace("train/images", "train/pics"))
     write_image(tmp_path / "flat" / "train" / "pics" / "p1-a.jpg")
     code, _, err = check(capsys, flat)
-    assert code == 2 and "1 images are not inside an 'images' folder" in err
+    assert code == 2 and "1 image outside an 'images' folder: their label files cannot be found" in err
 
 
 def test_two_images_sharing_a_label_file(tmp_path, capsys):

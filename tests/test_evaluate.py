@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,36 @@ def test_cli_scores_the_test_split_and_writes_json(trained, tmp_path, capsys):
     assert all(k.startswith("test.") for k in saved["metrics"])
 
 
+def test_cli_reports_jet_presence_per_valve_with_thresholds_chosen_on_val(trained, tmp_path, capsys):
+    """End to end on the tiny checkpoint: per valve, the threshold chosen on val (the same whichever split is
+    scored), the test split's clips and studies counted against labels rebuilt here from the data's boxes, and the
+    majority view printed beside view accuracy. Synthetic names give no clip: each frame is a clip of its own."""
+    from trainables.data.loader import load_data
+
+    path, state, _ = trained
+    code, out, _ = cli([path, "--split", "test", "--device", "cpu", "--json", tmp_path / "r.json"], capsys)
+    assert code == 0 and "jet present, per valve: thresholds chosen on the val split" in out
+    assert re.search(r"test\.view_accuracy +\d\.\d{4}  \(majority view: \d\.\d{4}\)", out)
+    saved = json.loads((tmp_path / "r.json").read_text())
+    on_val = evaluate_state(state, split="val", device="cpu", path=path)["metrics"]
+    data = load_data(TrialConfig.from_flat(state["config"]).data, seed=3)
+    test = data.splits["test"]
+    assert set(saved["jets"]) == set(data.names) and saved["jet_chosen_on"] == "val"
+    for c, name in enumerate(data.names):
+        jets = saved["jets"][name]
+        chosen = on_val[f"val.jet_threshold_{name}"]
+        assert jets["threshold"] == (chosen if math.isfinite(chosen) else None)  # chosen on val, applied to test
+        if jets["threshold"] is None:
+            continue
+        frames = {int(i) for i in data.boxes[data.boxes[:, 1] == c, 0]} & set(test.tolist())  # frames with a jet
+        studies = {data.groups[i] for i in frames}
+        for level, units, positive in (("clip", len(test), len(frames)), ("study", len(set(data.groups[test])),
+                                                                          len(studies))):
+            counts = jets[level]
+            assert counts["tp"] + counts["fn"] == positive and sum(counts[k] for k in ("tp", "fp", "tn", "fn")) == units
+            assert saved["metrics"][f"test.jet_{level}_tp_{name}"] == counts["tp"]
+
+
 def test_best_finds_the_winning_trials_checkpoint_in_a_tune_layout(trained, tmp_path, capsys):
     _, state, history = trained
     study = tmp_path / "s"
@@ -120,6 +151,18 @@ def test_evaluate_on_the_shared_dataset_prints_the_view_per_clip_and_the_clips(s
     images = shared_dataset.parent / "valid" / "images"
     clips = {p.stem.rsplit("-", 1)[0] for p in images.glob("*.jpg")}
     assert metrics["val.n_clips"] == len(clips) and re.search(rf"val\.n_clips +{len(clips)}\n", out)
+    # jet present per valve: every val clip counted once per valve, its positives those whose frames' label files
+    # hold a box of the class (the files read here, as a user would)
+    jet_clips: dict[str, set[str]] = {}
+    for label_file in (shared_dataset.parent / "valid" / "labels").glob("*.txt"):
+        for line in label_file.read_text().splitlines():
+            if len(line.split()) >= 5:  # a box or polygon line (the view is a 3-number one-hot line)
+                jet_clips.setdefault(line.split()[0], set()).add(label_file.stem.rsplit("-", 1)[0])
+    for index, name in enumerate(("AR", "MR", "PR", "TR")):
+        if not math.isfinite(metrics[f"val.jet_threshold_{name}"]):
+            continue
+        counts = [metrics[f"val.jet_clip_{k}_{name}"] for k in ("tp", "fp", "tn", "fn")]
+        assert sum(counts) == len(clips) and counts[0] + counts[3] == len(jet_clips.get(str(index), set())), name
     assert re.search(r"val\.n_mixed_clips +\d+\n", out) and "val.clip_label_agreement" in out
 
     # frame and clip view accuracy recomputed by hand from the model's own probabilities on the val frames

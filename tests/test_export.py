@@ -6,7 +6,9 @@ Skipped when onnx / onnxscript / onnxruntime are not installed (they are dev ext
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import json
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from study.cli import run_cli  # noqa: E402
 from study.export import ATOL, RTOL, Deployable, main, sample_images  # noqa: E402
+from study.modelcard.latency import REPEATS  # noqa: E402
 from study.store.checkpoints import restore_model  # noqa: E402
 from tests.test_evaluate import tiny_checkpoint  # noqa: E402
 from trainables.config import TrialConfig  # noqa: E402
@@ -72,6 +75,20 @@ def test_export_checks_itself_and_onnx_matches_pytorch_on_a_new_batch_size(expor
         torch.testing.assert_close(gb, wb, rtol=RTOL, atol=ATOL * cfg.data.imgsz)
         torch.testing.assert_close(gs, ws, rtol=1e-4, atol=1e-5)
         assert torch.equal(gl, wl)
+
+
+def test_a_checkpoint_exported_by_itself_has_a_card_that_says_what_it_lacks(exported):
+    code, out, onnx_path, state = exported
+    card = json.loads(onnx_path.with_suffix(".card.json").read_text())
+    assert code == 0 and f"card: {onnx_path.with_suffix('.card.md')}" in out
+    assert card["chosen"] is None and card["heldout"] is None and "no held-out score" in card["heldout_note"]
+    assert card["latency"]["repeats"] == REPEATS and card["latency"]["median_ms"] > 0
+    assert card["model"]["onnx"]["sha256"] == hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+    assert card["model"]["checkpoint"]["file"] == "checkpoint.pt" and card["training"]["epoch"] == state["epoch"]
+    assert all(card["model"]["onnx"]["check"]["ok"].values())
+    assert card["data"]["splits"]["train"]["frames"] == state["config"]["data.synthetic_train"]
+    md = onnx_path.with_suffix(".card.md").read_text()
+    assert "A checkpoint exported by itself" in md and "## Intended use" in md and "## Latency" in md
 
 
 def test_wrapper_outputs_follow_the_models_tasks(exported):

@@ -142,7 +142,7 @@ def test_a_folds_study_scores_every_patient_once_and_resumes_without_new_runs(ra
     before = {name: pd.read_parquet(study / name) for name in ("test_runs.parquet", "headline.parquet")}
     trials_before = [len(pd.read_parquet(study / f"fold-{k}" / "trials.parquet")) for k in (0, 1)]
     assert run_main([*argv, "--max-concurrent", "1", "--resume"]) == 0  # a flag that cannot change a result
-    assert "re-runs scored before (test_runs.parquet) kept as they were" in capsys.readouterr().out
+    assert "2 re-runs scored before (test_runs.parquet) kept unchanged" in capsys.readouterr().out
     for name, frame in before.items():
         pd.testing.assert_frame_equal(pd.read_parquet(study / name), frame)
     assert [len(pd.read_parquet(study / f"fold-{k}" / "trials.parquet")) for k in (0, 1)] == trials_before

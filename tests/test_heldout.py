@@ -4,6 +4,7 @@ and the report's headline section reading headline.parquet and naming its split.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -222,9 +223,25 @@ def test_shared_dataset_patient_split(ray_cluster, shared_dataset, tmp_path, cap
         assert path.parent.parent.name == f"trial_{run['trial_id']}" and path.parent.parent.parent.name == "p-repeats"
         assert int(load_checkpoint(path)["epoch"]) == int(run["best_epoch"]) == int(trials.loc[run["trial_id"],
                                                                                               "best_epoch"])
-    scores = runs[[c for c in runs if c.startswith("test.") and not c.split(".")[-1].startswith("n_")]]  # no counts
+    jets = [c for c in runs if c.startswith("test.jet_")]  # jet present per valve: below
+    scores = runs[[c for c in runs if c.startswith("test.") and not c.split(".")[-1].startswith("n_")
+                   and c not in jets]]  # no counts
     assert (runs["test.n_mixed_clips"] <= runs["test.n_clips"]).all()
     assert ((scores >= 0) & (scores <= 1)).all().all()
+    # jet present per valve, per clip and per study: each level's four counts are its units, the positives those
+    # whose frames have a box of the valve (rebuilt here from the data); rates and thresholds in [0, 1] where defined
+    position = {int(i): k for k, i in enumerate(data.splits["test"])}  # frame -> its place in names["test"]
+    units = {"clip": clips["test"], "study": len(patients["test"])}
+    for c, valve in enumerate(data.names):
+        with_jet = [names["test"][position[int(i)]] for i in data.boxes[data.boxes[:, 1] == c, 0] if int(i) in position]
+        positive = {"clip": len({n.rsplit("-", 1)[0] for n in with_jet}),
+                    "study": len({n.split("-")[0] for n in with_jet})}
+        for _, run in runs[runs[f"test.jet_threshold_{valve}"].notna()].iterrows():
+            for level in ("clip", "study"):
+                counts = [run[f"test.jet_{level}_{k}_{valve}"] for k in ("tp", "fp", "tn", "fn")]
+                assert sum(counts) == units[level] and counts[0] + counts[3] == positive[level], (valve, level)
+    rates = runs[[c for c in jets if not re.search(r"_(tp|fp|tn|fn)_", c)]]
+    assert ((rates >= 0) & (rates <= 1) | rates.isna()).all().all()
     assert runs["test.view_accuracy"].gt(0).all()  # a view head, scored: 3 views, 260 frames
 
     # the CLI scores the same checkpoint again: the trial's own val numbers, and test_runs.parquet's test numbers

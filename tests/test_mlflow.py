@@ -7,6 +7,7 @@ it; everything is read back through MLflow's client, never from its database fil
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
@@ -76,15 +77,23 @@ def mlflow_server(tmp_path_factory):
         yield url
 
 
-def test_a_folds_study_is_a_parent_run_with_a_child_run_per_trial(ray_cluster, mlflow_server, tmp_path, capsys):
-    argv = ["--storage", str(tmp_path), "--name", "f", *TINY, "--set", "train.bn_recalibration_batches=1",
+@pytest.fixture(scope="module")
+def folds_study(ray_cluster, mlflow_server, tmp_path_factory) -> tuple[Path, str]:
+    """A real two-fold study of two methods logged to the server, and its report: (its folder, what it printed)."""
+    storage = tmp_path_factory.mktemp("mlflow-folds")
+    argv = ["--storage", str(storage), "--name", "f", *TINY, "--set", "train.bn_recalibration_batches=1",
             "--space", "compare", "--methods", "shared/gradnorm,dual", "--samples", "0", "--epochs", "2",
             "--folds", "2", "--seeds", "1", "--split", "patient", "--mlflow", mlflow_server,
             "--mlflow-experiment", "echo"]
-    assert run_main(argv) == 0
-    study = tmp_path / "f"
-    assert analyze_main([str(study)]) == 0
-    out = capsys.readouterr().out
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert run_main(argv) == 0
+        assert analyze_main([str(storage / "f")]) == 0
+    return storage / "f", printed.getvalue()
+
+
+def test_a_folds_study_is_a_parent_run_with_a_child_run_per_trial(folds_study, mlflow_server):
+    study, out = folds_study
     assert "mlflow: report logged to study run" in out
 
     client = mlflow.MlflowClient(tracking_uri=mlflow_server)
@@ -134,6 +143,97 @@ def test_a_folds_study_is_a_parent_run_with_a_child_run_per_trial(ray_cluster, m
         assert [h.value for h in history] == pytest.approx(list(mine["val.objective"]))
         assert child.data.metrics["best.val.objective"] == pytest.approx(t["best.val.objective"])
         assert child.data.metrics["best_epoch"] == t["best_epoch"]
+
+
+def test_a_studys_chosen_models_are_registered_with_their_cards_and_held_out_scores(folds_study, mlflow_server,
+                                                                                     tmp_path, capsys):
+    """Each method's chosen model (fold 0's: study/modelcard/choice.py) is a version of ``echo.<method>`` whose tags
+    are the study's held-out scores, and whose artifacts are the ONNX model and its card; read back through MLflow."""
+    from mlflow.onnx import load_model as load_onnx
+
+    from study.modelcard.choice import chosen_model
+    from study.tracking.mlflow_study import finish_parent
+
+    study, out = folds_study
+    client = mlflow.MlflowClient(tracking_uri=mlflow_server)
+    headline = pd.read_parquet(study / "headline.parquet").set_index("method")
+    parent_id = json.loads((study / "mlflow.json").read_text())["run_id"]
+    for method, name in (("shared/gradnorm", "echo.shared-gradnorm"), ("dual", "echo.dual")):
+        assert f"mlflow: {method}'s chosen model registered as {name} version 1" in out
+        [version] = client.search_model_versions(f"name = '{name}'")
+        assert version.version == "1" and version.run_id == parent_id
+        tags = version.tags
+        chosen = chosen_model(study, method)
+        assert chosen.fold == 0 and tags["mtl.fold"] == "0" and tags["mtl.folds"] == "2"
+        assert tags["mtl.trial_id"] == chosen.trial_id and tags["mtl.method"] == method and tags["mtl.study"] == "f"
+        assert tags["mtl.interval_unit"] == "fold" and "no fold is chosen by a score" in tags["mtl.rule"]
+        # every held-out score of the method's headline row, exactly (a float's repr reads back as itself)
+        pooled = [c for c in headline.columns if c.startswith("test.") and c.endswith((".mean", ".ci95"))
+                  and pd.notna(headline.at[method, c])]
+        assert pooled and all(float(tags[c]) == headline.at[method, c] for c in pooled)
+        # this model's own scores: its row of fold 0's test_runs.parquet
+        runs = pd.read_parquet(study / "fold-0" / "test_runs.parquet").set_index("trial_id")
+        assert float(tags["model.test.map50"]) == runs.at[chosen.trial_id, "test.map50"]
+        assert not any(mlflow_server.split("//")[1] in value for value in tags.values())  # no server address
+
+        # the artifacts: an MLflow ONNX model with the card beside it, the card naming the same model
+        slug = f"model/{name.split('.', 1)[1]}"
+        shipped = {a.path for a in client.list_artifacts(parent_id, slug)}
+        assert {f"{slug}/{f}" for f in ("MLmodel", "model.onnx", "model.card.md", "model.card.json")} <= shipped
+        card_file = Path(client.download_artifacts(parent_id, f"{slug}/model.card.json", str(tmp_path)))
+        card = json.loads(card_file.read_text())
+        assert card["chosen"]["trial_id"] == chosen.trial_id and card["model"]["method"] == method
+        assert card["heldout"]["procedure"]["interval_unit"] == "fold" and card["latency"]["median_ms"] > 0
+        assert card["model"]["checkpoint"]["sha256"] == tags["mtl.checkpoint_sha256"]
+        onnx_model = load_onnx(f"models:/{name}/1")
+        assert [o.name for o in onnx_model.graph.output][-1] == "view_logits"
+        local = study / "model" / name.split(".", 1)[1]
+        assert json.loads((local / "model.card.json").read_text())["chosen"] == card["chosen"]
+
+    # the study's end again (as a --resume ends): no second version of a model it registered
+    capsys.readouterr()
+    finish_parent(study)
+    assert "is echo.dual version 1 already" in capsys.readouterr().out
+    assert len(client.search_model_versions("name = 'echo.dual'")) == 1
+
+
+def test_a_registry_that_stops_answering_costs_one_warning(folds_study, monkeypatch, capsys):
+    """The server gone when the models are registered: one warning line, the study's files (and the models it
+    exported) as they were."""
+    from study.tracking import mlflow_study
+    from study.tracking.mlflow_model import register_chosen
+    from study.tracking.mlflow_study import ParentRun
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    monkeypatch.setattr(mlflow_study, "_lost", set())
+    study, _ = folds_study
+    files = [*study.glob("*.parquet"), *(study / "model").rglob("*.*")]  # the cards carry the time they were written
+    before = {p: p.read_bytes() for p in files}
+    gone = ParentRun(f"http://127.0.0.1:{free_port()}", "0", "echo", "0" * 32)
+    register_chosen(study, gone)
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("warning: mlflow:")]
+    assert len(warnings) == 1 and "stopped answering (registering shared/gradnorm's chosen model" in warnings[0], err
+    assert {p: p.read_bytes() for p in files} == before  # nothing exported again for a server that is gone
+
+
+def test_export_best_of_a_folds_study_takes_the_fold_it_is_told(folds_study, tmp_path, capsys):
+    from study.export import main as export_main
+
+    study, _ = folds_study
+    out = tmp_path / "m.onnx"
+    argv = ["--best", str(study), "--method", "dual", "--fold", "1", "--onnx", str(out), "--latency-repeats", "3"]
+    assert run_cli(export_main, argv) == 0
+    card = json.loads(out.with_suffix(".card.json").read_text())
+    runs = pd.read_parquet(study / "fold-1" / "test_runs.parquet").set_index("trial_id")
+    assert card["chosen"]["fold"] == 1 and runs.at[card["chosen"]["trial_id"], "method"] == "dual"
+    assert card["model"]["checkpoint"]["file"].startswith("f/fold-1-repeats/")
+    assert card["heldout"]["model"]["fold"] == 1 and card["heldout"]["procedure"]["interval_unit"] == "fold"
+    assert card["heldout"]["model"]["metrics"]["view_accuracy"] == pytest.approx(
+        runs.at[card["chosen"]["trial_id"], "test.view_accuracy"])
+    assert card["data"]["split"]["fold"] == 1 and card["data"]["split"]["folds"] == 2
+    assert "fold 1's model" in out.with_suffix(".card.md").read_text()
 
 
 def test_without_the_flag_mlflow_is_never_imported():

@@ -56,6 +56,7 @@ def test_dashboard_serves_the_studys_trials_and_best_epoch_values(ray_cluster, t
         assert [s["study_name"] for s in studies] == ["shared/gradnorm"]  # one Optuna study per method
         assert studies[0]["directions"] == ["maximize"]
         detail = get(f"{base}/api/studies/{studies[0]['study_id']}")
+        assert detail["objective_names"] == ["best.val.objective"]  # its charts' axis, not "Objective 0"
         served = detail["trials"]
         assert len(served) == len(trials) == 2
         for t in served:

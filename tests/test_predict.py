@@ -248,3 +248,13 @@ def test_predict_and_evaluate_give_the_same_boxes_for_one_frame(checkpoint, tmp_
     probs = seen["probs"][0]  # (V,) evaluate's view probabilities of the frame
     assert set(rows["view"]) == {VIEW_NAMES[int(probs.argmax())]}
     np.testing.assert_allclose(rows["view_prob"].to_numpy(), probs.max(), rtol=0, atol=1e-6)
+
+
+def test_help_names_every_kind_of_source_dicom_included(capsys):
+    """``--help`` on SOURCE says what it reads: images, videos and DICOMs (cine loops too), and folders of them."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines: compare the words
+    source = text[text.index("positional arguments:"):text.index("options:")]
+    assert "source an image, a video, a DICOM (one frame or a cine loop), or a folder of them" in source

@@ -108,7 +108,8 @@ def test_a_published_study_names_no_path_or_host_of_the_machine(study, tmp_path,
     assert find_machine_strings(out, needles) == []
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["manifest.json", "trials.parquet", "epochs.parquet", "test_runs.parquet", "costs.parquet",
-         "headline.parquet", "verdict.parquet", "folds.parquet"])  # no checkpoints, Tune state, per-fold optuna.db
+         "headline.parquet", "verdict.parquet", "folds.parquet", "optuna.db"])  # no checkpoints or Tune state;
+    # the folds' optuna.db pooled into one, each Optuna study named fold-k/<method>
 
     # what the paths became: relative to the study, the data set by its folder, the storage and Python named
     runs = pd.read_parquet(out / "test_runs.parquet")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from study.tuning.recorder import ResultsRecorder
+from study.tuning.recorder import ResultsRecorder, _progress_line
 from trainables.config import TrialConfig
 
 CONFIG = TrialConfig.from_partial({}).to_flat()
@@ -65,3 +65,9 @@ def test_a_resumed_rerun_phase_counts_the_reruns_it_already_finished(tmp_path, c
     resumed.setup(total_num_samples=2)
     _run(resumed, _trial("r1", **{"meta.repeat_of": "s0"}))
     assert _heads(capsys.readouterr().out) == ["[1/2 re-runs done]", "[2/2 re-runs done]"]
+
+
+def test_a_study_of_one_trial_says_trial():
+    row = {"epoch": 1, "status": "finished", "val.objective": 0.5, "time.epoch_s": 1.0}
+    assert _progress_line("t", row, 1, 1).startswith("[1/1 trial done] trial t epoch 1: objective 0.500")
+    assert _progress_line("t", row, 1, 2, unit="re-run").startswith("[1/2 re-runs done] ")

@@ -209,6 +209,22 @@ def fit(
     return FitResult(status=status, reason=reason, history=history, model=learner.eval_model)
 
 
+@dataclass
+class SplitOutputs:
+    """What a model produced on one split, frame by frame in the order scored.
+
+    indices: (N,) int64 positions of the frames in the data. preds: one ``(boxes (n, 4) xyxy px, scores (n,),
+    labels (n,))`` per frame after NMS, and gts: one ``(boxes (m, 4), labels (m,))`` per frame, where the model has a
+    detector (empty lists without). view_true (N,) int64 and view_prob (N, V) float32 softmax, where it has a view
+    head (None without)."""
+
+    indices: np.ndarray
+    preds: list[tuple[Tensor, Tensor, Tensor]] = field(default_factory=list)
+    gts: list[tuple[Tensor, Tensor]] = field(default_factory=list)
+    view_true: np.ndarray | None = None
+    view_prob: np.ndarray | None = None
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, data: DecodedData, split: str, cfg: TrialConfig, device: torch.device,
              numerics: Numerics | None = None) -> dict:
@@ -218,6 +234,15 @@ def evaluate(model: nn.Module, data: DecodedData, split: str, cfg: TrialConfig, 
 
     ``numerics``: how to run the model (a checkpoint's: ``precision.checkpoint_numerics``); by default the
     config's, resolved on ``device``. Outputs are cast to float32 before post-processing and metrics."""
+    return score_split(predict_split(model, data, split, cfg, device, numerics), data, cfg)
+
+
+@torch.no_grad()
+def predict_split(model: nn.Module, data: DecodedData, split: str, cfg: TrialConfig, device: torch.device,
+                  numerics: Numerics | None = None) -> SplitOutputs:
+    """Run ``model`` over one split, unaugmented: its detections (post-processed with the config's thresholds) and
+    view probabilities per frame, for ``score_split`` (and, where a checkpoint is scored, the jet questions:
+    study/heldout/scoring.py)."""
     numerics = numerics or Numerics.resolve(cfg.train.precision, cfg.train.memory_format, device)
     model.eval()
     preds, gts, view_true, view_prob, order = [], [], [], [], []
@@ -226,6 +251,7 @@ def evaluate(model: nn.Module, data: DecodedData, split: str, cfg: TrialConfig, 
     ):
         with numerics.autocast():
             det_out, cls_logits = model(numerics.images(images))
+        order.append(indices)
         if det_out is not None:
             det_out = [d.float() for d in det_out]
             preds.extend(
@@ -240,22 +266,30 @@ def evaluate(model: nn.Module, data: DecodedData, split: str, cfg: TrialConfig, 
         if cls_logits is not None:
             view_true.append(views.cpu())
             view_prob.append(cls_logits.float().softmax(1).cpu())  # (B, V)
-            order.append(indices)
+    return SplitOutputs(
+        indices=np.concatenate(order) if order else np.zeros(0, np.int64), preds=preds, gts=gts,
+        view_true=torch.cat(view_true).numpy() if view_true else None,
+        view_prob=torch.cat(view_prob).numpy() if view_prob else None)
+
+
+def score_split(outputs: SplitOutputs, data: DecodedData, cfg: TrialConfig) -> dict[str, float]:
+    """``evaluate``'s metrics of one split's outputs: ``val.*`` keys, NaN where a task is absent."""
     out: dict[str, float] = {}
     prefix = "val."
-    if preds:
+    if outputs.preds:
         # COCO's cap is 100 detections per image; we keep the engine's max_det in NMS and score with it
-        det = detection_metrics(preds, gts, data.num_classes, names=list(data.names), max_det=cfg.train.max_det)
+        det = detection_metrics(outputs.preds, outputs.gts, data.num_classes, names=list(data.names),
+                                max_det=cfg.train.max_det)
         out.update({prefix + k: float(v) for k, v in det.items()})
     else:
         for k in ("map", "map50", "map75", "precision", "recall", "f1"):
             out[prefix + k] = math.nan
-    if view_true:
-        truth, probs = torch.cat(view_true).numpy(), torch.cat(view_prob).numpy()  # (N,), (N, V)
+    if outputs.view_true is not None and outputs.view_prob is not None:
+        truth, probs = outputs.view_true, outputs.view_prob  # (N,), (N, V)
         cls = classification_metrics(truth, probs.argmax(1), data.num_views, names=list(data.view_names))
         out.update({prefix + "view_" + k: float(v) for k, v in cls.items() if isinstance(v, (int, float))})
         # one view per clip where the file names give the clip (<patient>-<clip>-<frame>)
-        files = data.files[np.concatenate(order)] if len(data.files) else np.full(len(truth), "")
+        files = data.files[outputs.indices] if len(data.files) else np.full(len(truth), "")
         clip = clip_view_metrics(clip_ids(files), truth, probs)
         out.update({prefix + k: v for k, v in clip.items()})  # and what the clips are: mixed, single-frame
     else:

@@ -58,6 +58,26 @@ def fmt_sig(value: float | None, sig: int = 3) -> str:
     return f"{round(v, decimals):,.{max(0, decimals)}f}"
 
 
+def is_parameter_count(column: str) -> bool:
+    """``cost.params`` and the trials' ``eff.params_*``: counted parameters, exact and the same every run."""
+    return column == "cost.params" or column.startswith("eff.params_")
+
+
+def fmt_count(value: float | None) -> str:
+    """A counted quantity (a model's parameters) for a person: exact, with thousands separators (1,900,660),
+    in every table, hover and console line alike — never rounded to significant figures (1,900,000), which
+    would hide the difference between two architectures; '—' for missing."""
+    if value is None or not math.isfinite(float(value)):
+        return "—"
+    return f"{round(float(value)):,}"
+
+
+def fmt_cost(column: str, value: float | None) -> str:
+    """A cost column's value: a parameter count exactly (``fmt_count``), any other cost to three significant
+    figures (``fmt_sig``)."""
+    return fmt_count(value) if is_parameter_count(column) else fmt_sig(value)
+
+
 def fmt_score_ci(mean: float, half: float) -> str:
     """A score's mean ± 95% half-width, both with three decimals ('—' for a missing mean)."""
     if not math.isfinite(mean):
@@ -70,6 +90,15 @@ def fmt_sig_ci(mean: float, half: float) -> str:
     if not math.isfinite(mean):
         return "—"
     return fmt_sig(mean) + (f" ± {fmt_sig(half, 2)}" if math.isfinite(half) else "")
+
+
+def fmt_cost_ci(column: str, mean: float, half: float) -> str:
+    """A cost column's mean ± 95% half-width: a parameter count exactly (its half-width only where the chosen
+    configurations differ in size), any other cost as ``fmt_sig_ci``."""
+    if not is_parameter_count(column):
+        return fmt_sig_ci(mean, half)
+    return fmt_count(mean) + (f" ± {fmt_count(half)}" if math.isfinite(mean) and math.isfinite(half) and half > 0
+                              else "")
 
 
 def cell_float(v: object) -> float:
@@ -98,7 +127,7 @@ def hover_texts(trials: pd.DataFrame, per_method: dict[str, list[str]]) -> dict[
                 lines.append(f"{label}: {fmt(row[col])}")
         for col, label in COST.items():
             if pd.notna(row.get(col)):
-                lines.append(f"{label}: {fmt(row[col])}")
+                lines.append(f"{label}: {fmt_cost(col, row[col])}")
         params = per_method.get(row["method"], [])
         if params:
             lines.append("<i>hyperparameters</i>")

@@ -11,10 +11,11 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from study.analysis.columns import TEST_METRICS
-from study.analysis.common import LAYOUT, fmt, fmt_ci
+from study.analysis.common import LAYOUT, fmt, fmt_ci, fmt_cost
 from study.analysis.headline import REFERENCE, Headline, Heldout
 from study.analysis.loading import ACCURACY, COST, OBJECTIVE, SINGLE_TASK, Study
 from study.heldout.costs import COSTS
+from trainables.wording import counted
 
 COLUMNS = 5
 SCORE_RANGE = (0.0, 1.0)  # what mAP, accuracy, F1 and the objective (their mean) can be
@@ -123,12 +124,12 @@ def heldout_figure(head: Heldout, colors: dict[str, str]) -> go.Figure | None:
                 mean, half = res[f"{col}.mean"], res[f"{col}.ci95"]
                 seeds = [float(v) for v in head.runs.loc[head.runs["method"] == method, col]] \
                     if col in head.runs and "method" in head.runs else []
-                hover = f"{method}: {fmt_ci(mean, half)} (n={int(res['n_seeds'])} re-runs on the test split)"
+                hover = f"{method}: {fmt_ci(mean, half)} (n={counted(int(res['n_seeds']), 're-run')} on the test split)"
                 hover += _clipped_note(mean, half, True)
             else:
                 mean, half, seeds = res[col], math.nan, []
                 ratio = res.get(f"{col}.ratio_dual", math.nan)
-                hover = f"{method}: {fmt(mean)} measured alone" + (f"<br>{fmt(ratio, 3)}× {REFERENCE}"
+                hover = f"{method}: {fmt_cost(col, mean)} measured alone" + (f"<br>{fmt(ratio, 3)}× {REFERENCE}"
                                                                    if _finite(ratio) else "")
             if not _finite(mean):
                 continue

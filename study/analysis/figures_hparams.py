@@ -12,6 +12,7 @@ from plotly.subplots import make_subplots
 from study.analysis.common import LAYOUT, use_log_axis, value_axis
 from study.analysis.importance import RELIABLE_TRIALS, Importance
 from study.analysis.loading import OBJECTIVE, SINGLE_TASK, Study
+from trainables.wording import counted
 
 SLICE_KEYS = ("balancer.alpha", "optim.lr", "optim.cls_lr", "balancer.weight_lr")
 
@@ -127,10 +128,10 @@ def importance_figure(imp: Importance, notes: list[str], scope: str = "") -> go.
     fig.update_layout(**{**LAYOUT, "margin": {**LAYOUT["margin"], "t": 80}}, height=max(270, 120 + 34 * len(items)),
                       xaxis_title="importance (sums to 1)",
                       title=f"Hyperparameter importance for the objective<br><sup>{scope + ', ' if scope else ''}"
-                            f"{imp.evaluator}, {imp.n_trials} trials</sup>")
+                            f"{imp.evaluator}, {counted(imp.n_trials, 'trial')}</sup>")
     if imp.caution:  # too few trials: said under the bars (travels with the PNG) and in the report's notes
         fig.update_layout(margin={**fig.layout.margin.to_plotly_json(), "b": 90})
-        fig.add_annotation(text=f"<b>Unreliable ranking</b>: only {imp.n_trials} trials (fewer than "
+        fig.add_annotation(text=f"<b>Unreliable ranking</b>: only {counted(imp.n_trials, 'trial')} (fewer than "
                                 f"{RELIABLE_TRIALS}); see the notes.", showarrow=False, xref="paper", yref="paper",
                            x=0, y=0, xanchor="left", yanchor="top", yshift=-42, font={"color": "#b45309"})
         notes.append(imp.caution)

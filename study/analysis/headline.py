@@ -20,6 +20,7 @@ from study.analysis.columns import TASK_METRIC
 from study.analysis.loading import ACCURACY, COST, OBJECTIVE, order_methods
 from study.analysis.stats import MeanCI, delta_m, mean_ci, relative_delta
 from study.store.selection import best_trials
+from trainables.wording import counted
 
 METRICS = [*ACCURACY, *COST]
 BASELINE_METHOD = {"det": "det_only", "view": "cls_only"}
@@ -90,8 +91,8 @@ def representatives(trials: pd.DataFrame, objective: str = OBJECTIVE) -> list[tu
         for method in order_methods(reruns["method"].unique()):
             group = reruns[reruns["method"] == method]
             configs = list(dict.fromkeys(group["repeat_of"].astype(str)))
-            folds = f", {group['fold'].nunique()} folds" if "fold" in group else ""
-            what = configs[0] if len(configs) == 1 else f"{len(configs)} chosen configurations{folds}"
+            folds = f", {counted(group['fold'].nunique(), 'fold')}" if "fold" in group else ""
+            what = configs[0] if len(configs) == 1 else f"{counted(len(configs), 'chosen configuration')}{folds}"
             out.append((method, what, group, "repeats"))
         return out
     out = []

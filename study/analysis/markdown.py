@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from study.analysis.common import fmt_score, fmt_score_ci, fmt_sig
+from study.analysis.common import fmt_count, fmt_score, fmt_score_ci, fmt_sig
 from study.analysis.headline import HEADLINE_FILE
 from study.heldout.verdict import VERDICT_FILE
 
@@ -36,7 +36,7 @@ def headline_table(study_dir: Path) -> str:
         scores = [fmt_score_ci(_num(r, f"test.{m}.mean"), _num(r, f"test.{m}.ci95")) for m, _ in SCORES]
         params = _num(r, "cost.params")
         rows.append([str(r["method"]), *scores, f"{int(r['n_runs'])} ({int(r['n_failed'])})",
-                     f"{params:,.0f}" if math.isfinite(params) else "—", fmt_sig(_num(r, "cost.gflops"))])
+                     fmt_count(params), fmt_sig(_num(r, "cost.gflops"))])
     return _markdown(header, rows)
 
 

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 import plotly.graph_objects as go
 
+from study.analysis.clinical import valves_section
 from study.analysis.columns import TEST_METRICS
-from study.analysis.common import cell_float, fmt_score, fmt_score_ci, fmt_sig
+from study.analysis.common import cell_float, fmt_cost, fmt_score, fmt_score_ci, fmt_sig
 from study.analysis.figures_branch import branch_figure
 from study.analysis.figures_curves import balance_figure, learning_curves_figure
 from study.analysis.figures_headline import headline_figure, heldout_figure
@@ -33,6 +34,8 @@ from study.heldout.costs import COSTS
 from study.heldout.informative import BUSY_FACTOR, RULE, busy_spreads
 from study.heldout.reruns import COSTS_FILE
 from study.heldout.verdict import VERDICT_FILE
+from trainables.metrics.names import CLINICAL
+from trainables.wording import counted
 
 
 @dataclass
@@ -88,6 +91,7 @@ def build_report(study: Study) -> Report:
 
     best = best_trials_table(study)
     failed = failed_table(study)
+    valves = valves_section(held, _read_verdict(study)) if held is not None else None  # per valve, per view
     sections = [
         *_verdict_section(study),
         Section("summary", "Summary", _summary_text(study, held),
@@ -95,10 +99,16 @@ def build_report(study: Study) -> Report:
                        (f"<h3>{'Multi-task trials, fold by fold' if 'fold' in best else 'Best multi-task trials'}</h3>"
                         + html_table(best)) if len(best) else "")),
         _headline_section(held, head, figs, blocks, busy_spreads(_read_costs(study))),
+        *([valves] if valves is not None else []),
         Section("pareto", "Accuracy vs cost",
-                "Every finished trial (open points: stopped early by ASHA), coloured by method; ringed points "
-                "joined by the dotted staircase form the Pareto front (no other finished trial is both cheaper "
-                "and better). Hover a point for its hyperparameters.", blocks(figs["pareto"])),
+                "Costs that are counted (parameters, GFLOPs) or timed alone with repeats (costs.parquet); the "
+                "seconds trials recorded while they shared the cores are not used. Top: every searched trial "
+                "(open points: stopped early by ASHA), its validation objective; bottom: each method's chosen "
+                "configurations, their held-out objective (mean ± 95% CI) against the median of their costs timed "
+                "alone (bar: the range of those timings). Ringed points joined by the dotted staircase form the "
+                "Pareto front (nothing else is as accurate and no costlier); costs within a timed cost's noise (the "
+                "median max/min of the timings of the same work measured more than once) count as equal, so the "
+                "front never steps through noise. Hover a point for its hyperparameters.", blocks(figs["pareto"])),
         *([Section("branch", "Where to branch",
                    "Shared-backbone trials by how many backbone units the two tasks share (model.shared_stages: 0 "
                    "trains two separate networks at dual's cost, the most is today's shared model): validation "
@@ -122,7 +132,7 @@ def build_report(study: Study) -> Report:
     if len(failed):
         sections.append(Section("failed", "Failed trials", "", [html_table(failed)]))
     sections.append(Section("provenance", "Provenance", "", [_provenance(study)]))
-    meta = html.escape(f"{study.path} · space {_space(study)} · {len(t)} trials ({status_counts(t)}) · "
+    meta = html.escape(f"{study.path} · space {_space(study)} · {counted(len(t), 'trial')} ({status_counts(t)}) · "
                        f"objective {OBJECTIVE}")
     page = render(f"Study {study.name}", meta, sections)
     return Report(page, {k: v for k, v in figs.items() if v is not None}, notes)
@@ -145,6 +155,11 @@ VALIDATION_TEXT = (
     "score, so including it would bias the mean upward. Δ% is relative to the single-task baselines "
     "(best det_only for detection mAP, best cls_only for view accuracy); Δm% is their mean over the "
     "two tasks (Maninis et al. 2019). Costs in brackets: ratio to the best dual configuration.")
+
+
+def _read_verdict(study: Study) -> pd.DataFrame | None:
+    path = study.path / VERDICT_FILE
+    return pd.read_parquet(path) if path.is_file() else None
 
 
 def _read_costs(study: Study) -> pd.DataFrame:
@@ -203,6 +218,8 @@ def _verdict_section(study: Study) -> list[Section]:
         return []
     rows = []
     for _, r in table.iterrows():  # one row per pair and metric: a long table reads down, not sideways
+        if r.get("family") == CLINICAL:  # jet present per valve: in the section on valves (study/analysis/clinical.py)
+            continue
         a, b = (cell_float(r.get(k)) for k in ("mean_a", "mean_b"))  # absent in files from before them
         if r["kind"] == "ratio":
             low, high = cell_float(r["ci_low"]), cell_float(r["ci_high"])
@@ -247,7 +264,8 @@ def _verdict_section(study: Study) -> list[Section]:
             "metric's margin (two one-sided tests; <code>--margin</code>); <i>not resolved</i> when it contains "
             "no difference but reaches past the margin — <b>not</b> evidence that the methods are equal; "
             f"{html.escape(RULE)}. The last column reads the same intervals at a family-wise 5% (Holm's "
-            "adjustment over the comparisons of its family: primary scores, secondary scores, costs). Read "
+            "adjustment over the comparisons of its family: primary scores, secondary scores, costs; the jet "
+            "scores, a family of their own, are in the section on valves). Read "
             "verdict.parquet for the numbers.")
     return [Section("verdict", "Verdict (paired, held-out)", text, [html_table(pd.DataFrame(rows))])]
 
@@ -267,7 +285,7 @@ def _margin(row: pd.Series) -> str:
 
 def _count(row: pd.Series) -> str:
     n = row.get("n_comparisons")
-    return f"{int(n)} comparisons" if n is not None and not pd.isna(n) else "not counted"
+    return counted(int(n), "comparison") if n is not None and not pd.isna(n) else "not counted"
 
 
 def _heldout_table(held: Heldout, busy: dict[str, dict[str, tuple[float, float]]]) -> pd.DataFrame:
@@ -285,7 +303,7 @@ def _heldout_table(held: Heldout, busy: dict[str, dict[str, tuple[float, float]]
             row[f"test {label}"] = fmt_score_ci(mean, half)
         for c, label in COSTS.items():
             ratio = cell_float(r.get(f"{c}.ratio_dual"))
-            row[label] = fmt_sig(cell_float(r.get(c))) + (f" (×{fmt_sig(ratio)})" if math.isfinite(ratio) else "")
+            row[label] = fmt_cost(c, cell_float(r.get(c))) + (f" (×{fmt_sig(ratio)})" if math.isfinite(ratio) else "")
             spread = busy.get(str(r["method"]), {}).get(c)
             if spread:
                 row[label] += f" busy machine: {fmt_sig(spread[0])}–{fmt_sig(spread[1])} across folds"

@@ -111,7 +111,7 @@ def wilson_interval(correct: int, n: int, confidence: float = 0.95) -> tuple[flo
     p = correct / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return centre - half, centre + half
+    return max(0.0, centre - half), min(1.0, centre + half)  # exact at 0 and n but for rounding: no "-0.000"
 
 
 def _normal_quantile_two_sided(confidence: float) -> float:

@@ -8,11 +8,12 @@ import math
 import pandas as pd
 
 from study.analysis.columns import TEST_METRICS
-from study.analysis.common import cell_float, fmt, fmt_score, fmt_score_ci, fmt_sig, fmt_sig_ci
+from study.analysis.common import cell_float, fmt, fmt_cost_ci, fmt_count, fmt_score, fmt_score_ci, fmt_sig
 from study.analysis.headline import REFERENCE, Headline, Heldout, MethodResult, is_folded
 from study.analysis.loading import ACCURACY, COST, OBJECTIVE, SINGLE_TASK, Study
 from study.analysis.pareto import pareto_front
 from study.heldout.verdict import VERDICT_FILE, verdict_lines
+from trainables.wording import counted
 
 FAILED = ("error", "oom", "diverged")
 TOP_N = 10
@@ -47,8 +48,7 @@ def heldout_takeaway(held: Heldout) -> str | None:
         n = cell_float(r.get("n_folds") if held.folds else r.get("n_runs", r.get("n_seeds")))
         if scores:
             runs = int(n) if math.isfinite(n) else 0
-            unit = "fold" if held.folds else "re-run"
-            parts.append(f"{r['method']} {', '.join(scores)} (n={runs} {unit}{'s' if runs != 1 else ''})")
+            parts.append(f"{r['method']} {', '.join(scores)} (n={counted(runs, 'fold' if held.folds else 're-run')})")
     if not parts:
         return None
     return f"Held-out, on {held.where()}: " + "; ".join(parts) + "."
@@ -124,7 +124,8 @@ def takeaways(study: Study, head: Headline, held: Heldout | None = None) -> list
                    f"{', '.join(methods)}.")
     failed = t[t["status"].isin(FAILED)]
     if len(failed):
-        out.append(f"{len(failed)} of {len(t)} trials failed ({status_counts(failed)}); see the failed trials table.")
+        out.append(f"{len(failed)} of {counted(len(t), 'trial')} failed ({status_counts(failed)}); "
+                   "see the failed trials table.")
     return [html.escape(s) for s in out]
 
 
@@ -171,7 +172,7 @@ def best_trials_table(study: Study, n: int = TOP_N) -> pd.DataFrame:
                "status": r["status"]}
         row.update({label: fmt_score(cell_float(r[c])) for c, label in ACCURACY.items()})
         row.update({"epochs": r["epochs_run"], "train s": r["time.train_s"], "GFLOPs": r["eff.gflops"],
-                    "params": r["eff.params_total"]})
+                    "params": fmt_count(cell_float(r["eff.params_total"]))})
         row["hyperparameters"] = ", ".join(f"{k}={fmt(r[k])}" for k in keys)
         if r["repeat_of"]:
             row["hyperparameters"] = f"seed repeat of {r['repeat_of']}"
@@ -189,7 +190,7 @@ def headline_table(head: Headline) -> pd.DataFrame:
             row[label] = _delta_cell(r, k)
         for c, label in COST.items():
             ratio = r.cost_ratio.get(c, math.nan)
-            row[label] = fmt_sig_ci(r.stats[c].mean, r.stats[c].half_width) + (
+            row[label] = fmt_cost_ci(c, r.stats[c].mean, r.stats[c].half_width) + (
                 f" (×{fmt_sig(ratio)})" if math.isfinite(ratio) else "")
         rows.append(row)
     return pd.DataFrame(rows)

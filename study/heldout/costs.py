@@ -35,6 +35,7 @@ from typing import Any
 import pandas as pd
 
 from study.store.trials import row_config
+from trainables.wording import counted
 
 COSTS = {  # column -> label; every one lower-is-better except throughput
     "cost.train_step_ms": "train step (ms)",
@@ -128,7 +129,8 @@ def measure_isolated(chosen: pd.DataFrame, data: Any, gpu: bool = False) -> pd.D
         flat = row_config(row)
         t0 = time.perf_counter()
         costs = ray.get(task.remote(flat, data_ref, max(cpus, 1), "cuda" if use_gpu else "cpu"))
-        print(f"costs: {row['method']} (trial {row['trial_id']}) alone on {int(costs['cost.threads'])} threads, "
+        threads = counted(int(costs["cost.threads"]), "thread")
+        print(f"costs: {row['method']} (trial {row['trial_id']}) alone on {threads}, "
               f"{costs['cost.device']}: step {costs['cost.train_step_ms']:.1f} ms, "
               f"{costs['cost.throughput_img_s']:.1f} img/s, latency b1 {costs['cost.latency_ms_b1']:.2f} ms, "
               f"b32 {costs['cost.latency_ms_b32']:.2f} ms/img, peak +{costs['cost.peak_mem_mb']:.0f} MiB "

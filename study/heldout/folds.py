@@ -48,6 +48,7 @@ from trainables.data.folds import VIEW, missing_labels, patient_labels, stratifi
 from trainables.data.loader import apply_groups
 from trainables.data.splits import patients_fingerprint, split_seed_of
 from trainables.data.types import DecodedData
+from trainables.wording import counted
 
 FOLDS_FILE = "folds.parquet"
 MIN_VAL_FRAMES = 10  # fewer frames of a view in a fold's validation split: a warning (check_validation)
@@ -70,8 +71,8 @@ def check_folds(data: DecodedData, cfg: DataConfig, k: int, seed: int) -> pd.Dat
         kind, _, index = label.partition(":")
         name = (data.view_names if kind == VIEW else data.names)[int(index)]
         carriers = sum(label in lab for lab in labels)
-        message = (f"{kind} {name!r} is carried by {carriers} patients and is absent from the test patients of "
-                   f"fold(s) {where}")
+        message = (f"{kind} {name!r} is carried by {counted(carriers, 'patient')} and is absent from the test "
+                   f"patients of fold(s) {where}")
         if kind == VIEW:
             raise UsageError(f"--folds {k}: {message}; every fold must hold every view: use fewer folds")
         print(f"warning: --folds {k}: {message}: those folds cannot score it", file=sys.stderr)
@@ -88,7 +89,7 @@ def check_validation(data: DecodedData, cfg: DataConfig, k: int, seed: int) -> N
         counts = np.bincount(split.views[split.splits["val"]], minlength=data.num_views)  # (V,) frames per view
         for view, n in enumerate(counts):
             if n < MIN_VAL_FRAMES:
-                print(f"warning: --folds {k}: fold {fold}'s validation split holds {n} frames of view "
+                print(f"warning: --folds {k}: fold {fold}'s validation split holds {counted(n, 'frame')} of view "
                       f"{data.view_names[view]!r} (fewer than {MIN_VAL_FRAMES}): its search and epoch choice barely "
                       "see that view; use fewer folds or a larger data.val_fraction", file=sys.stderr)
 
@@ -106,7 +107,7 @@ def run_folds(s: Any) -> Path:
         # every trial of the fold carries what decides its split, its test patients' fingerprint included
         fold_base = {**b.base, "data.fold": k,
                      "data.test_patients": patients_fingerprint(fold_data.groups, fold_data.splits["test"])}
-        sizes = ", ".join(f"{name} {len(idx)} frames / {len(set(fold_data.groups[idx]))} patients"
+        sizes = ", ".join(f"{name} {counted(len(idx), 'frame')} / {counted(len(set(fold_data.groups[idx])), 'patient')}"
                           for name, idx in fold_data.splits.items())
         print(f"\nfold {k + 1}/{s.folds}: {sizes}", flush=True)
         fold_dir.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,9 @@ Two cases say nothing instead, whatever the interval:
   below ``DETECTION_CHANCE`` (the detector finds nothing yet, as after one epoch); the view task when
   both methods' mean test view accuracy is at or below the majority view's share of the test frames
   (``test.view_majority_share``: what always naming the most common view scores). A difference between
-  two chance-level scores is noise, so every metric of that task (mAP@.5 and mAP@.5:.95; view accuracy,
-  macro F1 and clip accuracy) is inconclusive, even when its interval excludes 0;
+  two chance-level scores is noise, so every metric of that task (mAP@.5 and mAP@.5:.95, and the jet scores read
+  from the same detector: study/heldout/clinical.py; view accuracy, macro F1 and clip accuracy) is inconclusive,
+  even when its interval excludes 0;
 - **a cost ratio whose interval spans more than a factor of** ``MAX_RATIO_SPAN`` (high / low) and
   includes 1: the repeated measurements disagree so much (a busy machine, a cold cache) that the
   ratio could be anything in that span. An interval that excludes 1 stays a finding however wide.
@@ -27,6 +28,7 @@ INCONCLUSIVE = "inconclusive"
 DETECTION_CHANCE = 0.01  # mAP@.5 below this for both methods: neither detects anything yet
 MAX_RATIO_SPAN = 2.0  # a cost ratio's interval high / low above this says the measurements cannot tell
 DETECTION = ("map50", "map", "map75")
+JET = "jet_"  # jet present per valve: the detector's boxes read per clip and per study
 VIEW = ("view_accuracy", "view_macro_f1", "view_clip_accuracy", "view_balanced_accuracy")
 RULE = (f"inconclusive: both methods at chance on the task (test mAP@.5 below {DETECTION_CHANCE:g} for both; "
         "view accuracy at or below the majority view's share for both), or a cost ratio whose 95% interval "
@@ -57,7 +59,7 @@ def inconclusive_reason(metric: str, kind: str, low: float, high: float, at_chan
         if wide and low <= 1.0 <= high:
             return f"interval spans a factor of {fmt_sig(high / low)} (more than {MAX_RATIO_SPAN:g})"
         return ""
-    if metric in DETECTION and at_chance.detection:
+    if (metric in DETECTION or metric.startswith(JET)) and at_chance.detection:
         return f"both at chance (test mAP@.5 below {DETECTION_CHANCE:g})"
     if metric in VIEW and at_chance.view:
         return "both at chance (view accuracy at or below the majority view's share)"

@@ -17,6 +17,8 @@ from typing import Any
 
 import pandas as pd
 
+from trainables.wording import counted
+
 COLUMNS = ("eff.precision", "eff.memory_format")
 NOT_RECORDED = "not recorded"
 
@@ -53,7 +55,7 @@ def mixed_numerics(runs: pd.DataFrame) -> str:
     counts = sorted(Counter(labels).items(), key=lambda kv: (-kv[1], kv[0]))
     if len(counts) < 2:
         return ""
-    parts = [f"{label} ({n} re-run{'s' if n != 1 else ''})" if i == 0 else f"{label} ({n})"
+    parts = [f"{label} ({counted(n, 're-run')})" if i == 0 else f"{label} ({n})"
              for i, (label, n) in enumerate(counts)]
     return ", ".join(parts[:-1]) + " and " + parts[-1]
 

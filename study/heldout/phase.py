@@ -17,6 +17,7 @@ from study.heldout.verdict import print_verdict, write_verdict
 from study.tuning.settings import StudySettings
 from trainables.config import TrialConfig
 from trainables.data.splits import split_overlap, split_seed_of, without_test
+from trainables.wording import counted
 
 
 def run_heldout(s: StudySettings, study_dir: Path, data: Any, chosen: Any) -> None:
@@ -27,7 +28,7 @@ def run_heldout(s: StudySettings, study_dir: Path, data: Any, chosen: Any) -> No
     best = chosen.groupby("method", sort=False).head(1)  # each method's chosen configuration
     costs = reruns.read_costs(study_dir, best)
     if costs is None:
-        print(f"costs: {len(best)} configuration{'s' if len(best) != 1 else ''}, each alone on a worker Ray keeps free "
+        print(f"costs: {counted(len(best), 'configuration')}, each alone on a worker Ray keeps free "
               "of other trials (other programs on this machine still slow it)", flush=True)
         costs = measure_isolated(best, without_test(data), gpu=s.gpus_per_trial > 0)
         print(f"costs: {reruns.write_costs(study_dir, costs)}")

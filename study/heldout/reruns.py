@@ -27,7 +27,10 @@ Files written to the study folder (pyarrow, atomically):
                       seeds scored), n_runs (re-runs scored), n_failed (re-runs that diverged, errored or
                       have no score: scored ones are in n_runs too), n_configs, interval_unit ("fold" |
                       "seed"), split_leaks_patients, split, split_by, split_seed, data,
-                      test.<metric>.mean / .ci95, cost.*, cost.*.ratio_dual
+                      test.<metric>.mean / .ci95, cost.*, cost.*.ratio_dual; <metric>: the registry's held-out
+                      metrics (trainables/metrics/names.py: ``held_out``), the members of its families (AP@0.5 per
+                      valve, view recall per view, jet present per valve: study/heldout/clinical.py) where
+                      test_runs.parquet holds them
 A resumed study keeps the re-runs it scored before (same trial, same best epoch) as they were.
 A single-task method has no score for the other task: those cells are empty (null).
 """
@@ -46,6 +49,7 @@ from study.analysis.common import fmt_sig
 from study.analysis.headline import HEADLINE_FILE, RUNS_FILE
 from study.analysis.loading import order_methods
 from study.analysis.stats import geometric_mean, mean_ci
+from study.heldout.clinical import headline_jet_lines
 from study.heldout.correction import UNCORRECTED, Correction
 from study.heldout.costs import COSTS
 from study.heldout.informative import busy_spreads
@@ -53,11 +57,12 @@ from study.heldout.numerics import recorded_numerics
 from study.heldout.scoring import evaluate_state
 from study.store.checkpoints import load_checkpoint, trial_checkpoint
 from study.store.trials import plain, read_trials, write_atomic
-from trainables.metrics.names import TEST_POOLED, TEST_SHOWN
+from trainables.metrics.names import TEST_POOLED, TEST_SHOWN, held_out
+from trainables.wording import counted
 
 SPLIT = "test"
 COSTS_FILE = "costs.parquet"
-METRICS = TEST_POOLED  # test.<metric>, pooled per method (trainables/metrics/names.py)
+METRICS = TEST_POOLED  # test.<metric>, pooled per method (trainables/metrics/names.py), and ``held_out``'s families
 REFERENCE = "dual"  # cost ratios are method / dual
 OK = ("finished", "stopped")  # a re-run's statuses that are not failures (trials.parquet: status)
 CONFIDENCE = 0.95
@@ -112,9 +117,9 @@ def score_reruns(study_dir: Path, chosen: pd.DataFrame, scored: pd.DataFrame | N
                           if math.isfinite(row.get(f"{SPLIT}.{m}", math.nan)))
         ended = "" if row["status"] in OK else f", {row['status']} after it"
         print(f"test: {row['method']} re-run {trial} (seed {row['train.seed']}, epoch {epoch}{ended}) "
-              f"on {row['images']} {SPLIT} images split by {row['split_by']}: {shown}", flush=True)
+              f"on {counted(row['images'], SPLIT + ' image')} split by {row['split_by']}: {shown}", flush=True)
     if reused:
-        print(f"test: {reused} re-runs scored before (test_runs.parquet) kept as they were", flush=True)
+        print(f"test: {counted(reused, 're-run')} scored before (test_runs.parquet) kept unchanged", flush=True)
     return pd.DataFrame(rows)
 
 
@@ -176,7 +181,7 @@ def headline_rows(chosen: pd.DataFrame, runs: pd.DataFrame, costs: pd.DataFrame,
             "interval_correction": correction.name if folds else UNCORRECTED.name,
             "test_train_ratio": correction.test_train_ratio if folds else 0.0,
             "split_leaks_patients": bool(leaks)}
-        for m in METRICS:
+        for m in held_out(runs.columns, split=SPLIT):  # METRICS, and the families' members the runs hold
             col = f"{SPLIT}.{m}"
             if col not in mine:
                 values: list[float] = []
@@ -268,18 +273,39 @@ def print_headline(path: Path) -> None:
     costs_file = path.parent / COSTS_FILE
     busy = busy_spreads(pd.read_parquet(costs_file)) if costs_file.is_file() else {}
     for _, r in df.iterrows():
-        scores = ", ".join(f"{m} {_ci(r, m)}" for m in TEST_SHOWN)
+        scores = ", ".join(f"{m} {_ci(r, m)}" + _majority(r, m) for m in TEST_SHOWN)
         costs = ", ".join(_cost(r, c, label, busy.get(str(r["method"]), {}).get(c)) for c, label in COSTS.items()
                           if c in ("cost.train_step_ms", "cost.latency_ms_b1", "cost.peak_mem_mb"))
-        counts = f"{int(r['n_folds'])} folds, " if folds else ""
+        counts = f"{counted(int(r['n_folds']), 'fold')}, " if folds else ""
         lost = f", {int(r['n_failed'])} FAILED" if r.get("n_failed", 0) else ""
         seeds, runs = int(r["n_seeds"]), int(r["n_runs"])
-        print(f"  {r['method']:<16} {counts}{seeds} seed{'s' if seeds != 1 else ''}, "
-              f"{runs} run{'s' if runs != 1 else ''}{lost}: {scores}; {costs}")
+        print(f"  {r['method']:<16} {counts}{counted(seeds, 'seed')}, {counted(runs, 'run')}{lost}: {scores}; {costs}")
+        for line in [*_per_class_lines(r), *headline_jet_lines(r, SPLIT)]:
+            print(line)
     if df.get("n_failed", pd.Series(dtype=float)).fillna(0).any():
         print("  FAILED: re-runs that diverged or errored (scored at their best epoch where they had one) or have "
               "no score; test_runs.parquet: status, scored, reason")
     print(f"headline: {path}")
+
+
+def _majority(row: pd.Series, metric: str) -> str:
+    """`` (majority view 0.412)`` after view accuracy: the share of the scored split's most common view, what always
+    naming it scores (headline.parquet from before it: "")."""
+    if metric != "view_accuracy" or not math.isfinite(row.get(f"{SPLIT}.view_majority_share.mean") or math.nan):
+        return ""
+    return f" (majority view {_ci(row, 'view_majority_share')})"
+
+
+def _per_class_lines(row: pd.Series) -> list[str]:
+    """AP@0.5 per valve and view recall per view, each mean ± 95% CI (where headline.parquet has them)."""
+    lines = []
+    for family, said in (("ap50_", "AP@0.5 per valve"), ("view_recall_", "view recall per view")):
+        head = f"{SPLIT}.{family}"
+        members = [c.removeprefix(head).removesuffix(".mean") for c in row.index
+                   if c.startswith(head) and c.endswith(".mean")]
+        if members:
+            lines.append(f"    {said}: " + ", ".join(f"{m} {_ci(row, family + m)}" for m in members))
+    return lines
 
 
 def _ci(row: pd.Series, metric: str) -> str:

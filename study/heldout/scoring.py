@@ -2,7 +2,9 @@
 
 The same metric code as training (``trainables.engine.evaluate``: COCO-exact mAP, view accuracy,
 clip-level view accuracy, ...), on the data and split named, with the checkpoint's own config for
-everything not overridden.
+everything not overridden; and, where the model detects, jet present per valve per clip and per study
+(trainables/metrics/clinical.py) at the threshold chosen on the validation split: the one scoring that runs the
+model over a second split (val, once), which training's epochs do not pay.
 
 A checkpoint knows its patients: its config carries what decided its split (``data.split_seed``,
 ``data.folds``, ``data.fold``) and a fingerprint of its test patients (``data.test_patients``). The split is
@@ -18,6 +20,8 @@ from typing import Any
 
 from study.errors import UsageError
 from study.store.checkpoints import restore_model
+from trainables.data.clips import clip_ids
+from trainables.metrics.clinical import JetFrames, frame_labels, frame_scores, jet_presence
 
 
 def evaluate_state(state: dict[str, Any], split: str = "test", data_source: str | None = None,
@@ -28,13 +32,13 @@ def evaluate_state(state: dict[str, Any], split: str = "test", data_source: str 
     ``precision``: ``fp32`` / ``bf16`` / ``auto``; None runs the model at the precision it trained at
     (``trainables.precision.checkpoint_numerics``).
 
-    ``metrics`` holds ``<split>.*`` keys, e.g. ``test.map``, ``test.view_accuracy``.
+    ``metrics`` holds ``<split>.*`` keys, e.g. ``test.map``, ``test.view_accuracy``, ``test.jet_clip_sensitivity_MR``;
+    ``jet_chosen_on``: the split the jet thresholds were chosen on ("val"; "" where none was: no detector, or no
+    validation split).
     """
-    import torch
-
     from trainables.data.loader import load_data
     from trainables.data.splits import split_seed_of
-    from trainables.engine import evaluate, resolve_device
+    from trainables.engine import predict_split, resolve_device, score_split
     from trainables.precision import checkpoint_numerics
 
     model, cfg = restore_model(state, path)
@@ -61,14 +65,31 @@ def evaluate_state(state: dict[str, Any], split: str = "test", data_source: str 
                          f"and views {list(data.view_names)}; score it on data with the same classes")
     dev = resolve_device(device)
     numerics = checkpoint_numerics(state, cfg.train, dev, precision)
-    with torch.no_grad():
-        raw = evaluate(numerics.module(model.to(dev)), data, split, cfg, dev, numerics)
+    module = numerics.module(model.to(dev))
+    outputs = predict_split(module, data, split, cfg, dev, numerics)
+    raw = score_split(outputs, data, cfg)
+    chosen_on = ""
+    if outputs.preds and len(data.splits.get("val", ())):  # the jet thresholds: chosen on val, applied here
+        val = outputs if split == "val" else predict_split(module, data, "val", cfg, dev, numerics)
+        jets = jet_presence(jet_frames(val, data), jet_frames(outputs, data), list(data.names))
+        raw.update({f"val.{k}": v for k, v in jets.items()})
+        chosen_on = "val"
     metrics = {f"{split}.{k.removeprefix('val.')}": v for k, v in raw.items()}
     return {"checkpoint": str(path), "arch": cfg.arch, "balancer": cfg.balancer.name, "epoch": state.get("epoch"),
             "ema": bool(state.get("ema")), "data": cfg.data.source, "split": split, "split_by": cfg.data.split,
             "split_seed": seed, "images": len(data.splits[split]), "imgsz": cfg.data.imgsz,
-            "precision": numerics.precision,
+            "precision": numerics.precision, "jet_chosen_on": chosen_on,
             "metrics": metrics}
+
+
+def jet_frames(outputs: Any, data: Any) -> JetFrames:
+    """``outputs`` (engine.SplitOutputs) as the jet questions read them: per frame its best score and label per
+    class, its clip (from the file name: trainables/data/clips.py) and its patient (the split's group)."""
+    idx = outputs.indices
+    files = data.files[idx] if len(data.files) else [""] * len(idx)
+    return JetFrames(scores=frame_scores(outputs.preds, data.num_classes),
+                     labels=frame_labels(outputs.gts, data.num_classes),
+                     clips=clip_ids(files), studies=data.groups[idx])
 
 
 def check_patients(cfg: Any, data: Any, seed: int, path: Path | str) -> None:

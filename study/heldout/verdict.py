@@ -29,9 +29,11 @@ margin (study/heldout/margins.py, ``--margin``; column ``margin``):
 by chance at 95% each. Each row carries its p-values (``p_value``: two-sided, of no difference;
 ``p_equivalence``: TOST's, of a difference beyond the margin) and its ``family`` — "primary" (the held-out
 scores the metric registry marks headline: mAP@.5, mAP@.5:.95, view accuracy; declared before any verdict
-ran), "secondary" (the other held-out scores: view accuracy per clip, macro-F1) or "costs" (measured
-ratios) — with ``n_comparisons``, the rows of that family with an interval (inconclusive ones included: they
-were tested too; exact counts such as parameters, the same in every pair, are not tests and not counted).
+ran), "secondary" (the other held-out scores: view accuracy per clip, macro-F1), "clinical" (jet present per
+valve: sensitivity and specificity per clip and per study, study/heldout/clinical.py; only where test_runs.parquet
+holds them, so a study scored before them has no such rows) or "costs" (measured ratios) — with
+``n_comparisons``, the rows of that family with an interval (inconclusive ones included: they were tested too;
+exact counts such as parameters, the same in every pair, are not tests and not counted).
 ``p_holm`` and ``p_equivalence_holm`` are Holm's step-down adjustments within the family,
 and ``conclusion_holm`` the reading at family-wise 5%: "better" where p_holm < 0.05, "equivalent" where
 p_equivalence_holm < 0.025 (the per-row rule's level), "not resolved" otherwise; with one comparison it is the
@@ -67,13 +69,15 @@ from study.analysis.common import fmt_score, fmt_sig
 from study.analysis.loading import order_methods
 from study.analysis.stats import Paired, geometric_mean, holm, paired_difference, paired_ratio
 from study.heldout import margins as margin_rules
+from study.heldout.clinical import verdict_jet_lines
 from study.heldout.correction import UNCORRECTED, Correction, fold_correction, folds_without_table
 from study.heldout.costs import COSTS, HIGHER_IS_BETTER
 from study.heldout.informative import INCONCLUSIVE, RULE, Chance, chance, inconclusive_reason
 from study.heldout.numerics import mixed_numerics
 from study.store.selection import is_multi_task
 from study.store.trials import write_atomic
-from trainables.metrics.names import REGISTRY, TEST_SHOWN
+from trainables.metrics.names import CLINICAL, REGISTRY, TEST_SHOWN, held_out, lookup
+from trainables.wording import counted
 
 VERDICT_FILE = "verdict.parquet"
 CONFIDENCE = 0.95
@@ -84,7 +88,7 @@ ALPHA = 1 - CONFIDENCE  # a difference's level; an equivalence's is ALPHA / 2 pe
 # Holm's families: the primary scores are the test metrics the registry marked headline before any verdict was
 # run (trainables/metrics/names.py: mAP@.5, mAP@.5:.95, view accuracy); the other scores are secondary
 PRIMARY, SECONDARY, COST_FAMILY = "primary", "secondary", "costs"
-FAMILIES = (PRIMARY, SECONDARY, COST_FAMILY)
+FAMILIES = (PRIMARY, SECONDARY, CLINICAL, COST_FAMILY)  # CLINICAL: jet present per valve, a family of its own
 PRIMARY_METRICS = tuple(m for m in METRICS if REGISTRY[f"val.{m}"].headline)
 COLUMNS = {"method_a": pa.string(), "method_b": pa.string(), "metric": pa.string(), "kind": pa.string(),
            "mean_a": pa.float64(), "mean_b": pa.float64(), "diff_mean": pa.float64(), "diff_ci95": pa.float64(),
@@ -150,13 +154,15 @@ def correction_for(study_dir: Path | None, runs: pd.DataFrame) -> Correction:
 
 
 def verdict_rows(runs: pd.DataFrame, costs: pd.DataFrame, margins: dict[str, float] | None = None,
-                 correction: Correction | None = None) -> list[dict[str, Any]]:
+                 correction: Correction | None = None,
+                 pairs: list[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
     """One row per pair of methods and metric (held-out scores, then cost ratios), with Holm's adjustment.
 
     runs: test_runs.parquet (``method``, ``train.seed``, ``test.<metric>``, and ``fold`` with folds);
     costs: costs.parquet (``method``, ``cost.*``, and ``fold`` with folds); ``margins``: metric -> margin
     (study/heldout/margins.py; the defaults where None); ``correction``: the fold correction (``correction_for``;
-    none for seeds, K equal folds for folds where None)."""
+    none for seeds, K equal folds for folds where None); ``pairs``: the (method_a, method_b) pairs to compare
+    (every pair of ``runs``' methods where None), Holm's families counting only these."""
     unit = "fold" if "fold" in runs else "seed"  # a folds study pairs folds, even when one alone was scored
     margins = margins or dict(margin_rules.DEFAULT_MARGINS)
     correction = correction or correction_for(None, runs)
@@ -164,20 +170,23 @@ def verdict_rows(runs: pd.DataFrame, costs: pd.DataFrame, margins: dict[str, flo
         costs = costs.assign(fold=0)
     # each metric's per-unit means once, shared by every pair; costs: one measurement per method (and fold),
     # so their pairs are the folds, or the one split (a single pair: no interval)
-    scores = {m: unit_means(runs, f"test.{m}", unit) for m in METRICS}
+    # METRICS, and the jet scores (CLINICAL) the runs hold
+    scores = {m: unit_means(runs, f"test.{m}", unit) for m in held_out(runs.columns, ("shown",))}
     majority = unit_means(runs, "test.view_majority_share", unit)  # the view task's chance level, per unit
     cost_means = {c: unit_means(costs.assign(**{"train.seed": 0}), c, unit) if len(costs) else {}
                   for c in COST_RATIOS}
     ran, why, n_failed = units_run(runs, unit), failure_reasons(runs, unit), failed_per_method(runs)
     ran_costs = units_run(costs, unit) if len(costs) else {}
     rows = []
-    for a, b in method_pairs(list(dict.fromkeys(runs["method"]))):
+    for a, b in pairs if pairs is not None else method_pairs(list(dict.fromkeys(runs["method"]))):
         counts = {"n_failed_a": n_failed.get(a, 0), "n_failed_b": n_failed.get(b, 0)}
         at_chance = _chance(a, b, scores, majority)
         for m, per in scores.items():
-            rows.append({**_row(a, b, m, per, paired_difference, REGISTRY[f"val.{m}"].direction != "min", unit,
+            metric = lookup(f"val.{m}")
+            rows.append({**_row(a, b, m, per, paired_difference, metric.direction != "min", unit,
                                 at_chance, margins, correction),
-                         "family": PRIMARY if m in PRIMARY_METRICS else SECONDARY,
+                         "family": CLINICAL if metric.group == CLINICAL else
+                         PRIMARY if m in PRIMARY_METRICS else SECONDARY,
                          **counts, **lost_units(a, b, per, ran, why, unit)})
         for c, per in cost_means.items():
             rows.append({**_row(a, b, c, per, paired_ratio, c in HIGHER_IS_BETTER, unit, at_chance, margins,
@@ -304,7 +313,7 @@ def _row(a: str, b: str, metric: str, per: dict[str, dict[Any, float]], compare:
             "mean_b": _own(xb, p.kind), "diff_mean": _num(p.estimate), "diff_ci95": _num(p.half_width),
             "ci_low": _num(p.low), "ci_high": _num(p.high), "n_pairs": p.n, "unit": unit,
             "correction": correction.name, "test_train_ratio": correction.test_train_ratio,
-            "margin": margins.get(metric, margin_rules.DEFAULT_MARGINS.get(metric)),
+            "margin": margin_rules.margin_of(metric, margins),
             "conclusion": INCONCLUSIVE if reason else said, "reason": reason,
             "p_value": _num(p.p_value()), "p_equivalence": _num(p.p_equivalence(margin))}
 
@@ -320,12 +329,15 @@ def _own(values: list[float], kind: str) -> float | None:
 def write_verdict(study_dir: Path, runs: pd.DataFrame, costs: pd.DataFrame,
                   margins: dict[str, float] | None = None) -> Path:
     """verdict.parquet in ``study_dir``, corrected by its folds.parquet (``correction_for``)."""
-    rows = verdict_rows(runs, costs, margins, correction_for(study_dir, runs))
-    table = pa.table({k: pa.array([r[k] for r in rows], type=t) for k, t in COLUMNS.items()},
-                     schema=pa.schema(list(COLUMNS.items())))
     path = Path(study_dir) / VERDICT_FILE
-    write_atomic(table, path)
+    write_atomic(verdict_table(verdict_rows(runs, costs, margins, correction_for(study_dir, runs))), path)
     return path
+
+
+def verdict_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """``verdict_rows``' rows as verdict.parquet's table (its COLUMNS, in order)."""
+    return pa.table({k: pa.array([r[k] for r in rows], type=t) for k, t in COLUMNS.items()},
+                    schema=pa.schema(list(COLUMNS.items())))
 
 
 def verdict_lines(table: pd.DataFrame) -> list[str]:
@@ -350,7 +362,7 @@ def verdict_lines(table: pd.DataFrame) -> list[str]:
                 parts.append(f"{r['metric']} {own}{fmt_score(r['diff_mean'], signed=True)}{half} ({said})")
         scores = group[group["metric"].isin(METRICS)]
         n, unit = int((scores if len(scores) else group)["n_pairs"].max()), group["unit"].iloc[0]
-        lines.append(f"  {a} vs {b} ({n} {unit}{'s' if n != 1 else ''}{failure_note(group, a, b)}): "
+        lines.append(f"  {a} vs {b} ({counted(n, unit)}{failure_note(group, a, b)}): "
                      + ("; ".join(parts) or "no common scores"))
     return lines
 
@@ -401,7 +413,7 @@ def reading_lines(table: pd.DataFrame) -> list[str]:
                      "eff.memory_format)")
     if "n_comparisons" in table:
         counts = table.drop_duplicates("family").set_index("family")["n_comparisons"]
-        lines.append("verdict: " + ", ".join(f"{int(n)} comparisons of {f}" for f, n in counts.items())
+        lines.append("verdict: " + ", ".join(f"{counted(int(n), 'comparison')} of {f}" for f, n in counts.items())
                      + "; where Holm's family-wise 5% reading differs from the row's own, the line says so")
     return lines
 
@@ -418,7 +430,7 @@ def print_verdict(path: Path) -> None:
     print(f"\nverdict: method a − method b on the held-out split, mean and 95% CI, {what}")
     for line in reading_lines(table):
         print(line)
-    for line in verdict_lines(table):
+    for line in [*verdict_lines(table), *verdict_jet_lines(table)]:
         print(line)
     if (table["conclusion"] == INCONCLUSIVE).any():
         print(f"verdict: {RULE}")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from study.errors import UsageError
+from trainables.wording import counted
 
 COMMANDS = ("export-labels", "import-labels")
 FORMATS = ("label-studio", "cvat")
@@ -80,6 +81,6 @@ def run(args: argparse.Namespace) -> int:
     lines = finish(items, Path(args.images).expanduser(), Path(args.out).expanduser(), names, views, tool,
                    str(export), problems)
     if skipped:
-        lines.insert(1, f"skipped {skipped} {unit}{'s' * (skipped != 1)} not labelled yet (no annotation)")
+        lines.insert(1, f"skipped {counted(skipped, unit)} not labelled yet (no annotation)")
     print("\n".join(lines))
     return 0

@@ -25,6 +25,7 @@ from xml.etree import ElementTree
 
 from study.errors import UsageError
 from study.labeling.joint import Box, Labelled, Problems
+from trainables.wording import counted
 
 TOOL = "CVAT"
 XML_FILE = "annotations.xml"
@@ -175,7 +176,8 @@ def _from_yolo(files: dict[str, bytes], path: Path, tagged: list[Labelled],
                              "export the task again as 'YOLO 1.1'")
                 continue
             if not 0 <= index < len(classes):
-                problems.add(f"{where}:{number}", f"class {index} is not in obj.names ({len(classes)} labels)",
+                labels = counted(len(classes), "label")
+                problems.add(f"{where}:{number}", f"class {index} is not in obj.names ({labels})",
                              "export the task again as 'YOLO 1.1' (obj.names and the boxes together)")
                 continue
             item.boxes.append(Box(classes[index], cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))

@@ -22,6 +22,7 @@ from xml.etree import ElementTree
 from study.errors import UsageError
 from trainables.data.labels import COORD_TOLERANCE
 from trainables.data.yolo_reader import IMAGE_SUFFIXES
+from trainables.wording import counted
 
 CONFIG_FILE = Path(__file__).with_name("label_studio.xml")  # the shipped Label Studio labelling configuration
 MAX_LINES = 20  # problems shown; the rest are counted
@@ -222,7 +223,7 @@ def finish(items: list[Labelled], images: Path, out: Path, names: tuple[str, ...
     write_dataset(out, accepted, names, views, tool, source)
     box_counts = {n: sum(b.label == n for _, bs, _ in accepted.values() for b in bs) for n in names}
     view_counts = {v: sum(view == v for _, _, view in accepted.values()) for v in views}
-    return [f"wrote {len(accepted)} labelled frame{'s' * (len(accepted) != 1)} to {out} "
+    return [f"wrote {counted(len(accepted), 'labelled frame')} to {out} "
             f"(boxes: {', '.join(f'{k} {v}' for k, v in box_counts.items())}; "
             f"views: {', '.join(f'{k} {v}' for k, v in view_counts.items())})",
             f"check it: python -m study.data check {out / 'data.yaml'} --split-by patient"]

@@ -27,6 +27,7 @@ from xml.sax.saxutils import quoteattr
 
 from study.errors import UsageError
 from study.labeling.joint import Box, Labelled, Problems
+from trainables.wording import counted
 
 TOOL = "Label Studio"
 PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c")
@@ -73,7 +74,7 @@ def write_tasks(frames: dict[str, list[Path]], out: Path, names: tuple[str, ...]
     (out / "tasks.json").write_text(json.dumps(tasks, indent=1) + "\n")
     (out / "label_config.xml").write_text(label_config(names, views))
     storage = os.path.commonpath([str(p[0].resolve().parent) for p in frames.values()])
-    return [f"wrote {len(tasks)} task{'s' * (len(tasks) != 1)} to {out / 'tasks.json'} and the labelling "
+    return [f"wrote {counted(len(tasks), 'task')} to {out / 'tasks.json'} and the labelling "
             f"configuration to {out / 'label_config.xml'}",
             f"Label Studio: start it with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true "
             f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={root}; in a new project paste label_config.xml "

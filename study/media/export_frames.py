@@ -37,6 +37,7 @@ from study.media.sources import IMAGE, Tally, find_sources
 from study.store.atomic import atomic_path
 from trainables.data.clips import frame_name
 from trainables.data.provenance import key_comment, keys_of
+from trainables.wording import counted
 
 MANIFEST = "frames.json"
 
@@ -62,7 +63,7 @@ def keys_in(out: Path) -> dict[str, str]:
     if isinstance(recorded, str):
         found[recorded] = MANIFEST
     for key, frames in keys_of(sorted(p for p in out.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))).items():
-        found.setdefault(key, f"{len(frames)} frame{'s' * (len(frames) != 1)}, e.g. {Path(frames[0]).name}")
+        found.setdefault(key, f"{counted(len(frames), 'frame')}, e.g. {Path(frames[0]).name}")
     return found
 
 

@@ -28,6 +28,7 @@ from study.media.dicom import DicomHeader, read_dicom_frames, read_header
 from study.media.mask import Mask, below, blank
 from study.media.sources import IMAGE_EXTS, VIDEO_EXTS, find_sources, is_supported  # noqa: F401 (re-exported)
 from study.store.atomic import atomic_path
+from trainables.wording import counted
 
 DEFAULT_RATE = Fraction(25)  # frames per second of a clip whose file states none
 SCHEMA = pa.schema([("source", pa.string()), ("frame", pa.int64()), ("patient", pa.string()),
@@ -108,7 +109,8 @@ def read_frames(path: Path, quiet: bool = False, naming: Naming | None = None,
             yield Frame(path, n - 1, blank(image, masks), header.frames > 1, header)
         if n < header.frames and not quiet:
             name = naming.of(path, header).source if naming is not None else path
-            print(f"warning: {name}: its header states {header.frames} frames, {n} could be decoded", file=sys.stderr)
+            print(f"warning: {name}: its header states {counted(header.frames, 'frame')}, {n} could be decoded",
+                  file=sys.stderr)
         return
     if path.suffix.lower() in IMAGE_EXTS:
         try:
@@ -128,7 +130,7 @@ def read_frames(path: Path, quiet: bool = False, naming: Naming | None = None,
             for n, frame in enumerate(container.decode(video=0), start=1):
                 yield Frame(path, n - 1, blank(frame.to_image(), masks), True)
             if stated and n < stated and not quiet:  # FFmpeg ends a truncated file quietly, as if it were complete
-                print(f"warning: {path}: its header states {stated} frames, {n} could be decoded "
+                print(f"warning: {path}: its header states {counted(stated, 'frame')}, {n} could be decoded "
                       "(a truncated file?)", file=sys.stderr)
     except (av.FFmpegError, OSError) as err:
         why = getattr(err, "strerror", None) or (str(err).splitlines() or [type(err).__name__])[0]
@@ -243,10 +245,10 @@ class Progress:
         now = time.monotonic()
         if self.redraw and now - self.last > 0.5:
             self.last = now
-            of = f"/{self.total}" if self.total else ""
-            print(f"\rpredict: {self.done}{of} frames", end="", file=sys.stderr, flush=True)
+            shown = f"{self.done}/{self.total} frames" if self.total else counted(self.done, "frame")
+            print(f"\rpredict: {shown}", end="", file=sys.stderr, flush=True)
 
     def finish(self, files: int) -> None:
         end = "\r" if self.redraw else ""
-        print(f"{end}predict: {self.done} frames from {files} file{'s' * (files != 1)} in "
+        print(f"{end}predict: {counted(self.done, 'frame')} from {counted(files, 'file')} in "
               f"{time.monotonic() - self.start:.1f} s", file=sys.stderr)

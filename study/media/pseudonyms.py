@@ -90,7 +90,7 @@ def _create_key(path: Path) -> bool:
           f"{Pseudonyms(read_key(path), path).fingerprint}): every pseudonym depends on it, so losing it "
           "changes every patient's pseudonym. If this project already has a key, this run's pseudonyms do not "
           "match its: put that key in its place (or give --key-file) and run again; else back this one up "
-          "(README 'Patient data')", file=sys.stderr)
+          "(docs/dicom-and-privacy.md)", file=sys.stderr)
     return True
 
 

@@ -48,6 +48,7 @@ from study.media.dicom import (
     is_dicomdir,
 )
 from study.media.mask import Mask
+from trainables.wording import counted
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
@@ -104,8 +105,8 @@ def find_sources(source: Path) -> Sources:
         _add_listed(found)
         if not found.files:
             n = found.looked
-            raise UsageError(f"{source}: no images, videos or DICOMs in this folder or its subfolders ({n} "
-                             f"file{'s' * (n != 1)} looked at for {', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))}, "
+            raise UsageError(f"{source}: no images, videos or DICOMs in this folder or its subfolders ("
+                             f"{counted(n, 'file')} looked at for {', '.join(sorted(IMAGE_EXTS | VIDEO_EXTS))}, "
                              ".dcm and the DICM header)")
         return found
     if not source.is_file():
@@ -191,7 +192,7 @@ class Tally:
         self._seen.add(path)
         self.read["DICOM"] += 1
         masked = f"; --mask {' and '.join(map(str, self.masks))} blanks part of every frame: check one frame " \
-                 "that it covers the text" if self.masks else "; blank it with --mask (README 'Patient data')"
+                 "that it covers the text" if self.masks else "; blank it with --mask (docs/dicom-and-privacy.md)"
         if header.burned_in == "YES":
             print(f"warning: {self.naming.of(path, header).source}: BurnedInAnnotation YES: text (names, dates) is "
                   f"burned into its pixels and copied into every output of them{masked}", file=sys.stderr)
@@ -212,7 +213,7 @@ class Tally:
         masked = (f"--mask {' and '.join(map(str, self.masks))} blanks part of every frame: check one frame that "
                   "it covers the text") if self.masks else \
             "look at one frame and blank the text with --mask X0,Y0,X1,Y1 (e.g. --mask 0,0,1,0.1: the top tenth)"
-        return (f"warning: {n} ultrasound DICOM{'s' * (n != 1)} do{'es' * (n == 1)} not state BurnedInAnnotation: "
+        return (f"warning: {counted(n, 'ultrasound DICOM')} {'does' if n == 1 else 'do'} not state BurnedInAnnotation: "
                 f"scanners burn the patient's name, ID and the date into the image, and such text is copied into "
                 f"every output of its pixels; {masked}")
 
@@ -222,7 +223,7 @@ class Tally:
         kinds = ", ".join(f"{self.read[k]} {k}" for k in ("DICOM", "video", "image") if self.read[k])
         text = f"files: read {n}" + (f" ({kinds})" if kinds else "")
         if self.dicomdirs:
-            text += f" and {self.dicomdirs} DICOMDIR{'s' * (self.dicomdirs != 1)}"
+            text += f" and {counted(self.dicomdirs, 'DICOMDIR')}"
         total = sum(len(v) for v in self.skipped.values())
         if not total:
             return text + "; skipped none"

@@ -13,7 +13,7 @@ import torch
 from study.errors import UsageError
 from study.store.atomic import atomic_path
 from study.store.folder import repeats_dir, search_dir_of
-from trainables.checkpoint_format import CHECKPOINT_FILE, CHECKPOINT_FORMAT
+from trainables.checkpoint_format import CHECKPOINT_FILE, CHECKPOINT_FORMAT, unreadable_because
 from trainables.config import ConfigError, TrialConfig
 
 
@@ -35,11 +35,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a corrupt file, or one that needs pickle: refuse either way
-        raise UsageError(f"{path}: not a readable checkpoint ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0][:160]})") from None
+        raise UsageError(f"{path}: not a readable checkpoint: {unreadable_because(path, err)}; give a "
+                         f"{CHECKPOINT_FILE} that study.run or study.train wrote") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise UsageError(f"{path}: not a checkpoint written by this tool (no model/config inside)")
     return state
+
 
 
 def restore_model(state: dict[str, Any], path: Path | str = "checkpoint") -> tuple[Any, TrialConfig]:

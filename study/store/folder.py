@@ -8,7 +8,6 @@ experiment folder's layout, so the re-runs cannot share the search's).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import time
@@ -19,7 +18,8 @@ from study.errors import UsageError
 MIN_FREE_BYTES = 512 * 2**20  # a few checkpoints per trial plus the Parquet files; less is a failure mid-study
 REPEATS_SUFFIX = "-repeats"
 OPTUNA_DB = "optuna.db"  # the study's Optuna storage: optuna-dashboard sqlite:///STORAGE/NAME/optuna.db
-_CREATED: list[Path] = []  # study folders this process created (prepare_folder), for discard_if_empty
+_CREATED: list[Path] = []  # study folders this process created (prepare_folder), for discard_unstarted
+_STARTED: list[bool] = []  # set by mark_started: this process's study reached its first phase (trials may run)
 
 
 def repeats_dir(study_dir: Path) -> Path:
@@ -69,12 +69,32 @@ def prepare_folder(storage: str, name: str | None, space: str, resume: bool, ove
     return study_dir
 
 
-def discard_if_empty() -> None:
-    """Remove the study folders this process created that are still empty (a run that failed before its first
-    file): a failed run leaves no empty ``results/NAME/`` behind. ``rmdir`` removes an empty folder only."""
+def mark_started() -> None:
+    """The study this process prepared reaches its first phase: trials may run from here on, and whatever they
+    leave is a study to resume (``discard_unstarted`` keeps it)."""
+    _STARTED.append(True)
+
+
+def current_study() -> Path | None:
+    """The study folder this process created, if any (its name is the one ``--resume --name`` takes)."""
+    return _CREATED[-1] if _CREATED else None
+
+
+def was_started() -> bool:
+    return bool(_STARTED)
+
+
+def discard_unstarted() -> None:
+    """Remove the study folders this process created when it stops before any trial could run (a port in use, a
+    bad data.yaml, a node check failing, Ctrl-C while decoding): such a start leaves only its manifest, which
+    would make the same ``--name`` a study that "already holds a study" and needs ``--resume``. A folder this
+    process did not create (``--resume``, or another's) is never touched; one it created holds only its files."""
+    started = bool(_STARTED)
+    _STARTED.clear()  # (a test runs several studies in one process: each is judged on its own)
     while _CREATED:
-        with contextlib.suppress(OSError):  # it holds something (or is gone): leave it
-            _CREATED.pop().rmdir()
+        folder = _CREATED.pop()
+        if not started:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _claim(study_dir: Path) -> Path:

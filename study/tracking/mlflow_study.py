@@ -9,6 +9,8 @@
 - **ends** (``finish_parent``): the study's Parquet files and manifest as artifacts, the held-out headline and the
   paired verdict as metrics (``heldout/<method>/<column>``, ``verdict/<a> vs <b>/<metric>/diff_mean``, ...) and as
   tables (``headline.json``, ``verdict.json``, which MLflow's UI shows as tables);
+  with held-out scores (``--test``, ``--folds``), each method's chosen model with its card is logged and registered
+  in the model registry (study/tracking/mlflow_model.py);
 - ``python -m study.analyze`` adds ``report.html`` to the run of a study that has ``mlflow.json``
   (``log_report``).
 
@@ -230,6 +232,12 @@ def _finish(study_dir: Path, parent: ParentRun) -> None:
                                 ("verdict", pair, str(row["metric"])))
     for start in range(0, len(metrics), 1000):  # MLflow's limit per batch
         client.log_batch(parent.run_id, metrics=metrics[start:start + 1000])
+    if headline.is_file():  # a study with held-out scores: its chosen models into the registry
+        from study.tracking.mlflow_model import register_chosen
+
+        register_chosen(study_dir, parent)
+        if tracking_lost(parent.tracking_uri):
+            return
     client.set_terminated(parent.run_id, status="FINISHED")
     print(f"mlflow: study run {parent.run_id}: {len(metrics)} held-out metrics and the study's files logged",
           flush=True)

@@ -28,7 +28,7 @@ from ray import tune
 from search_spaces import registry as spaces
 from study.analysis.headline import HEADLINE_FILE
 from study.errors import UsageError
-from study.store.folder import OPTUNA_DB, prepare_folder
+from study.store.folder import OPTUNA_DB, mark_started, prepare_folder
 from study.store.manifest import driver_numerics, write_manifest
 from study.store.selection import best_trials
 from study.store.trials import read_trials
@@ -43,6 +43,7 @@ from trainables.data.loader import load_data
 from trainables.data.splits import patients_fingerprint, split_seed_of, without_test
 from trainables.metrics import names
 from trainables.ray_trial import train_trial
+from trainables.wording import counted
 
 DEFAULT_CONFIG = "default:"  # --samples 0: a method's default configuration stands for its chosen trial
 
@@ -74,14 +75,15 @@ def begin_study(s: StudySettings) -> Begun:
     base = spaces.base_config(s.space, s.config, methods_of(s))
     if s.resume:  # settings, code, base config and resolved numerics against what the study last ran
         check_resume(study_dir, s, base=base)
-    search = f"{s.samples} trials" if s.samples else "no search (each method's default configuration)"
-    print(f"study {study_dir.name}: space {s.space}, {search} x {s.epochs} epochs, objective "
+    search = counted(s.samples, "trial") if s.samples else "no search (each method's default configuration)"
+    print(f"study {study_dir.name}: space {s.space}, {search} x {counted(s.epochs, 'epoch')}, objective "
           f"{', '.join(f'{m} ({mode})' for m, mode in objectives)}", flush=True)
 
     t0 = time.perf_counter()
     cfg = TrialConfig.from_flat(base).data
     data = load_data(cfg, seed=split_seed_of(cfg, s.seed), progress=True)
-    print(f"data: {data.images.shape[0]} images at {data.imgsz} px, {data.images.nbytes / 2**20:.1f} MiB decoded, "
+    print(f"data: {counted(data.images.shape[0], 'image')} at {data.imgsz} px, "
+          f"{data.images.nbytes / 2**20:.1f} MiB decoded, "
           f"splits {', '.join(f'{k}={len(v)}' for k, v in data.splits.items())} ({time.perf_counter() - t0:.1f}s)",
           flush=True)
     print(driver_numerics(s, base).explain(str(base["train.precision"])), flush=True)
@@ -126,6 +128,7 @@ def run_phases(s: StudySettings, study_dir: Path, base: dict[str, Any], data: An
     from study.heldout.phase import run_heldout
     from study.tuning.repeats import run_repeats
 
+    mark_started()  # from here trials may run: a failure or Ctrl-C leaves a study to --resume, not one to discard
     trainable = tune.with_resources(  # trials never see the test split: it is not in what they are handed
         tune.with_parameters(train_trial, data=without_test(data)), {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial}
     )
@@ -174,8 +177,9 @@ def print_summary(study_dir: Path, objectives: list[tuple[str, str]], wall_s: fl
               else "  (no search: --samples 0 re-ran each method's default configuration)")
     compute = float(trials.get("time.total_s", pd.Series(dtype=float)).fillna(0).sum())
     counts = trials["status"].value_counts().to_dict()
-    print(f"\n{len(trials)} trials ({', '.join(f'{v} {k}' for k, v in counts.items())}); wall {wall_s:.0f}s, "
-          f"summed trial compute {compute:.0f}s" + (f", {errors} errored in Tune" if errors else ""))
+    print(f"\n{counted(len(trials), 'trial')} ({', '.join(f'{v} {k}' for k, v in counts.items())}); "
+          f"wall {wall_s:.0f}s, summed trial compute {compute:.0f}s"
+          + (f", {errors} errored in Tune" if errors else ""))
     print(f"results: {study_dir / 'trials.parquet'}\n         {study_dir / 'epochs.parquet'}\n"
           f"         {study_dir / 'manifest.json'}\noptuna:  optuna-dashboard {storage_url(study_dir / OPTUNA_DB)}\n"
           f"report:  python -m study.analyze {study_dir}", file=sys.stdout)

@@ -33,6 +33,7 @@ from study.store.trials import (
     write_atomic,
 )
 from trainables.ray_trial import PLACEMENT_PREFIX, split_meta
+from trainables.wording import counted
 
 PLACEMENT_KEYS = {f"{PLACEMENT_PREFIX}{f.name}": f.name for f in EPOCH_PLACEMENT_FIELDS}
 
@@ -103,7 +104,7 @@ class ResultsRecorder(Callback):
         if self.echo:
             reruns = _is_rerun(self.trials[trial.trial_id])
             print(_progress_line(trial.trial_id, row, self.done(reruns), self.total,
-                                 unit="re-runs" if reruns else "trials"), flush=True)
+                                 unit="re-run" if reruns else "trial"), flush=True)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         last = trial.last_result or {}
@@ -131,13 +132,13 @@ class ResultsRecorder(Callback):
         write_atomic(trials_table(list(self.trials.values())), self.study_dir / "trials.parquet")
 
 
-def _progress_line(trial_id: str, row: dict[str, Any], done: int, total: int | None, unit: str = "trials") -> str:
+def _progress_line(trial_id: str, row: dict[str, Any], done: int, total: int | None, unit: str = "trial") -> str:
     def f(key: str) -> str:
         value = row.get(key)
         return f"{value:.3f}" if isinstance(value, float) else "-"
 
     status = row.get("status", "")
-    head = f"[{done}/{total} {unit} done] " if total else ""
+    head = f"[{done}/{counted(total, unit)} done] " if total else ""  # [1/1 trial done], [2/6 trials done]
     if status in ("diverged", "error", "oom"):
         return f"{head}trial {trial_id} epoch {row.get('epoch')}: {status} — {row.get('reason', '')}"
     return (f"{head}trial {trial_id} epoch {row.get('epoch')}: objective {f('val.objective')}  "

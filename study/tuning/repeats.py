@@ -17,9 +17,11 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from study.store.folder import repeats_dir
 from study.store.trials import row_config
+from study.tuning.interrupt import fit
 from study.tuning.recorder import ResultsRecorder
 from study.tuning.search import REUSE_WORKERS, run_config, trial_folder
 from study.tuning.settings import StudySettings
+from trainables.wording import counted
 
 SEED_OFFSET = 1000  # re-run seeds start here, away from the search's own train.seed
 
@@ -30,7 +32,7 @@ def run_repeats(s: StudySettings, study_dir: Path, trainable: Any, chosen: Any) 
     recorder = ResultsRecorder(study_dir, s.space)
     if Tuner.can_restore(str(folder)):
         print(f"repeat-best: resuming {folder.name}", flush=True)
-        Tuner.restore(str(folder), trainable, resume_unfinished=True, resume_errored=True).fit()
+        fit(Tuner.restore(str(folder), trainable, resume_unfinished=True, resume_errored=True))
         return
     points = []
     for _, row in chosen.iterrows():
@@ -41,8 +43,8 @@ def run_repeats(s: StudySettings, study_dir: Path, trainable: Any, chosen: Any) 
         print("repeat-best: no finished trial to repeat", file=sys.stderr)
         return
     per = "per method" if s.samples else "per method: its default"
-    print(f"repeat-best: {len(chosen)} config{'s' if len(chosen) != 1 else ''} ({max(s.repeat_best, 1)} {per}) x "
-          f"{s.seeds} seed{'s' if s.seeds != 1 else ''}", flush=True)
+    print(f"repeat-best: {counted(len(chosen), 'config')} ({max(s.repeat_best, 1)} {per}) x "
+          f"{counted(s.seeds, 'seed')}", flush=True)
     tuner = Tuner(
         trainable,
         # Tune wants every key a point sets declared in the param space; a point leaves the keys of other
@@ -54,4 +56,4 @@ def run_repeats(s: StudySettings, study_dir: Path, trainable: Any, chosen: Any) 
                                trial_dirname_creator=trial_folder),
         run_config=run_config(s, folder, recorder),
     )
-    tuner.fit()
+    fit(tuner)  # Ctrl-C: KeyboardInterrupt once Tune saved the re-runs (tuning/interrupt.py)

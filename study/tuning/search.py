@@ -17,6 +17,7 @@ from ray.tune.search import ConcurrencyLimiter
 from search_spaces import registry as spaces
 from study.store.folder import OPTUNA_DB
 from study.store.selection import EPOCH_SCORE
+from study.tuning.interrupt import HearInterrupt, fit
 from study.tuning.keep_checkpoints import KeepBestCheckpoints
 from study.tuning.recorder import ResultsRecorder
 from study.tuning.schedulers import PerMethodASHA
@@ -36,11 +37,12 @@ def run_search(s: StudySettings, study_dir: Path, trainable: Any, base: dict[str
     """Run (or, with ``--resume``, restore) the study's search; returns the number of trials Tune saw error."""
     recorder = ResultsRecorder(study_dir, s.space)
     if s.resume and Tuner.can_restore(str(study_dir)):
+        print(f"search: resuming {study_dir.name} from its saved state", flush=True)
         tuner = Tuner.restore(str(study_dir), trainable, resume_unfinished=True, resume_errored=True)
     else:
         tuner = Tuner(trainable, tune_config=tune_config(s, base, objectives, study_dir),
                       run_config=run_config(s, study_dir, recorder))
-    return tuner.fit().num_errors
+    return fit(tuner).num_errors  # Ctrl-C: KeyboardInterrupt once Tune saved the search (tuning/interrupt.py)
 
 
 def tune_config(s: StudySettings, base: dict[str, Any], objectives: list[tuple[str, str]],
@@ -78,7 +80,7 @@ def phase_of(experiment_dir: Path, recorder: ResultsRecorder) -> str:
 
 def run_config(s: StudySettings, experiment_dir: Path, recorder: ResultsRecorder) -> RunConfig:
     """Where an experiment lives, what is called back, how failures are retried and checkpoints kept."""
-    callbacks = [recorder, KeepBestCheckpoints()]
+    callbacks = [recorder, KeepBestCheckpoints(), HearInterrupt()]
     if s.mlflow:  # each trial a child run of the study's (after the recorder: it reads the trial's row)
         from study.tracking.mlflow_study import read_parent
         from study.tuning.mlflow_trials import MlflowTrials

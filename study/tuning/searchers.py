@@ -37,6 +37,7 @@ from ray.tune.search import Searcher
 from search_spaces import registry
 from study.store.selection import EPOCH_SCORE, best_epoch
 from trainables.metrics import names
+from trainables.wording import counted
 
 log = logging.getLogger(__name__)
 RUNNING = "running"  # an epoch report's status before the last epoch (trainables/metrics/names.py: status)
@@ -105,6 +106,7 @@ class PerMethodSearch(Searcher):
                 )
                 for name in self.names
             ]
+        self._name_metrics()
         self.suggested = 0
         self.live: dict[str, tuple[int, optuna.Trial]] = {}  # Tune trial id -> (method index, Optuna trial)
         self.epochs: dict[str, dict[int, dict[str, Any]]] = {}  # Tune trial id -> epoch -> its scored metrics
@@ -136,7 +138,9 @@ class PerMethodSearch(Searcher):
                                         "status": result.get("status")}
         if len(values) == 1:  # Optuna keeps intermediate values for single-objective studies only
             _, trial = self.live[trial_id]
-            trial.report(values[0], step=epoch)
+            with warnings.catch_warnings():  # a trial resumed after Ctrl-C reports its last epoch again: Optuna
+                warnings.filterwarnings("ignore", "The reported value is ignored", UserWarning)  # keeps the first
+                trial.report(values[0], step=epoch)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
         if trial_id not in self.live or trial_id in self.done:
@@ -168,16 +172,30 @@ class PerMethodSearch(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
+        self._name_metrics()  # a study begun before the names were set gets them on its --resume
         self._skip_finished()
         self._fail_orphans()
 
     def plan(self) -> str:
         """How each method's trials are drawn: random start-up trials, then TPE."""
         tpe = self.per_method - min(self.startup, self.per_method)
-        return (f"search: {self.per_method} trials per method, each method's own TPE: "
+        return (f"search: {counted(self.per_method, 'trial')} per method, each method's own TPE: "
                 f"{min(self.startup, self.per_method)} random start-up, {tpe} TPE")
 
     # -- helpers ----------------------------------------------------------------------------------
+    def metric_names(self) -> list[str]:
+        """Each objective by the trials.parquet column that holds the value Optuna is told (``_told``), e.g.
+        ``best.val.objective``, ``time.train_s``: the name a user then finds in the results as well."""
+        return [names.trial_column(m) for m, _ in self.objectives]
+
+    def _name_metrics(self) -> None:
+        """Store the objectives' names in each Optuna study (optuna.db): optuna-dashboard and
+        ``trials_dataframe`` then say ``best.val.objective`` where they said "Objective 0"."""
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in use: not news to a user
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            for study in self.studies:
+                study.set_metric_names(self.metric_names())
+
     def _told(self, best: dict[str, Any], last: dict[str, Any]) -> list[float]:
         """Each objective as trials.parquet's column for it holds it (``names.trial_column``): a score at the
         trial's best epoch (``best.val.objective``), a cost summarised by its last epoch (``time.train_s``:

@@ -19,6 +19,7 @@ import ray
 
 from study.errors import UsageError
 from study.tuning.nodes import AUTH_HINT
+from study.tuning.ray_console import quiet_ray_console
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 # Ray's own switch for a machine-local node (its default on macOS and Windows): the node's address is 127.0.0.1,
@@ -74,7 +75,7 @@ def local_node_only() -> None:
 
     if not hasattr(ray_constants, LOCAL_NODE_CONSTANT):
         raise UsageError(f"Ray {ray.__version__} has no ray._private.ray_constants.{LOCAL_NODE_CONSTANT}, the switch "
-                         "that keeps a study's own Ray node on 127.0.0.1 (README 'Security'); nothing was started — "
+                         "that keeps a study's own Ray node on 127.0.0.1 (docs/security.md); nothing was started — "
                          "install the Ray this project pins (pip install -e .) or run on a cluster you set up "
                          "(--address)")
     os.environ[LOCAL_NODE_ENV] = "0"
@@ -131,6 +132,7 @@ def start_ray(address: str | None, dashboard_host: str, dashboard_port: int | No
 
     ``dashboard_port`` None: the first free port from 8265 on (Ray's own search); a port given is that port
     or a one-line error when it is taken."""
+    quiet_ray_console()  # Ray's lines the tool does not use (study/tuning/ray_console.py), before Ray says them
     if ray.is_initialized():
         return
     if dashboard_host not in LOCAL_HOSTS:
@@ -150,6 +152,9 @@ def start_ray(address: str | None, dashboard_host: str, dashboard_port: int | No
             context = ray.init(address="local", include_dashboard=True, dashboard_host=dashboard_host,
                                dashboard_port=dashboard_port, log_to_driver=False)
     except Exception as err:  # an unreachable --address, a port in use, ...
+        if dashboard_port and not address and "already occupied" in str(err):  # Ray's advice names its own flags
+            raise UsageError(f"--dashboard-port {dashboard_port}: {dashboard_host}:{dashboard_port} is in use by "
+                             f"another program; nothing was started{PORT_HINT}, or give another port") from None
         raise UsageError(f"cannot start or reach Ray{' at ' + address if address else ''}: "
                          f"{str(err).splitlines()[0][:200]}" + (f"; {AUTH_HINT}" if address else
                                                                       PORT_HINT if dashboard_port else "")) from None

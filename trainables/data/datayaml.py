@@ -19,6 +19,7 @@ import yaml
 
 from trainables.data.errors import DataError
 from trainables.data.labels import Problem
+from trainables.wording import counted
 
 SPLIT_KEYS = ("train", "val", "test")
 YAML = "yaml"
@@ -70,7 +71,7 @@ def read_data_yaml(path: str | Path) -> DataSpec:
     if names is not None and "nc" in doc:
         nc = doc["nc"]
         if not isinstance(nc, int) or isinstance(nc, bool) or nc != len(names):
-            bad("nc", f"nc is {nc!r} but names lists {len(names)} classes",
+            bad("nc", f"nc is {nc!r} but names lists {counted(len(names), 'class')}",
                 "make nc equal the number of names (or drop nc)")
 
     root = yaml_path.parent
@@ -127,7 +128,7 @@ def _names(doc: dict[str, Any], key: str, bad: Any, minimum: int) -> tuple[str, 
         bad(key, f"'{key}' is {value!r}, not a list of names", f"write '{key}: [name0, name1, ...]'")
         return None
     if len(value) < minimum:
-        bad(key, f"'{key}' lists {len(value)} names; at least {minimum} are needed",
+        bad(key, f"'{key}' lists {counted(len(value), 'name')}; at least {minimum} are needed",
             f"list every {what} name")
         return None
     return tuple(str(v) for v in value)

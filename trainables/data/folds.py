@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from trainables.wording import counted
+
 VIEW, BOX = "view", "class"
 
 
@@ -66,9 +68,9 @@ def stratified_folds(labels: list[frozenset[str]], frames: np.ndarray, k: int, s
     needs, where a view carried by many patients with few frames each would otherwise be scored on a handful."""
     n = len(labels)
     if k < 2:
-        raise ValueError(f"{k} folds: need at least 2")
+        raise ValueError(f"{counted(k, 'fold')}: need at least 2")
     if n < k:
-        raise ValueError(f"{n} patients cannot fill {k} folds; use fewer folds")
+        raise ValueError(f"{counted(n, 'patient')} cannot fill {counted(k, 'fold')}; use fewer folds")
     order = np.random.default_rng(seed).permutation(n)  # the seeded order patients are taken in
     fold = np.full(n, -1, np.int64)
     holding: dict[str, np.ndarray] = {}  # label -> (k,) patients with it per fold

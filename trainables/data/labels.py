@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from trainables.wording import counted
+
 COORD_TOLERANCE = 1e-3  # coordinates within this of [0, 1] are clipped; further out is an error
 
 # Problem kinds (the reader decides per kind whether it is fatal or skips the file).
@@ -206,7 +208,7 @@ def _detection(
     cls = values[0]
     if not cls.is_integer() or not 0 <= cls < nc:
         problems.append(Problem(file, line, f"class id {_fmt(cls)} is not an integer in [0, {nc - 1}]",
-                                f"use a class id 0..{nc - 1} (data.yaml names has {nc} classes)", CLASS))
+                                f"use a class id 0..{nc - 1} (data.yaml names has {counted(nc, 'class')})", CLASS))
         return None
     coords = values[1:]
     if len(values) == 5:

@@ -27,6 +27,7 @@ from trainables.data.splits import group_keys, group_split, leak_warning
 from trainables.data.synthetic import synthetic_data
 from trainables.data.types import DecodedData
 from trainables.data.yolo_reader import read_yolo
+from trainables.wording import counted
 
 GROUPS = "groups"
 
@@ -95,7 +96,7 @@ def apply_groups(data: DecodedData, cfg: DataConfig, seed: int) -> DecodedData:
         return data
     if unmatched:
         raise DataError([Problem(unmatched[0], 0, f"file name does not match the group regex {cfg.group_regex!r} "
-                                 f"({len(unmatched)} files do not)",
+                                 f"(files that do not: {len(unmatched)})",
                                  "set data.group_regex so its first capture group is the patient id, "
                                  "or use data.split=folders", GROUPS)])
     everything = np.unique(np.concatenate(list(data.splits.values())))  # (n,) each image once
@@ -133,7 +134,7 @@ def load_data(cfg: DataConfig, seed: int, progress: bool = False) -> DecodedData
         data, report = load_dataset(cfg.source, cfg.imgsz, cfg.missing_view, progress)
         if report.skipped:
             n = len(report.skipped)
-            print(f"data: {n} file{'s' if n != 1 else ''} skipped (run `python -m study.data check "
+            print(f"data: {counted(n, 'file')} skipped (run `python -m study.data check "
                   f"{cfg.source}` for the list)", file=sys.stderr)
     data = apply_groups(data, cfg, seed)
     if cfg.split == "folders":

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 
 from trainables.data.errors import DataError
 from trainables.data.labels import Problem
+from trainables.wording import counted
 
 KEY_COMMENT = "mtl-study pseudonym key "  # + the key's fingerprint (hex)
 _KEY = re.compile(rb"mtl-study pseudonym key ([0-9a-f]{8,64})")
@@ -95,7 +96,7 @@ def check_one_key(files: Iterable[str | os.PathLike], source: str) -> dict[str, 
     keys = keys_of(files)
     if len(keys) > 1:
         order = sorted(keys, key=lambda k: -len(keys[k]))
-        found = ", ".join(f"{k} ({len(keys[k])} frames, e.g. {os.path.basename(keys[k][0])})" for k in order)
+        found = ", ".join(f"{k} ({counted(len(keys[k]), 'frame')}, e.g. {os.path.basename(keys[k][0])})" for k in order)
         raise DataError([Problem(source, 0, f"its frames were named under {len(keys)} pseudonym keys: {found}; "
                                  "one patient may then carry two pseudonyms and sit on both sides of the "
                                  "patient split", "export the other frames again under the key that named the rest "

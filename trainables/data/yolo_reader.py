@@ -27,6 +27,7 @@ import numpy as np
 from trainables.data.datayaml import FOLDER, DataSpec, read_data_yaml
 from trainables.data.errors import DataError
 from trainables.data.labels import VIEW_MISSING, Problem, parse_label
+from trainables.wording import counted
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 NO_LABEL = "no_label"
@@ -109,8 +110,8 @@ def read_yolo(yaml_path: str | Path, missing_view: str = "skip") -> DatasetIndex
                                      f"fix '{split}' in {spec.yaml_path.name} or add the images", FOLDER))
             unpaired = [im for im in images if label_path_for(im) is None]
             if unpaired:
-                fatal.append(Problem(str(folder), 0, f"{len(unpaired)} images are not inside an 'images' folder, "
-                                     "so their label files cannot be found",
+                fatal.append(Problem(str(folder), 0, f"{counted(len(unpaired), 'image')} outside an 'images' folder: "
+                                     "their label files cannot be found",
                                      "put images under .../images/ and their labels under .../labels/", FOLDER))
                 continue
             split_images[split].extend(images)

@@ -13,7 +13,14 @@ detection class, every key that starts with ``val.ap50_``):
              searchers and schedulers may optimise any of them, and the report compares methods on all.
   direction  "max" / "min" where it is an objective or compared: better is higher / lower.
   test       "pooled": re-scored on the held-out test split (``test.<name>``, the key without ``val.``)
-             and pooled per method in headline.parquet; "shown": also in the held-out table and console.
+             and pooled per method in headline.parquet; "shown": also in the held-out table and console, and
+             compared in the verdict. A family marked so is pooled (compared) for each member a study's
+             test_runs.parquet holds (``held_out``).
+
+The ``clinical`` group (trainables/metrics/clinical.py: jet present per valve, per clip and per study, at a
+threshold chosen on validation) is scored where a checkpoint is scored on a split (study/heldout/scoring.py:
+``study.evaluate``, the held-out re-runs), not at every training epoch: the engine never writes it, so it is in
+neither epochs.parquet nor trials.parquet, and the verdict compares it in a Holm family of its own.
 
 epochs.parquet keeps every registered key of a report and nothing else (study/store/trials.py: ``epoch_row``);
 the order of ``REGISTRY`` is the order of headline.parquet's columns and of the report's panels.
@@ -21,6 +28,7 @@ the order of ``REGISTRY`` is the order of headline.parquet's columns and of the 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 BEST_LAST, STATIC = "best_last", "static"
@@ -33,6 +41,7 @@ GROUPS = {
     "val": BEST_LAST,
     "time": STATIC,
     "eff": STATIC,
+    "clinical": "",  # scored on a split with a validation-chosen threshold, never per epoch (see above)
 }
 FAMILY = "<"  # a key containing "<...>" names a family: every key starting with the part before it
 OBJECTIVE = "val.objective"  # the study's default objective (engine.objective) and what ranks a trial's epochs
@@ -90,7 +99,7 @@ REGISTRY: dict[str, Metric] = _declare(
     Metric("val.recall", "val", "recall", test="pooled"),
     Metric("val.f1", "val", "F1", test="pooled"),
     Metric("val.f1_conf", "val", "F1 confidence threshold"),
-    Metric("val.ap50_<class>", "val", "AP@0.5"),
+    Metric("val.ap50_<class>", "val", "AP@0.5", test="pooled"),
     Metric("val.view_accuracy", "val", "view accuracy", headline=True, direction="max", test="shown"),
     # one view per clip (the mean of its frames' probabilities) against the clip's majority label, where
     # the file names give the clip (trainables/data/clips.py); NaN and 0 clips where they do not
@@ -104,10 +113,23 @@ REGISTRY: dict[str, Metric] = _declare(
     Metric("val.clip_label_agreement", "val", "frames agreeing with their clip's majority view", test="pooled"),
     Metric("val.view_macro_f1", "val", "view macro F1", test="shown"),
     Metric("val.view_balanced_accuracy", "val", "view balanced accuracy", test="pooled"),
-    Metric("val.view_recall_<view>", "val", "view recall"),
+    Metric("val.view_recall_<view>", "val", "view recall", test="pooled"),
     # the most frequent view's share of the split: what always naming it scores (a view accuracy's chance level)
-    Metric("val.view_majority_share", "val", "majority view's share"),
+    Metric("val.view_majority_share", "val", "majority view's share", test="pooled"),
     Metric(OBJECTIVE, "val", "objective", headline=True, direction="max"),  # engine.objective
+    # jet present per valve (trainables/metrics/clinical.py): the threshold chosen on validation clips, then per
+    # clip and per study its counts and rates; sensitivity and specificity are compared in the verdict, PPV and NPV
+    # pooled only (for two methods on the same patients they follow from those two and the shared prevalence)
+    Metric("val.jet_threshold_<class>", "clinical", "jet threshold (Youden point on validation clips)"),
+    *(Metric(f"val.jet_{level}_{rate}_<class>", "clinical", f"jet {label} per {level}", direction="max",
+             test="shown" if rate in ("sensitivity", "specificity") else "pooled")
+      for level in ("clip", "study")
+      for rate, label in (("sensitivity", "sensitivity"), ("specificity", "specificity"), ("ppv", "PPV"),
+                          ("npv", "NPV"))),
+    *(Metric(f"val.jet_{level}_{count}_<class>", "clinical", f"jet {label} per {level}")
+      for level in ("clip", "study")
+      for count, label in (("tp", "true positives"), ("fp", "false positives"), ("tn", "true negatives"),
+                           ("fn", "false negatives"))),
     # wall clock (the last epoch's value in trials.parquet)
     Metric("time.train_s", "time", "train time (s)", headline=True, direction="min"),  # training so far
     Metric("time.epoch_s", "time", "epoch time (s)"),  # this epoch's training
@@ -126,7 +148,7 @@ REGISTRY: dict[str, Metric] = _declare(
     # how the run computed (trainables/precision.py): "bf16" | "fp32", "channels_last" | "contiguous"
     Metric("eff.precision", "eff", "precision"),
     Metric("eff.memory_format", "eff", "memory format"),  # 1: the balancer weighed the losses on a shared layer
-    Metric("eff.peak_mem_mb", "eff", "peak memory (MB)", headline=True, direction="min"),
+    Metric("eff.peak_mem_mb", "eff", "peak memory (MiB)", headline=True, direction="min"),
     Metric("eff.latency_ms_b1", "eff", "latency, batch 1 (ms)", headline=True, direction="min"),
     Metric("eff.latency_ms_b32", "eff", "latency, batch 32 (ms)"),
 )
@@ -134,8 +156,30 @@ REGISTRY: dict[str, Metric] = _declare(
 # Metrics every report carries, NaN when a run ends early.
 HEADLINE = tuple(k for k, m in REGISTRY.items() if m.headline)
 # The held-out split's metrics (the names without ``val.``): all pooled; the shown ones in tables and console.
-TEST_POOLED = tuple(k.removeprefix("val.") for k, m in REGISTRY.items() if m.test)
-TEST_SHOWN = tuple(k.removeprefix("val.") for k, m in REGISTRY.items() if m.test == "shown")
+# Plain keys only: a family's members are named by the data (``held_out``).
+TEST_POOLED = tuple(k.removeprefix("val.") for k, m in REGISTRY.items() if m.test and FAMILY not in k)
+TEST_SHOWN = tuple(k.removeprefix("val.") for k, m in REGISTRY.items() if m.test == "shown" and FAMILY not in k)
+CLINICAL = "clinical"  # the group of the jet-presence metrics, and the verdict's family of them
+
+
+def held_out(columns: Iterable[str], tests: tuple[str, ...] = ("pooled", "shown"),
+             split: str = "test") -> tuple[str, ...]:
+    """The held-out metrics marked ``tests``, as names without the split (``map50``, ``ap50_AR``,
+    ``jet_clip_sensitivity_MR``), in the registry's order: every plain key so marked, and the members of each
+    family so marked that ``columns`` (test_runs.parquet's, ``<split>.<name>``) hold. A study scored before a
+    family was marked, or before it existed, simply has none of its members."""
+    present = [c.removeprefix(f"{split}.") for c in columns if str(c).startswith(f"{split}.")]
+    out: list[str] = []
+    for key, m in REGISTRY.items():
+        if m.test not in tests:
+            continue
+        name = key.removeprefix("val.")
+        if FAMILY not in name:
+            out.append(name)
+        else:
+            head = name.partition(FAMILY)[0]
+            out += [c for c in present if c.startswith(head) and lookup(f"val.{c}") is m]
+    return tuple(out)
 
 
 def lookup(key: str) -> Metric | None:

@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from trainables.checkpoint_format import unreadable_because
+
 
 class WeightsError(ValueError):
     """The weights file cannot be read or holds no tensors; the message is one line for the user."""
@@ -52,8 +54,8 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
             warnings.simplefilter("ignore")
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a corrupt file, or one that needs pickle: refuse either way
-        raise WeightsError(f"model.weights {path}: not a readable weights file ({type(err).__name__}: "
-                           f"{str(err).splitlines()[0][:160]})") from None
+        raise WeightsError(f"model.weights {path}: not a readable weights file: {unreadable_because(path, err)}; "
+                           "give a checkpoint.pt of this tool or a state_dict saved with torch.save") from None
     if isinstance(state, dict) and isinstance(state.get("ema"), dict) and state["ema"].get("module"):
         state = state["ema"]["module"]
     elif isinstance(state, dict):
