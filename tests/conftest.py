@@ -50,3 +50,14 @@ def shared_dataset() -> Path:
     if not SHARED_DATASET.exists():
         pytest.skip(f"the shared dataset is not here ({SHARED_DATASET})")
     return SHARED_DATASET
+
+
+@pytest.fixture
+def single_thread():
+    """torch at one intra-op thread for the test (timings and bf16 reductions as a trial sees them), then back."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -22,12 +22,7 @@ CPU = torch.device("cpu")
 IMGSZ, BATCH = 64, 2
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tests/conftest.py
 
 
 def learner(name: str, seed: int = 0) -> Learner:

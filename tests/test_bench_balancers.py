@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from study.benchmarks.balancers import markdown, run
 
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")  # tests/conftest.py
 
 
 def test_each_size_times_its_strategies_against_equal():

@@ -85,6 +85,12 @@ def fmt_score_ci(mean: float, half: float) -> str:
     return fmt_score(mean) + (f" ± {fmt_score(half)}" if math.isfinite(half) else "")
 
 
+def fmt_column_ci(row: Any, column: str) -> str:
+    """``column``'s ``.mean`` ± ``.ci95`` from a headline row (a pandas Series), as ``fmt_score_ci``."""
+    mean, half = row.get(f"{column}.mean"), row.get(f"{column}.ci95")
+    return fmt_score_ci(math.nan if mean is None else float(mean), math.nan if half is None else float(half))
+
+
 def fmt_sig_ci(mean: float, half: float) -> str:
     """A cost's mean ± 95% half-width, significant figures ('—' for a missing mean)."""
     if not math.isfinite(mean):

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from study.analysis.common import fmt_column_ci
 from study.analysis.stats import wilson_interval
 from trainables.metrics.clinical import COUNTS, LEVELS, RATES
 from trainables.wording import counted
@@ -105,19 +106,13 @@ def headline_jet_lines(row: pd.Series, split: str = "test") -> list[str]:
     for level in LEVELS:
         parts = []
         for valve in valves(row.index, split):
-            cells = [f"{RATE_LABEL[r][:4]} {_mean_ci(row, f'{split}.jet_{level}_{r}_{valve}')}"
+            cells = [f"{RATE_LABEL[r][:4]} {fmt_column_ci(row, f'{split}.jet_{level}_{r}_{valve}')}"
                      for r in ("sensitivity", "specificity")]
             parts.append(f"{valve} {', '.join(cells)}")
         if parts:
             lines.append(f"    jet present per {level}: " + "; ".join(parts))
     return lines
 
-
-def _mean_ci(row: pd.Series, column: str) -> str:
-    mean, half = row.get(f"{column}.mean"), row.get(f"{column}.ci95")
-    if mean is None or not math.isfinite(mean):
-        return "—"
-    return f"{mean:.3f}" + (f" ± {half:.3f}" if half is not None and math.isfinite(half) else "")
 
 
 def _rate(value: float, interval: tuple[float, float]) -> str:

@@ -45,7 +45,7 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from study.analysis.common import fmt_sig
+from study.analysis.common import fmt_column_ci, fmt_sig
 from study.analysis.headline import HEADLINE_FILE, RUNS_FILE
 from study.analysis.loading import order_methods
 from study.analysis.stats import geometric_mean, mean_ci
@@ -309,10 +309,7 @@ def _per_class_lines(row: pd.Series) -> list[str]:
 
 
 def _ci(row: pd.Series, metric: str) -> str:
-    mean, half = row.get(f"{SPLIT}.{metric}.mean"), row.get(f"{SPLIT}.{metric}.ci95")
-    if mean is None or not math.isfinite(mean):
-        return "—"
-    return f"{mean:.3f}" + (f" ± {half:.3f}" if half is not None and math.isfinite(half) else "")
+    return fmt_column_ci(row, f"{SPLIT}.{metric}")
 
 
 def _cost(row: pd.Series, column: str, label: str, spread: tuple[float, float] | None) -> str:
