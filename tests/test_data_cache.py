@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +76,28 @@ def test_changed_label_settings_or_a_broken_entry_rebuild(monkeypatch, tmp_path)
     np.testing.assert_array_equal(rebuilt.images, changed.images)
     assert load_dataset(yaml, imgsz=64)[1].cache_hit  # the broken entry was replaced
     assert not list((tmp_path / "cache").glob(".*"))  # no temporary folders left behind
+
+
+def test_a_copy_with_new_mtimes_is_the_same_data_and_changed_pixels_under_an_old_mtime_are_not(monkeypatch, tmp_path):
+    """The fingerprint is content: a data set provisioned again (another folder, new modification times) hits
+    the cache and passes ``--resume``'s data check; an image edited in place keeps no old fingerprint even when
+    its modification time is set back."""
+    monkeypatch.setenv("MTL_STUDY_CACHE", str(tmp_path / "cache"))
+    yaml = make(tmp_path / "ds")
+    data, _ = load_dataset(yaml, imgsz=64)
+    shutil.copytree(tmp_path / "ds", tmp_path / "copy")  # copytree keeps mtimes; set them all elsewhere
+    for path in (tmp_path / "copy").rglob("*"):
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    copied, report = load_dataset(tmp_path / "copy" / "data.yaml", imgsz=64)
+    assert report.cache_hit and copied.fingerprint == data.fingerprint
+    image = tmp_path / "ds" / "val" / "images" / "p1-x.png"
+    when = image.stat().st_mtime_ns
+    pixels = np.asarray(Image.open(image)).copy()
+    pixels[0, 0] = 7
+    Image.fromarray(pixels).save(image)
+    os.utime(image, ns=(when, when))
+    edited, report = load_dataset(yaml, imgsz=64)
+    assert not report.cache_hit and edited.fingerprint != data.fingerprint
 
 
 def test_letterbox_geometry_by_hand():

@@ -56,7 +56,10 @@ class DatasetIndex:
     entries: unique usable images, sorted by path; splits: split name -> positions in ``entries``
     (an image listed by two splits appears once in ``entries`` and in both splits).
     skipped: problems of files left out (listed to the user, not fatal).
-    source_hash: sha256 of data.yaml, every label file's bytes and every image's path, size and mtime.
+    source_hash: sha256 of data.yaml, every label file's bytes and every image's bytes and path relative to
+    data.yaml's folder. Content, not modification times: a data set copied or provisioned again (same bytes,
+    new mtimes, another folder) is the same data set to the cache and to ``--resume``'s check, which refused
+    one such copy (measured: hashing the 53 MB real set takes 0.07 s, the fastest of 7 reads on a loaded machine).
     """
 
     spec: DataSpec
@@ -97,6 +100,7 @@ def read_yolo(yaml_path: str | Path, missing_view: str = "skip") -> DatasetIndex
     fatal: list[Problem] = []
     skipped: list[Problem] = []
     digest = hashlib.sha256(spec.yaml_bytes)
+    root = spec.yaml_path.parent
     by_image: dict[str, Entry | None] = {}  # None: looked at and left out
     label_owner: dict[str, str] = {}
     split_images: dict[str, list[str]] = {}
@@ -125,8 +129,12 @@ def read_yolo(yaml_path: str | Path, missing_view: str = "skip") -> DatasetIndex
                                  "give every image its own file name stem", PAIRING))
             continue
         label_owner[label] = image
-        stat = os.stat(image)
-        digest.update(f"{image}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+        digest.update(f"{os.path.relpath(image, root)}\0".encode())
+        try:
+            with open(image, "rb") as f:
+                digest.update(hashlib.file_digest(f, "sha256").digest())
+        except OSError:  # decoding says what is wrong with it (a corrupt-file problem), not this hash
+            digest.update(b"<unreadable>")
         entry, problems = _read_one(image, label, nc, nv, digest)
         by_image[image] = entry
         for p in problems:
