@@ -46,6 +46,7 @@ import pyarrow.parquet as pq
 
 from study.cli import ArgumentParser, run_cli
 from study.errors import UsageError
+from trainables.wording import counted
 
 MANIFEST = "manifest.json"
 TABLES = ("trials.parquet", "epochs.parquet", "test_runs.parquet", "costs.parquet", "headline.parquet",
@@ -376,8 +377,8 @@ def publish(source: Path, out: Path, command: list[str]) -> list[str]:
         new_manifest[PUBLISHED] = _published(manifest, scrub, source, db, command)
         (tmp / MANIFEST).write_text(json.dumps(new_manifest, indent=2, default=str))
         if found := find_machine_strings(tmp, scrub.needles, scrub.hosts):
-            raise UsageError(f"{source}: {found[0]} still names this machine after publishing ({len(found)} field(s) "
-                             "in all); nothing written")
+            raise UsageError(f"{source}: {found[0]} still names this machine after publishing "
+                             f"({counted(len(found), 'field')} in all); nothing written")
         _replace(tmp, out)
     return sorted(p.name for p in out.iterdir())
 

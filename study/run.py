@@ -10,10 +10,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from study.cli import ArgumentParser, parse_set, resolve_weights, run_cli
 from study.errors import UsageError
 from trainables.config import TrialConfig
+
+if TYPE_CHECKING:
+    from study.tuning.settings import StudySettings
 
 
 def parser() -> argparse.ArgumentParser:
@@ -147,11 +151,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         (run_folds if settings.folds else run_study)(settings)  # a folds study is a loop over the ordinary one
     except KeyboardInterrupt:  # Ctrl-C: the whole study stops, every phase (study/tuning/interrupt.py)
+        end_tracking(settings, "KILLED")
         print(interrupted(settings.name or getattr(current_study(), "name", None), was_started()), file=sys.stderr)
         return 130
+    except BaseException:
+        end_tracking(settings, "FAILED")
+        raise
     finally:
         discard_unstarted()  # a start that failed before any trial could run leaves nothing to block a re-run
     return 0
+
+
+def end_tracking(settings: StudySettings, status: str) -> None:
+    """The study's MLflow parent run, when this command opened one and did not finish it, marked ``status``."""
+    if settings.mlflow:
+        from study.tracking.mlflow_study import end_unfinished
+
+        end_unfinished(status)
 
 
 def interrupted(name: str | None, started: bool) -> str:

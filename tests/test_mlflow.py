@@ -364,3 +364,27 @@ def test_resume_continues_the_same_parent_and_child_runs(ray_cluster, mlflow_ser
         assert steps == {1, 2, 3}
     for child in children.values():
         assert child.data.tags["mtl.phase"] == "search" and child.info.status == "FINISHED"
+
+
+def test_a_parent_run_the_command_leaves_unfinished_is_marked_not_left_running(mlflow_server, tmp_path):
+    """What study.run does on its way out of an error (FAILED) or Ctrl-C (KILLED): the parent run it opened and did
+    not finish is marked so; a finished one is never touched."""
+    from types import SimpleNamespace
+
+    from study.tracking.mlflow_study import SETTINGS_PARAMS, begin_parent, end_unfinished, finish_parent
+
+    settings = SimpleNamespace(mlflow=mlflow_server, mlflow_experiment="unfinished", argv=["--name", "u"], config={},
+                               **dict.fromkeys(SETTINGS_PARAMS))
+    study = tmp_path / "u"
+    study.mkdir()
+    (study / "manifest.json").write_text("{}")
+    client = mlflow.MlflowClient(tracking_uri=mlflow_server)
+    parent = begin_parent(study, settings, "fingerprint")
+    assert client.get_run(parent.run_id).info.status == "RUNNING"
+    end_unfinished("FAILED")
+    assert client.get_run(parent.run_id).info.status == "FAILED"
+    assert begin_parent(study, settings, "fingerprint") == parent  # a --resume reopens it
+    assert client.get_run(parent.run_id).info.status == "RUNNING"
+    finish_parent(study)
+    end_unfinished("KILLED")
+    assert client.get_run(parent.run_id).info.status == "FINISHED"

@@ -53,7 +53,7 @@ def test_studies_over_other_folds_are_refused(tmp_path):
     a.mkdir(), b.mkdir()
     FOLDS.to_parquet(a / "folds.parquet")
     FOLDS.assign(fold=(FOLDS["fold"] + 1) % 3).to_parquet(b / "folds.parquet")
-    with pytest.raises(UsageError, match=r"deal 12 patient\(s\) to different folds"):
+    with pytest.raises(UsageError, match=r"deal 12 patients to different folds"):
         same_folds(a, b)
     FOLDS.iloc[:-1].to_parquet(b / "folds.parquet")
     with pytest.raises(UsageError, match="hold different patients"):

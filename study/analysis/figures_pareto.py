@@ -15,7 +15,6 @@ through noise; a timed cost nothing was measured twice for has no front (its noi
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -26,22 +25,15 @@ from study.analysis.frontier import FRONTIER_COSTS, TIMED, Noise, chosen_points,
 from study.analysis.headline import read_heldout
 from study.analysis.loading import Study
 from study.analysis.pareto import pareto_front
-from study.heldout.reruns import COSTS_FILE
 
 FRONT_STYLE = {"color": "black", "width": 1.5, "dash": "dot"}
 ROWS = {"trials": "searched trials:<br>validation objective", "chosen": "chosen configurations:<br>held-out objective"}
 
 
-def read_costs(path: Path) -> pd.DataFrame:
-    """costs.parquet of a study folder (every fold's rows), or an empty table."""
-    file = Path(path) / COSTS_FILE
-    return pd.read_parquet(file) if file.is_file() else pd.DataFrame()
-
-
 def pareto_figure(study: Study, notes: list[str]) -> go.Figure | None:
     """Rows: searched trials (validation) and chosen configurations (held-out), where the study has them;
     columns: the frontier's costs that any point has. None (with a note) when no point has both."""
-    costs = read_costs(study.path)
+    costs = study.costs()
     held = read_heldout(study.path)
     ratio = float(held.table["test_train_ratio"].iloc[0]) if held is not None and "test_train_ratio" in \
         held.table and held.folds else 0.0

@@ -68,6 +68,14 @@ class Study:
     def name(self) -> str:
         return self.path.name
 
+    def costs(self) -> pd.DataFrame:
+        """costs.parquet (every fold's rows in a folds study: the chosen configurations' costs measured alone),
+        or an empty table."""
+        from study.heldout.reruns import COSTS_FILE  # (the re-runs write it; imported here only when read)
+
+        file = self.path / COSTS_FILE
+        return pd.read_parquet(file) if file.is_file() else pd.DataFrame()
+
     @property
     def finished(self) -> pd.DataFrame:
         return self.trials[self.trials["status"] == "finished"]

@@ -32,7 +32,6 @@ from study.analysis.summary import (
 )
 from study.heldout.costs import COSTS
 from study.heldout.informative import BUSY_FACTOR, RULE, busy_spreads
-from study.heldout.reruns import COSTS_FILE
 from study.heldout.verdict import VERDICT_FILE
 from trainables.metrics.names import CLINICAL
 from trainables.wording import counted
@@ -98,7 +97,7 @@ def build_report(study: Study) -> Report:
                 blocks(bullet_list(takeaways(study, head, held), "takeaways"), notes_box(notes),
                        (f"<h3>{'Multi-task trials, fold by fold' if 'fold' in best else 'Best multi-task trials'}</h3>"
                         + html_table(best)) if len(best) else "")),
-        _headline_section(held, head, figs, blocks, busy_spreads(_read_costs(study))),
+        _headline_section(held, head, figs, blocks, busy_spreads(study.costs())),
         *([valves] if valves is not None else []),
         Section("pareto", "Accuracy vs cost",
                 "Costs that are counted (parameters, GFLOPs) or timed alone with repeats (costs.parquet); the "
@@ -160,12 +159,6 @@ VALIDATION_TEXT = (
 def _read_verdict(study: Study) -> pd.DataFrame | None:
     path = study.path / VERDICT_FILE
     return pd.read_parquet(path) if path.is_file() else None
-
-
-def _read_costs(study: Study) -> pd.DataFrame:
-    """costs.parquet (every fold's rows in a folds study), or an empty table."""
-    path = study.path / COSTS_FILE
-    return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
 
 
 def _headline_section(held: Heldout | None, head: Headline, figs: dict[str, go.Figure | None],

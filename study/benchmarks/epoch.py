@@ -45,6 +45,7 @@ import torch
 from study.benchmarks.common import emit, median, round_robin
 from study.cli import ArgumentParser, parse_set
 from study.errors import UsageError
+from trainables.wording import counted
 
 DEFAULT_DATA = "../shared/datasets/regurgitation/data.yaml"
 PIECES = ("train.steps", "train.batches", "bn_recal", "interference", "eval.batches", "eval.forward",
@@ -249,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         "train.epochs": args.epochs, "train.device": "cpu", **parse_set(args.set)})
     data = load_data(cfg.data, seed=split_seed_of(cfg.data, 0))
     print(f"data: {', '.join(f'{k}={len(v)}' for k, v in data.splits.items())} images at {data.imgsz} px; "
-          f"{torch.get_num_threads()} thread(s)", flush=True)
+          f"{counted(torch.get_num_threads(), 'thread')}", flush=True)
     rows, model = profile_epochs(cfg, data)
     emit(rows)
     if args.eval_batches:

@@ -46,6 +46,7 @@ from trainables.data import cache
 from trainables.data.types import DecodedData
 from trainables.metrics.classification import classification_metrics
 from trainables.metrics.detection import detection_metrics
+from trainables.wording import counted
 
 DEFAULT_ARMS = ("shared/gradnorm", "dual")
 DET_MODEL, CLS_MODEL = "yolov8n.yaml", "yolov8n-cls.yaml"
@@ -226,7 +227,7 @@ def print_table(rows: list[dict[str, Any]], threads: int) -> None:
     ratios = ", ".join(f"{arm} {pair / s:.2f}" for arm, s in by.items()
                        if not arm.startswith("YOLOv8") and math.isfinite(s) and s > 0)
     print(f"each model's epoch picked by its own validation score (Ultralytics' best.pt rule; ours: recipe's "
-          f"peer_style); s/epoch: median training seconds of an epoch at {threads} torch thread(s), this run")
+          f"peer_style); s/epoch: median training seconds of an epoch at {counted(threads, 'torch thread')}, this run")
     if ratios:
         print(f"cost ratio, peer pair (YOLOv8n + YOLOv8n-cls, {pair:.1f} s/epoch) / ours: {ratios}")
 

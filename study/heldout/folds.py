@@ -72,7 +72,7 @@ def check_folds(data: DecodedData, cfg: DataConfig, k: int, seed: int) -> pd.Dat
         name = (data.view_names if kind == VIEW else data.names)[int(index)]
         carriers = sum(label in lab for lab in labels)
         message = (f"{kind} {name!r} is carried by {counted(carriers, 'patient')} and is absent from the test "
-                   f"patients of fold(s) {where}")
+                   f"patients of {'fold' if len(where) == 1 else 'folds'} {', '.join(map(str, where))}")
         if kind == VIEW:
             raise UsageError(f"--folds {k}: {message}; every fold must hold every view: use fewer folds")
         print(f"warning: --folds {k}: {message}: those folds cannot score it", file=sys.stderr)

@@ -22,6 +22,7 @@ import pandas as pd
 from study.errors import UsageError
 from study.heldout.correction import fold_correction
 from study.heldout.verdict import COST_FAMILY, verdict_rows
+from trainables.wording import counted
 
 TUNING_GAIN_FILE = "tuning_gain.parquet"
 SEARCHED, DEFAULT = "searched", "default"
@@ -42,7 +43,8 @@ def same_folds(searched: Path, default: Path) -> pd.DataFrame:
                          "in one only): they are not the same data set and split")
     moved = (a != b.reindex(a.index))
     if moved.any():
-        raise UsageError(f"{searched} and {default} deal {int(moved.sum())} patient(s) to different folds (e.g. "
+        raise UsageError(f"{searched} and {default} deal {counted(int(moved.sum()), 'patient')} to different "
+                         "folds (e.g. "
                          f"{moved[moved].index[0]}: fold {a[moved].iloc[0]} vs {b.reindex(a.index)[moved].iloc[0]}); "
                          "run both with the same --folds and split seed")
     return a.rename("fold").reset_index()

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from trainables.metrics.names import label
+from trainables.wording import counted
 
 
 def render(card: dict[str, Any]) -> str:
@@ -67,7 +68,8 @@ def _heldout(card: dict[str, Any]) -> list[str]:
     unit = procedure.get("interval_unit")
     if unit == "fold":
         what = (f"**the procedure** that made this model, estimated over {procedure.get('n_folds')} folds of "
-                f"patients it never saw (mean over folds of the mean over {procedure.get('n_seeds')} seed(s); 95% CI "
+                f"patients it never saw (mean over folds of the mean over "
+                f"{counted(procedure.get('n_seeds') or 0, 'seed')}; 95% CI "
                 f"over folds, {procedure.get('interval_correction')} correction)")
         mine = f"this fold's model on fold {model.get('fold')}'s {model.get('images')} test frames" if model else ""
     elif procedure:
@@ -79,7 +81,8 @@ def _heldout(card: dict[str, Any]) -> list[str]:
     out = ["## Held-out scores", ""]
     if what:
         failed = procedure.get("n_failed") or 0
-        out += [f"Column 1: {what}{f'; {failed} re-run(s) FAILED' if failed else ''}. "
+        failures = f"; {counted(failed, 're-run')} FAILED" if failed else ""
+        out += [f"Column 1: {what}{failures}. "
                 f"Column 2: {mine or 'not recorded'}. Split by {procedure.get('split_by', 'the study')}; "
                 "no test score chose anything.", ""]
     else:
@@ -105,7 +108,8 @@ def _data(data: dict[str, Any]) -> list[str]:
     if not data.get("available"):
         return [*out, f"- not read here: {data.get('reason')}", ""]
     keys = ", ".join(f"`{k}` ({n} frames)" for k, n in data["pseudonym_keys"].items()) or "none recorded"
-    out += [f"- data fingerprint `{data['fingerprint']}`; pseudonym key(s) {keys}", "",
+    key_word = "pseudonym key" if len(data["pseudonym_keys"]) == 1 else "pseudonym keys"
+    out += [f"- data fingerprint `{data['fingerprint']}`; {key_word} {keys}", "",
             "| split | patients | frames | frames per view | boxes per class (frames) |", "|---|---|---|---|---|"]
     for name, s in data["splits"].items():
         views = ", ".join(f"{k} {v}" for k, v in s["frames_per_view"].items())

@@ -36,6 +36,7 @@ from typing import Any
 from study.errors import UsageError
 
 RUN_FILE = "mlflow.json"  # in the study folder: where its parent run is
+_OPEN: dict[Path, ParentRun] = {}  # study folder -> the parent run this process opened and has not finished
 ARTIFACT_FILES = ("trials.parquet", "epochs.parquet", "folds.parquet", "test_runs.parquet", "headline.parquet",
                   "verdict.parquet", "costs.parquet", "manifest.json")
 SETTINGS_PARAMS = ("space", "samples", "epochs", "seed", "folds", "repeat_best", "seeds", "objective", "scheduler",
@@ -191,14 +192,33 @@ def begin_parent(study_dir: Path, settings: Any, fingerprint: str) -> ParentRun:
     except OSError as err:  # no server answers there
         raise UsageError(f"--mlflow {uri}: cannot reach the tracking server ({err})") from None
     own.write_text(json.dumps(parent.__dict__, indent=2))
+    _OPEN[study_dir] = parent
     print(f"mlflow: study run {parent.run_id} in experiment {parent.experiment_name!r} at {uri}", flush=True)
     return parent
+
+
+def end_unfinished(status: str) -> None:
+    """Mark the parent runs this process opened and did not finish ``status`` (``FAILED``: an error;
+    ``KILLED``: Ctrl-C): a run left ``RUNNING`` claims a study still going, and a start that failed after opening
+    it leaves no study folder at all. Called by the command on its way out; a server gone costs one warning."""
+    while _OPEN:
+        _, parent = _OPEN.popitem()
+        if tracking_lost(parent.tracking_uri):
+            continue
+        try:
+            client = parent.client()
+            if client.get_run(parent.run_id).info.status == "RUNNING":
+                client.set_terminated(parent.run_id, status=status)
+                print(f"mlflow: study run {parent.run_id} marked {status}", file=sys.stderr, flush=True)
+        except Exception as err:  # the server is gone: the study's own files say what happened
+            lose_tracking(parent.tracking_uri, f"marking study run {parent.run_id} {status}", err)
 
 
 def finish_parent(study_dir: Path) -> None:
     """Log the study's files, held-out headline and verdict to its parent run and mark it finished (a warning, not
     an error, when the server stopped answering)."""
     parent = read_parent(study_dir)
+    _OPEN.pop(study_dir, None)
     if parent is None or tracking_lost(parent.tracking_uri):
         return
     try:
