@@ -62,6 +62,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--margin", action="append", default=[], metavar="METRIC=VALUE",
                    help="the verdict's equivalence margin for a metric, e.g. map50=0.05 or cost.train_step_ms=1.1 "
                         "(repeatable; defaults and why: study/heldout/margins.py); recorded in manifest.json")
+    p.add_argument("--against", default=None, metavar="M1,M2",
+                   help="the verdict's planned comparisons: every method against these (e.g. shared/gradnorm,"
+                        "shared/equal), and Holm's correction over those pairs only (default: every pair of methods); "
+                        "recorded in manifest.json")
     p.add_argument("--repeat-best", type=int, default=None, metavar="K",
                    help="re-run the K best configs ... (default 0; 1 with --folds)")
     p.add_argument("--seeds", type=int, default=3, metavar="N", help="... with N seeds each")
@@ -133,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         seeds=args.seeds, test=args.test, costs=args.costs, folds=args.folds, dashboard_host=args.dashboard_host,
         dashboard_port=args.dashboard_port, mlflow=resolve_uri(args.mlflow, dict(os.environ)),
         mlflow_experiment=args.mlflow_experiment, margins=parse_margins(args.margin),
+        against=args.against.split(",") if args.against else None,
         allow_code_change=args.allow_code_change,
         methods=args.methods.split(",") if args.methods else None,
         config=config, argv=list(sys.argv[1:] if argv is None else argv),

@@ -7,7 +7,7 @@ read against equivalence margins (study/heldout/margins.py, ``--margin``) and Ho
 (study/heldout/verdict.py) — and prints them. Nothing is trained or scored again, so a study from before these
 rules (or a published folder of one, docs/results/) gets them in seconds. The margins used are those of
 ``--margin``, else the ones the study recorded (manifest.json), else the defaults; ``manifest.json`` gains a
-``verdict_rebuilt`` entry saying when, by which commit and with which margins.
+``verdict_rebuilt`` entry saying when, by which commit, with which margins and planned pairs (``--against``).
 """
 
 from __future__ import annotations
@@ -39,6 +39,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--margin", action="append", default=None, metavar="METRIC=VALUE",
                    help="an equivalence margin, e.g. map50=0.05 (repeatable; default: the study's, else "
                         "study/heldout/margins.py's)")
+    p.add_argument("--against", default=None, metavar="M1,M2",
+                   help="the planned comparisons: every method against these, Holm's correction over those pairs "
+                        "only (default: the study's --against, else every pair of methods)")
     return p
 
 
@@ -53,9 +56,9 @@ def recorded_margins(manifest: dict[str, Any]) -> dict[str, float]:
     return {**DEFAULT_MARGINS, **((manifest.get("settings") or {}).get("margins") or {})}
 
 
-def rebuild(study_dir: Path, margins: dict[str, float]) -> tuple[Path, Path]:
-    """Rewrite headline.parquet and verdict.parquet of ``study_dir`` from its test_runs.parquet and costs.parquet;
-    returns their paths."""
+def rebuild(study_dir: Path, margins: dict[str, float], against: list[str] | None = None) -> tuple[Path, Path]:
+    """Rewrite headline.parquet and verdict.parquet of ``study_dir`` from its test_runs.parquet and costs.parquet
+    (the verdict's pairs: every method against ``against``, or every pair); returns their paths."""
     runs_path = study_dir / RUNS_FILE
     if not runs_path.is_file():
         raise UsageError(f"{study_dir}: no {RUNS_FILE}: the headline and verdict are rebuilt from a study's scored "
@@ -63,6 +66,10 @@ def rebuild(study_dir: Path, margins: dict[str, float]) -> tuple[Path, Path]:
     runs = pd.read_parquet(runs_path)
     if not reruns.has_score(runs).any():
         raise UsageError(f"{runs_path}: no re-run has a test score; there is nothing to rebuild from")
+    methods = list(dict.fromkeys(runs["method"]))
+    if unknown := [m for m in against or () if m not in methods]:
+        raise UsageError(f"--against {unknown[0]}: no re-run of {study_dir.name} is of that method (it has "
+                         f"{', '.join(methods)})")
     costs_path = study_dir / reruns.COSTS_FILE
     costs = pd.read_parquet(costs_path) if costs_path.is_file() else pd.DataFrame(columns=["method"])
     old = pd.read_parquet(study_dir / HEADLINE_FILE) if (study_dir / HEADLINE_FILE).is_file() else pd.DataFrame()
@@ -73,7 +80,7 @@ def rebuild(study_dir: Path, margins: dict[str, float]) -> tuple[Path, Path]:
                                 correction=correction_for(study_dir, runs))
     headline = study_dir / HEADLINE_FILE
     write_atomic(reruns.headline_table(rows), headline)
-    return headline, write_verdict(study_dir, runs, costs, margins)
+    return headline, write_verdict(study_dir, runs, costs, margins, against)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,13 +91,15 @@ def main(argv: list[str] | None = None) -> int:
     manifest_path = study_dir / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     margins = parse_margins(args.margin) if args.margin else recorded_margins(manifest)
-    headline, verdict = rebuild(study_dir, margins)
+    against = args.against.split(",") if args.against else (manifest.get("settings") or {}).get("against")
+    headline, verdict = rebuild(study_dir, margins, against)
     reruns.print_headline(headline)
     print_verdict(verdict)
     if manifest:
         manifest["verdict_rebuilt"] = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                                        "command": "python -m study.verdict", "code": project_code_state(),
-                                       "margins": margins, "from": [RUNS_FILE, reruns.COSTS_FILE, "folds.parquet"]}
+                                       "margins": margins, "against": against,
+                                       "from": [RUNS_FILE, reruns.COSTS_FILE, "folds.parquet"]}
         write_json_atomic(manifest, manifest_path)
     return 0
 

@@ -47,6 +47,7 @@ CASES = [
     (run, ["--resume", "--name", "never-ran"], "there is no study"),
     (run, ["--set", "data.split=random"], "data.split='random' is not one of"),
     (run, ["--objective", "both"], "invalid choice: 'both'"),
+    (run, ["--space", "compare", "--against", "shared/nope"], "--against shared/nope: not one of the study's methods"),
     (evaluate, ["{tmp}/corrupt.pt"], "not a readable checkpoint"),
     (evaluate, ["{tmp}/truncated.pt"], "not a readable checkpoint: the file is damaged, cut short, or not a PyTorch"),
     (evaluate, ["{tmp}/pickled.pt"], "not a readable checkpoint: it holds Python objects besides tensors"),

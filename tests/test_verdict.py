@@ -99,6 +99,28 @@ def test_pairs_of_multi_task_methods_come_first():
     assert pairs[:len(multi)] == multi and len(pairs) == 10 and len(multi) == 3  # a split is multi-task too
 
 
+def test_against_keeps_the_planned_pairs_and_holm_counts_only_them(tmp_path):
+    eight = ["shared/equal", "shared/gradnorm", "shared/upgrad", "shared/aligned_mtl", "shared/nash_mtl",
+             "shared/famo", "shared/rlw", "dual"]
+    references = ["shared/gradnorm", "shared/equal"]
+    every, planned = method_pairs(eight), method_pairs(eight, references)
+    assert len(every) == 28 and len(planned) == 7 + 6  # each of 6 others against both, and the two against each other
+    assert set(planned) <= set(every) and all(set(references) & set(p) for p in planned)
+    # a third method, dual's scores plus 0.03: every pair is 3 pairs, the planned ones (against gradnorm) 2
+    third = fold_runs().query("method == 'dual'").assign(method="shared/equal")
+    runs = pd.concat([fold_runs(), third.assign(**{"test.map50": third["test.map50"] + 0.03})], ignore_index=True)
+    costs = pd.concat([fold_costs(), fold_costs().query("method == 'dual'").assign(method="shared/equal")])
+    wide, narrow = (pd.read_parquet(write_verdict(tmp_path, runs, costs, against=against)).query("metric == 'map50'")
+                    for against in (None, ["shared/gradnorm"]))
+    assert len(wide) == 3 and len(narrow) == 2
+    assert narrow[["method_a", "method_b"]].isin(["shared/gradnorm"]).any(axis=1).all()
+    pair = ("shared/gradnorm", "dual")
+    one = {n: t.set_index(["method_a", "method_b"]).loc[pair] for n, t in (("wide", wide), ("narrow", narrow))}
+    assert one["narrow"]["diff_mean"] == one["wide"]["diff_mean"]  # the same interval ...
+    assert one["narrow"]["n_comparisons"] < one["wide"]["n_comparisons"]  # ... corrected for fewer comparisons
+    assert one["narrow"]["p_holm"] <= one["wide"]["p_holm"]
+
+
 T1 = 12.706204736174696  # t quantile 0.975 with 1 degree of freedom
 
 

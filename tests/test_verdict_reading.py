@@ -175,3 +175,34 @@ def test_a_verdict_over_mixed_precisions_is_marked(tmp_path):
     same = pd.read_parquet(write_verdict(tmp_path, runs.assign(**{"eff.precision": "bf16"}),
                                          pd.DataFrame(columns=["method"])))
     assert set(same["mixed_numerics"]) == {""}
+
+
+def test_study_verdict_rebuilds_a_published_study_with_planned_pairs(tmp_path, capsys):
+    """``python -m study.verdict DIR --against M`` on a copy of the committed verdict: only the pairs with M, the
+    same intervals as the full verdict's, and the choice recorded in the manifest; a method the study does not
+    have is one line."""
+    import json
+    import shutil
+
+    from study.cli import run_cli
+    from study.verdict import main as verdict_main
+    from tests.markdown_pages import ROOT
+
+    study = tmp_path / "v"
+    shutil.copytree(ROOT / "docs" / "results" / "verdict-5x2-160", study)
+    full = pd.read_parquet(study / "verdict.parquet")
+    assert verdict_main([str(study), "--against", "shared/equal"]) == 0
+    planned = pd.read_parquet(study / "verdict.parquet")
+    pairs = set(zip(planned["method_a"], planned["method_b"], strict=True))
+    assert len(pairs) == 2 and all("shared/equal" in p for p in pairs)
+    assert len(set(zip(full["method_a"], full["method_b"], strict=True))) == 3
+    keys = ["method_a", "method_b", "metric"]
+    joined = planned.merge(full, on=keys, suffixes=("", "_full"))
+    assert len(joined) == len(planned)
+    assert (joined["ci_low"] - joined["ci_low_full"]).abs().max() < 1e-12  # the same intervals, fewer in Holm's family
+    assert (joined["n_comparisons"] <= joined["n_comparisons_full"]).all()
+    assert json.loads((study / "manifest.json").read_text())["verdict_rebuilt"]["against"] == ["shared/equal"]
+    capsys.readouterr()
+    assert run_cli(verdict_main, [str(study), "--against", "shared/nash_mtl"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--against shared/nash_mtl" in err[0], err

@@ -116,7 +116,7 @@ def run_folds(s: Any) -> Path:
         write_manifest(fold_dir, settings, fold_base, b.data.fingerprint, b.started)
     write_manifest(b.study_dir, s, b.base, b.data.fingerprint, b.started)
     if s.test:
-        summarise(b.study_dir, s.folds, cfg.source, seed, s.margins)
+        summarise(b.study_dir, s.folds, cfg.source, seed, s.margins, s.against)
     if s.mlflow:
         from study.tracking.mlflow_study import finish_parent
 
@@ -124,9 +124,11 @@ def run_folds(s: Any) -> Path:
     return b.study_dir
 
 
-def summarise(study_dir: Path, k: int, source: str, split_seed: int, margins: dict[str, float] | None = None) -> None:
+def summarise(study_dir: Path, k: int, source: str, split_seed: int, margins: dict[str, float] | None = None,
+              against: list[str] | None = None) -> None:
     """The root's test_runs / costs / headline / verdict from the folds' own files (intervals corrected by the
-    folds.parquet beside them, study/heldout/correction.py; ``margins``: the verdict's, study/heldout/margins.py)."""
+    folds.parquet beside them, study/heldout/correction.py; ``margins``: the verdict's, study/heldout/margins.py;
+    ``against``: its planned pairs, study/heldout/verdict.py: ``method_pairs``)."""
     runs, costs, chosen = [], [], []
     for fold, fold_dir in enumerate(fold_dirs(study_dir, k)):
         if (fold_dir / RUNS_FILE).is_file():
@@ -153,6 +155,6 @@ def summarise(study_dir: Path, k: int, source: str, split_seed: int, margins: di
     path = study_dir / HEADLINE_FILE
     write_atomic(reruns.headline_table(rows), path)
     reruns.print_headline(path)
-    print_verdict(write_verdict(study_dir, all_runs, all_costs, margins))
+    print_verdict(write_verdict(study_dir, all_runs, all_costs, margins, against))
     print(f"results: {study_dir / FOLDS_FILE}\n         {study_dir / RUNS_FILE}\n         each fold's study in "
           f"{study_dir / FOLD_DIR.format('K')}/\nreport:  python -m study.analyze {study_dir}")

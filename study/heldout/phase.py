@@ -42,4 +42,4 @@ def run_heldout(s: StudySettings, study_dir: Path, data: Any, chosen: Any) -> No
     if not s.folds:  # a folds study prints (and pairs) its folds together (study/heldout/folds.py)
         reruns.print_headline(path)
         if len(runs) and reruns.has_score(runs).any():
-            print_verdict(write_verdict(study_dir, runs, costs, s.margins))
+            print_verdict(write_verdict(study_dir, runs, costs, s.margins, s.against))

@@ -105,10 +105,14 @@ COLUMNS = {"method_a": pa.string(), "method_b": pa.string(), "metric": pa.string
            "n_lost": pa.int64(), "lost": pa.string(), "n_failed_a": pa.int64(), "n_failed_b": pa.int64()}
 
 
-def method_pairs(methods: list[str]) -> list[tuple[str, str]]:
-    """Every unordered pair, in the report's order of methods, pairs of two multi-task methods first."""
+def method_pairs(methods: list[str], against: list[str] | None = None) -> list[tuple[str, str]]:
+    """Every unordered pair, in the report's order of methods, pairs of two multi-task methods first; with
+    ``against`` (``--against``: the planned comparisons), only the pairs with one of those methods in them, so
+    Holm's families count the comparisons the study set out to make (eight methods: 13 pairs against two
+    references instead of all 28). A name of ``against`` that no re-run has is left out here; the commands check
+    names before anything runs."""
     ordered = order_methods(methods)
-    pairs = list(combinations(ordered, 2))
+    pairs = [p for p in combinations(ordered, 2) if not against or p[0] in against or p[1] in against]
     return sorted(pairs, key=lambda p: not (is_multi_task(p[0]) and is_multi_task(p[1])))
 
 
@@ -327,10 +331,12 @@ def _own(values: list[float], kind: str) -> float | None:
 
 
 def write_verdict(study_dir: Path, runs: pd.DataFrame, costs: pd.DataFrame,
-                  margins: dict[str, float] | None = None) -> Path:
-    """verdict.parquet in ``study_dir``, corrected by its folds.parquet (``correction_for``)."""
+                  margins: dict[str, float] | None = None, against: list[str] | None = None) -> Path:
+    """verdict.parquet in ``study_dir``, corrected by its folds.parquet (``correction_for``); ``against``: the
+    pairs of ``method_pairs``."""
     path = Path(study_dir) / VERDICT_FILE
-    write_atomic(verdict_table(verdict_rows(runs, costs, margins, correction_for(study_dir, runs))), path)
+    pairs = method_pairs(list(dict.fromkeys(runs["method"])), against)
+    write_atomic(verdict_table(verdict_rows(runs, costs, margins, correction_for(study_dir, runs), pairs=pairs)), path)
     return path
 
 

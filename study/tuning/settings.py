@@ -45,6 +45,9 @@ class StudySettings:
     # each metric's equivalence margin for the verdict (--margin; study/heldout/margins.py): how its intervals are
     # read, not what is measured, so a --resume may change it (the verdict is rewritten with the new margins)
     margins: dict[str, float] | None = None
+    # the verdict's planned comparisons (--against): only the pairs with one of these methods; None: every pair.
+    # Like the margins, how the results are read, not what is measured: a --resume may change it
+    against: list[str] | None = None
     # --resume across a change of the project's code (study/tuning/resume.py); recorded in that sitting's entry
     # of manifest.json's runs, never compared itself
     allow_code_change: bool = False
@@ -65,7 +68,12 @@ def check_settings(s: StudySettings) -> list[tuple[str, str]]:
     if len(objectives) > 1 and s.scheduler == "asha":
         raise UsageError("--scheduler asha needs one objective: ASHA stops trials by ranking one metric, and a "
                          "multi-objective study has no single ranking; use --scheduler fifo or --objective single")
-    methods = len(methods_of(s))
+    labels = [spaces.method_label(m) for m in methods_of(s)]
+    methods = len(labels)
+    unknown = [m for m in s.against or () if m not in labels]
+    if unknown:
+        raise UsageError(f"--against {unknown[0]}: not one of the study's methods ({', '.join(labels)}); the verdict "
+                         "compares every method with those --against names")
     if s.grace_period < 1 or s.reduction_factor < 2:
         raise UsageError(f"--grace-period {s.grace_period} must be >= 1 and --reduction-factor {s.reduction_factor} "
                          ">= 2 (ASHA keeps 1 / reduction-factor of a rung's trials)")
