@@ -76,10 +76,17 @@ def missing_files(study_dir: Path) -> list[str]:
 
 
 def markdown(study_dir: Path) -> str:
-    """The three tables, each under a line saying what it is."""
-    return (f"Held-out scores (mean ± 95% half-width over the interval's unit):\n\n{headline_table(study_dir)}\n\n"
-            f"Paired differences a − b:\n\n{verdict_table(study_dir)}\n\n"
-            f"Cost ratios a / b:\n\n{cost_table(study_dir)}\n\n{reading(study_dir)}\n")
+    """The three tables, each under a line saying what it is, and what the study cost to run where its trial
+    or re-run epochs are there to count (study/analysis/compute.py)."""
+    out = (f"Held-out scores (mean ± 95% half-width over the interval's unit):\n\n{headline_table(study_dir)}\n\n"
+           f"Paired differences a − b:\n\n{verdict_table(study_dir)}\n\n"
+           f"Cost ratios a / b:\n\n{cost_table(study_dir)}\n\n{reading(study_dir)}\n")
+    if (Path(study_dir) / "epochs.parquet").is_file() or list(Path(study_dir).glob("fold-*/epochs.parquet")):
+        from study.analysis.compute import compute_table
+        from study.analysis.loading import load_study
+
+        out += f"\nWhat it cost to run:\n\n{compute_table(load_study(study_dir))}\n"
+    return out
 
 
 def reading(study_dir: Path) -> str:
