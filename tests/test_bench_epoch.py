@@ -40,7 +40,7 @@ def test_epoch_profile_times_every_piece_and_restores_the_engine():
     epoch = by_piece["epoch"]
     # the pieces do not overlap: together they fit in the epoch's wall time (rounded to 0.1 ms each)
     assert sum(by_piece[p]["seconds"] for p in PIECES) <= epoch["seconds"] + 1e-3
-    assert epoch["checkpoint_mb"] > 0 and epoch["static_efficiency"] > 0 and epoch["bn_recal.batches"] > 0
+    assert epoch["checkpoint_mib"] > 0 and epoch["static_efficiency"] > 0 and epoch["bn_recal.batches"] > 0
     compare = compare_eval_batches(model, data, cfg, [8, 32], repeats=1)
     assert [r["compare"] for r in compare] == ["eval batch 32 (engine)", "eval batch 8"]
     assert compare[0]["ratio"] == 1.0 and all(isinstance(r["same_metrics"], bool) for r in compare)

@@ -118,7 +118,7 @@ def wrapped(clock: Clock) -> Iterator[None]:
             setattr(owner, name, original)
 
 
-def epoch_rows(seconds: dict[str, float], wall: float, checkpoint_mb: float) -> list[dict[str, Any]]:
+def epoch_rows(seconds: dict[str, float], wall: float, checkpoint_mib: float) -> list[dict[str, Any]]:
     """One row per piece (``PIECES``; ``static_efficiency`` too in a trial's first epoch), its seconds and share of
     the epoch's wall time, then what is left over and the epoch itself."""
     s = dict(seconds)
@@ -134,12 +134,12 @@ def epoch_rows(seconds: dict[str, float], wall: float, checkpoint_mb: float) -> 
                  "not_training_s": round(wall - s.get("train.steps", 0.0), 4),
                  "bn_recal.batches": round(s.get("bn_recal.batches", 0.0), 4),
                  "interference.batches": round(s.get("interference.batches", 0.0), 4),
-                 "checkpoint_mb": round(checkpoint_mb, 2)})
+                 "checkpoint_mib": round(checkpoint_mib, 2)})
     return rows
 
 
 def save_checkpoint(state: dict[str, Any]) -> tuple[float, float]:
-    """(seconds, MB) of writing ``state`` as ray_trial.py does: ``torch.save`` into a fresh temporary folder."""
+    """(seconds, MiB) of writing ``state`` as ray_trial.py does: ``torch.save`` into a fresh temporary folder."""
     from trainables.checkpoint_format import CHECKPOINT_FILE
 
     with tempfile.TemporaryDirectory(prefix="mtl-bench-ckpt-") as folder:
@@ -147,7 +147,7 @@ def save_checkpoint(state: dict[str, Any]) -> tuple[float, float]:
         t0 = time.perf_counter()
         torch.save(state, path)
         seconds = time.perf_counter() - t0
-        return seconds, path.stat().st_size / 1e6
+        return seconds, path.stat().st_size / 2**20
 
 
 def parser() -> argparse.ArgumentParser:
