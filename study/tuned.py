@@ -3,7 +3,8 @@ default-configuration folds study over the same patients.
 
 Prints and writes into SEARCHED (a study folder or a published one):
   - tuning_gain.parquet: for each method in both studies, its searched configuration's held-out scores against
-    its default's, paired by outer fold, in the verdict's words (study/heldout/tuning_gain.py);
+    its default's, paired by outer fold, in the verdict's words (study/heldout/tuning_gain.py; a method whose
+    default configuration is another's, as shared/static's is shared/equal's, against that one's re-runs);
   - chosen_configs.parquet: the configuration each fold's search chose per method, each value's place in its
     search range and whether it sits at the range's edge (study/heldout/chosen.py).
 SEARCHED's own verdict.parquet is the comparison of the tuned methods with one another; this command adds what
@@ -26,7 +27,7 @@ from study.cli import ArgumentParser, run_cli
 from study.errors import UsageError
 from study.heldout.chosen import CHOSEN_FILE, chosen_configs
 from study.heldout.margins import parse_margins
-from study.heldout.tuning_gain import TUNING_GAIN_FILE, same_folds, tuning_rows
+from study.heldout.tuning_gain import TUNING_GAIN_FILE, default_runs_of, same_folds, tuning_rows
 from study.heldout.verdict import verdict_lines, verdict_table
 from study.store.manifest import project_code_state
 from study.store.trials import write_atomic, write_json_atomic
@@ -56,13 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     manifest_path = searched / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     margins = parse_margins(args.margin) if args.margin else recorded_margins(manifest)
-    runs = read_runs(searched)
-    table = verdict_table(tuning_rows(runs, read_runs(default), folds, margins))
+    runs, default_runs = read_runs(searched), read_runs(default)
+    table = verdict_table(tuning_rows(runs, default_runs, folds, margins))
     write_atomic(table, searched / TUNING_GAIN_FILE)
     chosen = chosen_configs(searched, runs)
     write_atomic(pa.Table.from_pandas(chosen, preserve_index=False), searched / CHOSEN_FILE)
 
     print(f"tuning, paired by outer fold ({searched.name} against {default.name}; difference = searched - default):")
+    for method, twin in default_runs_of(runs, default_runs).items():
+        if twin != method:
+            print(f"  ({method}'s default configuration is {twin}'s: its default is {twin}'s re-runs)")
     print("\n".join(verdict_lines(table.to_pandas())))
     print("\nchosen configurations (value, and its place in the search range: 0 = low end, 1 = high end):")
     for (method, param), group in chosen.groupby(["method", "param"], sort=False):

@@ -110,3 +110,32 @@ def test_tuned_reads_the_searches_record_and_the_published_folder_gives_the_same
     assert run_cli(tuned_main, [str(out_dir), str(default)]) == 0
     assert pd.read_parquet(out_dir / CHOSEN_FILE).equals(chosen)
     assert pd.read_parquet(out_dir / TUNING_GAIN_FILE).equals(gain)
+
+
+def test_static_at_its_defaults_is_equal_so_its_tuning_gain_is_against_equals_default():
+    """shared/static's default configuration (w_det = w_cls = 1) is shared/equal's: the same weights on the same
+    losses, so the same gradients; a default study that ran shared/equal holds static's default re-runs."""
+    import torch
+
+    from tests.balancing_toys import ToyModel, toy_batch, train_step
+    from trainables.balancing.registry import build, hparams_of, resolve
+
+    assert resolve("static").same_at_defaults == "equal"
+    after = []
+    for balancer in (build("static", 2, **{h.name: h.default for h in hparams_of("static")}), build("equal", 2)):
+        torch.manual_seed(0)
+        model = ToyModel(2)
+        optimizer = torch.optim.SGD([p for p in model.parameters()], lr=0.1)
+        for step in range(3):
+            train_step(model, balancer, optimizer, *toy_batch(2, step))
+        after.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(after[0], after[1])  # bit for bit, three steps
+    searched = runs("shared/static", {0: [0.40], 1: [0.30], 2: [0.50]})
+    default = runs("shared/equal", {0: [0.30], 1: [0.31], 2: [0.40]})
+    row = next(r for r in tuning_rows(searched, default, FOLDS) if r["metric"] == "map50")
+    assert (row["method_a"], row["method_b"]) == ("shared/static searched", "shared/static default")
+    assert row["diff_mean"] == pytest.approx((0.10 - 0.01 + 0.10) / 3)
+    # a default study that ran shared/static itself is paired with that, not with equal
+    both = pd.concat([default, runs("shared/static", {0: [0.2], 1: [0.2], 2: [0.2]})])
+    row = next(r for r in tuning_rows(searched, both, FOLDS) if r["metric"] == "map50")
+    assert row["diff_mean"] == pytest.approx((0.2 + 0.1 + 0.3) / 3)

@@ -50,15 +50,42 @@ def same_folds(searched: Path, default: Path) -> pd.DataFrame:
     return a.rename("fold").reset_index()
 
 
+def default_twin(method: str) -> str | None:
+    """The method whose default configuration is ``method``'s own (``shared/static`` -> ``shared/equal``: the
+    balancer's ``same_at_defaults``), or None."""
+    from search_spaces.registry import method_name, parse_method
+    from trainables.balancing.registry import available, resolve
+
+    parsed = parse_method(method)
+    balancer = str(parsed["balancer.name"])
+    twin = resolve(balancer).same_at_defaults if balancer in available() else None
+    return method_name(parsed["arch"], twin, parsed.get("model.shared_stages", -1)) if twin else None
+
+
+def default_runs_of(searched: pd.DataFrame, default: pd.DataFrame) -> dict[str, str]:
+    """searched method -> the default study's method whose re-runs are its default configuration's: itself, or
+    its ``default_twin`` when the default study has that and not it."""
+    have = set(default["method"])
+    out = {}
+    for m in dict.fromkeys(searched["method"]):
+        twin = default_twin(m)
+        if m in have or twin in have:
+            out[m] = m if m in have else str(twin)
+    return out
+
+
 def tuning_rows(searched: pd.DataFrame, default: pd.DataFrame, folds: pd.DataFrame,
                 margins: dict[str, float] | None = None) -> list[dict[str, Any]]:
     """Rows of tuning_gain.parquet: for each method in both test_runs tables (``method``, ``fold``, ``train.seed``,
-    ``test.<metric>``, ...), its searched re-runs against its default re-runs, paired by fold."""
-    methods = [m for m in dict.fromkeys(searched["method"]) if m in set(default["method"])]
-    if not methods:
+    ``test.<metric>``, ...), its searched re-runs against its default re-runs, paired by fold. A method whose
+    default configuration is another's (``default_runs_of``: ``shared/static`` at w_det = w_cls = 1 is
+    ``shared/equal``) is paired with that one's default re-runs, under its own name."""
+    twins = default_runs_of(searched, default)
+    if not twins:
         raise UsageError("the two studies share no method: nothing to compare")
-    runs = pd.concat([searched.assign(method=searched["method"] + f" {SEARCHED}"),
-                      default.assign(method=default["method"] + f" {DEFAULT}")], ignore_index=True)
-    pairs = [(f"{m} {SEARCHED}", f"{m} {DEFAULT}") for m in methods]
+    defaults = [default[default["method"] == d].assign(method=f"{m} {DEFAULT}") for m, d in twins.items()]
+    runs = pd.concat([searched[searched["method"].isin(twins)].assign(method=lambda t: t["method"] + f" {SEARCHED}"),
+                      *defaults], ignore_index=True)
+    pairs = [(f"{m} {SEARCHED}", f"{m} {DEFAULT}") for m in twins]
     rows = verdict_rows(runs, pd.DataFrame(columns=["method"]), margins, fold_correction(folds), pairs=pairs)
     return [r for r in rows if r["family"] != COST_FAMILY]  # same architecture, same costs: scores only

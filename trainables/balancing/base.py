@@ -159,6 +159,9 @@ class Balancer(ABC):
 
     hparams: ClassVar[tuple[Hparam, ...]] = ()
     name: ClassVar[str] = ""  # set by ``@register``
+    # the registered balancer this one computes exactly at its default hyperparameters, if any: its default
+    # configuration's re-runs are that one's (study/heldout/tuning_gain.py pairs a searched method with them)
+    same_at_defaults: ClassVar[str | None] = None
 
     def __init__(self, num_tasks: int) -> None:
         self.num_tasks = num_tasks

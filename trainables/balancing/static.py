@@ -22,6 +22,7 @@ class Static(Balancer):
     tasks the rule above is what is applied (the engine's tasks are [det, view]).
     """
 
+    same_at_defaults = "equal"  # w_det = w_cls = 1: Σ L_i, equal's loss (tests/test_tuned.py holds them equal)
     hparams = (
         Hparam("w_det", 1.0, "weight of the detection loss", low=0.0),
         # only the ratio w_cls / w_det matters to the direction of a step: one of the two is searched
