@@ -67,3 +67,10 @@ def test_without_timestamps_the_worker_hours_and_the_sitting_are_unknown_not_zer
 
 def test_hours_read_as_hours_and_minutes():
     assert (fmt_hours(7920), fmt_hours(59 * 60), fmt_hours(float("nan"))) == ("2 h 12 min", "59 min", "—")
+
+
+def test_a_study_without_epochs_trained_nothing():
+    study = hand_study()
+    study.epochs = pd.DataFrame()
+    every = compute_rows(study)[-1]
+    assert (every["trials"], every["epochs"], every["reruns"], every["train_hours_search"]) == (2, 0, 1, 0.0)

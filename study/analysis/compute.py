@@ -30,6 +30,8 @@ def attempt_seconds(epochs: pd.DataFrame) -> pd.DataFrame:
     ``reported_at`` minus its ``started_at``; NaN where the file has no timestamps, as an early study's
     trimmed epochs.parquet)."""
     keys = [k for k in ("fold", "trial_id") if k in epochs]
+    if "epoch" not in epochs or "trial_id" not in epochs:  # no epoch recorded: nothing was trained
+        return pd.DataFrame(columns=["trial_id", "attempt", "epochs", "train_s", "worker_s"])
     rows = epochs.assign(attempt=epochs["attempt"].fillna(1) if "attempt" in epochs else 1)
     for column in ("started_at", "reported_at", "time.epoch_s"):
         if column not in rows:
@@ -46,8 +48,8 @@ def compute_rows(study: Study, cpus_per_trial: float = 1.0) -> list[dict[str, An
     FIFO would have trained (trials × their ``train.epochs``), re-runs and their epochs, CPU-hours of the
     training loop in the search and in the re-runs, and CPU-hours of the workers in all (NaN where unknown)."""
     trials = study.trials
-    keys = [k for k in ("fold", "trial_id") if k in trials and k in study.epochs]
     spans = attempt_seconds(study.epochs)
+    keys = [k for k in ("fold", "trial_id") if k in trials and k in spans]
     per_trial = spans.groupby(keys).agg(epochs=("epochs", "sum"), train_s=("train_s", "sum"),
                                         worker_s=("worker_s", lambda x: x.sum(min_count=len(x)))).reset_index()
     columns = [*keys, "method", "is_repeat", *(["train.epochs"] if "train.epochs" in trials else [])]
