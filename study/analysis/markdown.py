@@ -2,8 +2,9 @@
 --markdown``): what a README or a paper quotes, printed from the study's own Parquet files, so the text
 cannot drift from the numbers (tests/test_readme_results.py holds the README to this output).
 
-Reads only ``headline.parquet`` and ``verdict.parquet``: a folder of a study's small result files (as
-docs/results/ keeps them, without trials or checkpoints) is enough.
+Reads ``headline.parquet`` and ``verdict.parquet``: a folder of a study's small result files (as docs/results/
+keeps them, without trials or checkpoints) is enough; where it also has epochs.parquet, a fourth table says
+what the study cost to run (study/analysis/compute.py).
 """
 
 from __future__ import annotations
