@@ -136,3 +136,19 @@ def test_progress_in_a_log_is_one_final_line(monkeypatch, tmp_path, capsys):
     load_dataset(make(tmp_path / "ds"), imgsz=32, progress=True)
     err = capsys.readouterr().err
     assert err.startswith("decode: 6/6 images in ") and err.count("\n") == 1 and "\r" not in err
+
+
+def test_skipped_files_are_said_once_per_process_however_often_the_data_is_read(monkeypatch, tmp_path, capsys):
+    """A folds study reads its data again for every re-run it scores: the one line about skipped files is said
+    the first time only."""
+    from trainables.config import TrialConfig
+    from trainables.data.loader import load_data
+
+    monkeypatch.setenv("MTL_STUDY_CACHE", str(tmp_path / "cache"))
+    yaml = make(tmp_path / "ds")
+    Image.fromarray(np.zeros((20, 40, 3), np.uint8)).save(tmp_path / "ds" / "train" / "images" / "p9-x.png")
+    cfg = TrialConfig.from_partial({"data.source": str(yaml), "data.imgsz": 64, "data.split": "folders"}).data
+    for _ in range(3):
+        load_data(cfg, seed=0)
+    said = [line for line in capsys.readouterr().err.splitlines() if "skipped" in line]
+    assert said == [f"data: 1 file skipped (run `python -m study.data check {yaml}` for the list)"]

@@ -122,19 +122,23 @@ def _fold_parts(data: DecodedData, groups: np.ndarray, everything: np.ndarray, c
                       cfg.val_fraction, seed)
 
 
+_ANNOUNCED: set[tuple[str, int]] = set()  # (data source, files skipped) already said by this process
+
+
 def load_data(cfg: DataConfig, seed: int, progress: bool = False) -> DecodedData:
     """The one entry point: ``cfg.source`` is "synthetic" or a path to a data.yaml.
 
     ``seed`` draws the synthetic frames and the patient split. Skipped files are announced on
-    stderr in one line (``python -m study.data check`` lists them). Raises :class:`DataError`.
+    stderr in one line, once per process and data set (``python -m study.data check`` lists them). Raises
+    :class:`DataError`.
     """
     if cfg.source == "synthetic":
         data = synthetic_data(cfg.synthetic_train, cfg.synthetic_val, cfg.synthetic_test, cfg.imgsz, seed)
     else:
         data, report = load_dataset(cfg.source, cfg.imgsz, cfg.missing_view, progress)
-        if report.skipped:
-            n = len(report.skipped)
-            print(f"data: {counted(n, 'file')} skipped (run `python -m study.data check "
+        if report.skipped and (str(cfg.source), len(report.skipped)) not in _ANNOUNCED:
+            _ANNOUNCED.add((str(cfg.source), len(report.skipped)))  # once per process: a study reads it per re-run
+            print(f"data: {counted(len(report.skipped), 'file')} skipped (run `python -m study.data check "
                   f"{cfg.source}` for the list)", file=sys.stderr)
     data = apply_groups(data, cfg, seed)
     if cfg.split == "folders":
