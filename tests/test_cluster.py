@@ -89,6 +89,7 @@ def test_node_check_reports_each_node_and_a_gpu_torch_cannot_see(two_nodes, tmp_
     assert not list(tmp_path.iterdir())  # the probe file is removed
 
 
+@pytest.mark.slow  # a fresh driver process against the two-node cluster: 25 s (CI runs it: .ci/run)
 def test_a_driver_without_the_token_gets_one_error_line(two_nodes, tmp_path):
     env = {k: v for k, v in two_nodes.env.items() if not k.startswith("RAY_AUTH_")}
     done = study(two_nodes, tmp_path, "n", "--epochs", "1", env=env)

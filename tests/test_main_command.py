@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from study.tuning.processes import descendants, listening_sockets
 from tests.conftest import TINY
@@ -35,6 +36,7 @@ def test_is_loopback_reads_every_form_of_this_machine_only():
     assert not any(is_loopback(a) for a in ("0.0.0.0", "::", "192.0.2.2", "::ffff:192.0.2.2"))
 
 
+@pytest.mark.slow  # two default studies: 32 s (CI runs it: .ci/run)
 def test_two_default_studies_side_by_side_finish_and_listen_on_loopback_only(tmp_path):
     cmd = [sys.executable, "-m", "study.run", "--space", "gradnorm", "--samples", "1", "--epochs", "1",
            "--storage", str(tmp_path / "results"), *TINY]  # no --name, no --dashboard-port: the defaults

@@ -92,6 +92,7 @@ def folds_study(ray_cluster, mlflow_server, tmp_path_factory) -> tuple[Path, str
     return storage / "f", printed.getvalue()
 
 
+@pytest.mark.slow  # the module's two-fold study logged to a real server: 85 s once (CI runs it: .ci/run)
 def test_a_folds_study_is_a_parent_run_with_a_child_run_per_trial(folds_study, mlflow_server):
     study, out = folds_study
     assert "mlflow: report logged to study run" in out
@@ -145,6 +146,7 @@ def test_a_folds_study_is_a_parent_run_with_a_child_run_per_trial(folds_study, m
         assert child.data.metrics["best_epoch"] == t["best_epoch"]
 
 
+@pytest.mark.slow  # the module's two-fold study logged to a real server: 85 s once (CI runs it: .ci/run)
 def test_a_studys_chosen_models_are_registered_with_their_cards_and_held_out_scores(folds_study, mlflow_server,
                                                                                      tmp_path, capsys):
     """Each method's chosen model (fold 0's: study/modelcard/choice.py) is a version of ``echo.<method>`` whose tags
@@ -197,6 +199,7 @@ def test_a_studys_chosen_models_are_registered_with_their_cards_and_held_out_sco
     assert len(client.search_model_versions("name = 'echo.dual'")) == 1
 
 
+@pytest.mark.slow  # the module's two-fold study logged to a real server: 85 s once (CI runs it: .ci/run)
 def test_a_registry_that_stops_answering_costs_one_warning(folds_study, monkeypatch, capsys):
     """The server gone when the models are registered: one warning line, the study's files (and the models it
     exported) as they were."""
@@ -218,6 +221,7 @@ def test_a_registry_that_stops_answering_costs_one_warning(folds_study, monkeypa
     assert {p: p.read_bytes() for p in files} == before  # nothing exported again for a server that is gone
 
 
+@pytest.mark.slow  # the module's two-fold study logged to a real server: 85 s once (CI runs it: .ci/run)
 def test_export_best_of_a_folds_study_takes_the_fold_it_is_told(folds_study, tmp_path, capsys):
     from study.export import main as export_main
 
@@ -293,6 +297,7 @@ def test_the_phase_tag_takes_a_fixed_vocabulary(tmp_path):
         MlflowTrials(ParentRun("http://127.0.0.1:1", "0", "e", "r"), recorder, "s-repeats")
 
 
+@pytest.mark.slow  # a study of its own: 25 s (CI runs it: .ci/run)
 def test_a_server_that_stops_answering_costs_a_warning_not_the_study(ray_cluster, tmp_path, capsys, monkeypatch):
     """The server is killed when the first epoch reaches the MLflow callback: the study still ends with all its
     trials in Parquet, and the loss is one warning line (MLflow's client retries are cut to none here, so the
@@ -322,6 +327,7 @@ def test_a_server_that_stops_answering_costs_a_warning_not_the_study(ray_cluster
     assert len(trials) == 2 and set(trials["status"]) == {"finished"} and len(epochs) == 4
 
 
+@pytest.mark.slow  # a study of its own: 25 s (CI runs it: .ci/run)
 def test_resume_continues_the_same_parent_and_child_runs(ray_cluster, mlflow_server, tmp_path):
     """SIGKILL the driver once its first trial's first epoch is in MLflow, then --resume: one parent run (the same
     one), one child run per trial, and the interrupted trial's epochs all in its first run."""
