@@ -1,18 +1,17 @@
-"""The committed verdict's headline.parquet and verdict.parquet, recomputed from its test_runs.parquet and
-folds.parquet with NumPy and SciPy alone — none of the project's statistics code — so a mistake in
+"""Each published run's headline.parquet and verdict.parquet (tests/published_runs.py), recomputed from its
+test_runs.parquet and folds.parquet with NumPy and SciPy alone — none of the project's statistics code — so a mistake in
 study/analysis/stats.py or study/heldout/ cannot hide behind its own tests."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.published_runs import RUNS, PublishedRun
+
 stats = pytest.importorskip("scipy.stats")
 
-RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results" / "verdict-5x2-160"
 SCORES = ("map50", "map", "view_accuracy", "view_clip_accuracy", "view_macro_f1")
 PRIMARY = ("map50", "map", "view_accuracy")  # the registry's headline test metrics
 
@@ -44,10 +43,11 @@ def holm_adjusted(p: list[float]) -> list[float]:
     return out
 
 
-@pytest.fixture(scope="module")
-def files() -> dict[str, pd.DataFrame]:
+@pytest.fixture(scope="module", params=RUNS, ids=[run.name for run in RUNS])
+def files(request) -> dict[str, pd.DataFrame]:
+    run: PublishedRun = request.param
     names = ("test_runs", "folds", "headline", "verdict")
-    return {name: pd.read_parquet(RESULTS / f"{name}.parquet") for name in names}
+    return {name: pd.read_parquet(run.folder / f"{name}.parquet") for name in names}
 
 
 def test_headline_recomputed(files):
@@ -68,7 +68,8 @@ def test_verdict_recomputed(files):
     runs, verdict = files["test_runs"], files["verdict"]
     rho = nadeau_bengio_ratio(files["folds"])
     rows = verdict[verdict["kind"] == "difference"]
-    assert set(rows["metric"]) == set(SCORES) and len(rows) == 3 * len(SCORES)
+    pairs = set(zip(rows["method_a"], rows["method_b"], strict=True))
+    assert set(rows["metric"]) == set(SCORES) and len(rows) == len(pairs) * len(SCORES)
     p_values = {}
     for _, r in rows.iterrows():
         means = fold_means(runs, r["metric"])
@@ -81,12 +82,13 @@ def test_verdict_recomputed(files):
                 f"equivalent within ±{m:g}" if -m < low and high < m else "not resolved")
         assert r["conclusion"] == said, (r["method_a"], r["method_b"], r["metric"])
         p_values[(r["method_a"], r["method_b"], r["metric"])] = p
-    # Holm within the primary scores: 3 pairs x 3 metrics
+    # Holm within the primary scores: every compared pair x 3 metrics
     primary = {k: p for k, p in p_values.items() if k[2] in PRIMARY}
     adjusted = dict(zip(primary, holm_adjusted(list(primary.values())), strict=True))
     for key, q in adjusted.items():
         r = rows[(rows["method_a"] == key[0]) & (rows["method_b"] == key[1]) & (rows["metric"] == key[2])].iloc[0]
-        assert r["family"] == "primary" and r["n_comparisons"] == 9 and r["p_holm"] == pytest.approx(q, rel=1e-9)
+        assert r["family"] == "primary" and r["n_comparisons"] == len(pairs) * len(PRIMARY)
+        assert r["p_holm"] == pytest.approx(q, rel=1e-9)
         if q < 0.05:
             assert r["conclusion_holm"] == r["conclusion"] and r["conclusion"].endswith("better")
         elif not r["conclusion"].startswith("equivalent"):
