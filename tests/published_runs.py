@@ -14,12 +14,14 @@ RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 
 @dataclass(frozen=True)
 class PublishedRun:
-    """One published ``--folds`` run: its folder's name, its methods and the seeds each trained per fold."""
+    """One published ``--folds`` run: its folder's name, its methods, the seeds each trained per fold, and the
+    run whose patient folds it promised to reuse (``same_folds_as``), if any."""
 
     name: str
     methods: tuple[str, ...]
     seeds: int
     folds: int = 5
+    same_folds_as: str | None = None
 
     @property
     def folder(self) -> Path:
@@ -28,6 +30,9 @@ class PublishedRun:
 
 RUNS = (
     PublishedRun("verdict-5x2-160", ("shared/gradnorm", "shared/equal", "dual"), seeds=2),
+    PublishedRun("balancers-5x1-160", ("shared/equal", "shared/gradnorm", "shared/upgrad", "shared/aligned_mtl",
+                                       "shared/nash_mtl", "shared/famo", "shared/rlw", "dual"), seeds=1,
+                 same_folds_as="verdict-5x2-160"),
 )
 
 

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from study.analysis.markdown import cost_table, headline_table, verdict_table
 from tests.markdown_pages import documented_commands, pages
@@ -80,6 +81,15 @@ def test_the_committed_files_are_one_complete_run(run: PublishedRun):
     assert set(headline["method"]) == set(run.methods) and set(headline["n_folds"]) == {run.folds}
     assert set(verdict["n_pairs"]) <= {run.folds} and len(costs) == len(run.methods) * run.folds
     assert not list(run.folder.glob("**/*.pt"))  # no checkpoints committed
+
+
+@each_run
+def test_a_run_promised_on_the_same_folds_dealt_the_same_patients(run: PublishedRun):
+    if run.same_folds_as is None:
+        pytest.skip(f"{run.name} promises no other run's folds")
+    mine = pd.read_parquet(run.folder / "folds.parquet").sort_values("patient").reset_index(drop=True)
+    theirs = pd.read_parquet(RUNS[0].folder.parent / run.same_folds_as / "folds.parquet")
+    pd.testing.assert_frame_equal(mine, theirs.sort_values("patient").reset_index(drop=True))
 
 
 def test_every_published_fold_run_is_held_to_its_text():

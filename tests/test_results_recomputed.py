@@ -67,7 +67,8 @@ def test_headline_recomputed(files):
 def test_verdict_recomputed(files):
     runs, verdict = files["test_runs"], files["verdict"]
     rho = nadeau_bengio_ratio(files["folds"])
-    rows = verdict[verdict["kind"] == "difference"]
+    # the five scores; a run scored since the clinical questions existed also has their family (its own Holm)
+    rows = verdict[(verdict["kind"] == "difference") & verdict["metric"].isin(SCORES)]
     pairs = set(zip(rows["method_a"], rows["method_b"], strict=True))
     assert set(rows["metric"]) == set(SCORES) and len(rows) == len(pairs) * len(SCORES)
     p_values = {}
