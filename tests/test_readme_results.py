@@ -1,6 +1,6 @@
 """The README's "What the study finds" quotes the committed held-out runs, and nothing else.
 
-docs/results/<run>/ holds each run's small result files (no trials, no checkpoints); tests/published_runs.py
+docs/results/<run>/ holds each run's small result files (no checkpoints); tests/published_runs.py
 names the runs. Their tables in the README are what ``python -m study.analyze docs/results/<run> --markdown``
 prints from them, so these tests fail as soon as the text and the numbers part ways. The section is found
 wherever it lives (the front page today, or a page of docs/), and the command the pages show for each run is
@@ -18,7 +18,7 @@ import pytest
 
 from study.analysis.markdown import cost_table, headline_table, verdict_table
 from tests.markdown_pages import documented_commands, pages
-from tests.published_runs import RUNS, PublishedRun, each_run
+from tests.published_runs import RESULTS, RUNS, PublishedRun, each_run
 
 HEADING = "## What the study finds"
 
@@ -83,19 +83,17 @@ def test_the_committed_files_are_one_complete_run(run: PublishedRun):
     assert not list(run.folder.glob("**/*.pt"))  # no checkpoints committed
 
 
-@each_run
+@pytest.mark.parametrize("run", [run for run in RUNS if run.same_folds_as], ids=lambda run: run.name)
 def test_a_run_promised_on_the_same_folds_dealt_the_same_patients(run: PublishedRun):
-    if run.same_folds_as is None:
-        pytest.skip(f"{run.name} promises no other run's folds")
     mine = pd.read_parquet(run.folder / "folds.parquet").sort_values("patient").reset_index(drop=True)
-    theirs = pd.read_parquet(RUNS[0].folder.parent / run.same_folds_as / "folds.parquet")
+    theirs = pd.read_parquet(RESULTS / run.same_folds_as / "folds.parquet")
     pd.testing.assert_frame_equal(mine, theirs.sort_values("patient").reset_index(drop=True))
 
 
 def test_every_published_fold_run_is_held_to_its_text():
     """A run published beside these with test_runs.parquet but missing from tests/published_runs.py would
     be quoted with nothing holding it."""
-    held_out = {path.parent.name for path in RUNS[0].folder.parent.glob("*/test_runs.parquet")}
+    held_out = {path.parent.name for path in RESULTS.glob("*/test_runs.parquet")}
     assert held_out == {run.name for run in RUNS}
 
 
