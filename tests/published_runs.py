@@ -14,14 +14,22 @@ RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 
 @dataclass(frozen=True)
 class PublishedRun:
-    """One published ``--folds`` run: its folder's name, its methods, the seeds each trained per fold, and the
-    run whose patient folds it promised to reuse (``same_folds_as``), if any."""
+    """One published ``--folds`` run: its folder's name, its methods, the seeds each trained per fold, the
+    references its verdict compares every method against (``--against``; none: every pair), and the run whose
+    patient folds it promised to reuse (``same_folds_as``), if any."""
 
     name: str
     methods: tuple[str, ...]
     seeds: int
     folds: int = 5
+    against: tuple[str, ...] = ()
     same_folds_as: str | None = None
+
+    @property
+    def pairs(self) -> set[frozenset[str]]:
+        """The verdict's planned pairs, unordered."""
+        return {frozenset((a, b)) for i, a in enumerate(self.methods) for b in self.methods[i + 1:]
+                if not self.against or a in self.against or b in self.against}
 
     @property
     def folder(self) -> Path:
@@ -32,7 +40,7 @@ RUNS = (
     PublishedRun("verdict-5x2-160", ("shared/gradnorm", "shared/equal", "dual"), seeds=2),
     PublishedRun("balancers-5x1-160", ("shared/equal", "shared/gradnorm", "shared/upgrad", "shared/aligned_mtl",
                                        "shared/nash_mtl", "shared/famo", "shared/rlw", "dual"), seeds=1,
-                 same_folds_as="verdict-5x2-160"),
+                 against=("shared/gradnorm", "shared/equal"), same_folds_as="verdict-5x2-160"),
 )
 
 

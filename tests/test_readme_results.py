@@ -80,6 +80,8 @@ def test_the_committed_files_are_one_complete_run(run: PublishedRun):
     assert len(runs) == len(run.methods) * run.folds * run.seeds and runs["scored"].astype(bool).all()
     assert set(headline["method"]) == set(run.methods) and set(headline["n_folds"]) == {run.folds}
     assert set(verdict["n_pairs"]) <= {run.folds} and len(costs) == len(run.methods) * run.folds
+    compared = {frozenset(pair) for pair in zip(verdict["method_a"], verdict["method_b"], strict=True)}
+    assert compared == run.pairs  # every planned pair, and no other (3 for the verdict, 13 with --against)
     assert not list(run.folder.glob("**/*.pt"))  # no checkpoints committed
 
 
