@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from study.analysis.common import log_ticks, tick_text, value_axis
 from study.analysis.figures_pareto import pareto_figure
 from study.analysis.frontier import cost_noise, heldout_objective
 from study.analysis.loading import load_study
@@ -81,6 +82,21 @@ def _front_points(fig) -> list[tuple[float, float]]:
 
 
 @pytest.mark.skipif(not (RESULTS / "pilot38-fifo").is_dir(), reason="committed results absent")
+def test_log_axis_ticks_inside_narrow_spans_by_hand():
+    # a wide span keeps 1-2-5 ticks, reaching past it by up to a factor of 1.5
+    assert log_ticks(0.2, 30) == pytest.approx([0.2, 0.5, 1, 2, 5, 10, 20])
+    # 120-190 ms holds no 1-2-5 value (1-1.5-2-3-5-7 only 150): the finest set's 120 and 150 fall inside
+    assert log_ticks(120, 190) == pytest.approx([100, 120, 150, 200, 250])
+    # narrower than any set: the two ends; one value: one tick
+    assert log_ticks(130, 131) == [130, 131]
+    assert log_ticks(7.0, 7.0) == [7.0]
+    assert [tick_text(t) for t in (0.2, 1.0, 1.5, 120.0, 2_100_000.0, 0.0015)] == [
+        "0.2", "1", "1.5", "120", "2,100,000", "0.0015"]
+    # 125-180 holds only 150 of the finest set: labelled at its ends
+    axis = value_axis(pd.Series([125.0, 180.0]), ratio=1.0)
+    assert axis["type"] == "log" and axis["ticktext"] == ["125", "180"]
+
+
 def test_figure_of_the_committed_fifo_pilot(tmp_path):
     """18 searched trials, no costs timed alone: counted costs only; the front is the best GradNorm trial (the
     best objective at the smaller network), dual's best is below it at a larger cost."""

@@ -149,6 +149,30 @@ def use_log_axis(values: pd.Series | np.ndarray, ratio: float = 20.0) -> bool:
     return bool(v.size and (v > 0).all() and v.max() / v.min() > ratio)
 
 
+# mantissas of a log axis's ticks, coarse to fine: the first set that puts two ticks inside the data is used
+LOG_TICK_MANTISSAS = ((1, 2, 5), (1, 1.5, 2, 3, 5, 7), (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8))
+
+
+def log_ticks(low: float, high: float) -> list[float]:
+    """Tick values for a log axis over the positive values ``low`` .. ``high``: 1, 2, 5 × powers of ten where two
+    of them fall inside the span, finer mantissas where it is narrower (a train step of 120-190 ms holds no 1-2-5
+    value, and an axis with no tick inside its data shows no label at all), the two ends themselves where even
+    the finest set puts fewer than two inside; each set reaches past the span (÷ / × 1.5) so that the ends of range
+    bars are labelled too."""
+    lo, hi = math.floor(math.log10(low)), math.ceil(math.log10(high))
+    for mantissas in LOG_TICK_MANTISSAS:
+        ticks = [m * 10.0 ** e for e in range(lo, hi + 1) for m in mantissas]
+        if sum(low <= t <= high for t in ticks) >= 2:
+            return [t for t in ticks if low / 1.5 <= t <= high * 1.5]
+    return sorted({low, high})
+
+
+def tick_text(value: float) -> str:
+    """A tick's label: three significant figures without trailing zeros (0.2, 1.5, 120, 2,100,000)."""
+    text = fmt_sig(value, 3)
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
 def value_axis(values: pd.Series | np.ndarray, ratio: float = 20.0) -> dict[str, Any]:
     """``update_xaxes`` settings that a person can read for ``values``: a log axis (``use_log_axis``) ticked at
     1, 2, 5 × powers of ten written out in full (plotly's own log ticks label 2 .. 9 with the digit alone, so 0.2
@@ -159,10 +183,8 @@ def value_axis(values: pd.Series | np.ndarray, ratio: float = 20.0) -> dict[str,
     if not v.size:
         return {}
     if use_log_axis(v, ratio):
-        lo, hi = math.floor(math.log10(v.min())), math.ceil(math.log10(v.max()))
-        ticks = [m * 10.0 ** e for e in range(lo, hi + 1) for m in (1, 2, 5) if v.min() / 1.5 <= m * 10.0 ** e
-                 <= v.max() * 1.5]
-        return {"type": "log", "tickmode": "array", "tickvals": ticks, "ticktext": [fmt_sig(t, 1) for t in ticks]}
+        ticks = log_ticks(float(v.min()), float(v.max()))
+        return {"type": "log", "tickmode": "array", "tickvals": ticks, "ticktext": [tick_text(t) for t in ticks]}
     if v.min() == v.max():  # (no fixed range: plotly then mis-scales the other panels of a figure with matched axes)
         return {"tickmode": "array", "tickvals": [float(v[0])], "ticktext": [fmt(float(v[0]))]}
     return {}
