@@ -16,7 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from study.analysis.markdown import cost_table, headline_table, verdict_table
+from study.analysis.markdown import chosen_table, cost_table, headline_table, importance_table, verdict_table
+from study.heldout.chosen import CHOSEN_FILE
+from study.heldout.tuning_gain import TUNING_GAIN_FILE
 from tests.markdown_pages import documented_commands, pages
 from tests.published_runs import RESULTS, RUNS, PublishedRun, each_run
 
@@ -37,6 +39,14 @@ def test_the_readme_tables_are_what_the_committed_files_hold(run: PublishedRun):
     section = findings()
     for table in (headline_table(run.folder), verdict_table(run.folder), cost_table(run.folder)):
         assert table in section, table
+    # a searched run's: what tuning did (python -m study.tuned), what the searches chose and which hyperparameters
+    # mattered, each where its file is published
+    if (run.folder / TUNING_GAIN_FILE).is_file():
+        assert verdict_table(run.folder, TUNING_GAIN_FILE) in section
+    if (run.folder / CHOSEN_FILE).is_file():
+        assert chosen_table(run.folder) in section
+    if (run.folder / "optuna.db").is_file():
+        assert importance_table(run.folder) in section
 
 
 @each_run

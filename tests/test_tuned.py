@@ -4,6 +4,7 @@ what each fold's search chose (with the edge of its range)."""
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import optuna
@@ -112,6 +113,31 @@ def test_tuned_reads_the_searches_record_and_the_published_folder_gives_the_same
     assert pd.read_parquet(out_dir / TUNING_GAIN_FILE).equals(gain)
 
 
+def test_the_chosen_configurations_table_by_hand(tmp_path):
+    """python -m study.analyze --markdown's table of what each fold's search chose: one row per method and
+    hyperparameter, its range on its own scale, each fold's value with its place in the range, the edge count."""
+    import pyarrow as pa
+
+    from study.analysis.markdown import chosen_table
+    from study.store.trials import write_atomic
+
+    rows = [(0, "dual", "t0", "optim.lr", 3.1e-4, 3e-4, 1e-2, True),
+            (1, "dual", "t1", "optim.lr", 1e-3, 3e-4, 1e-2, True),
+            (0, "dual", "t0", "balancer.x", 1.5, 0.0, 3.0, False),
+            (1, "dual", "t1", "balancer.x", 2.9, 0.0, 3.0, False)]
+    table = pd.DataFrame(rows, columns=["fold", "method", "trial_id", "param", "value", "low", "high", "log"])
+    table["position"] = [position(v, lo, hi, log) for v, lo, hi, log in
+                         zip(table["value"], table["low"], table["high"], table["log"], strict=True)]
+    table["at_edge"] = (table["position"] < 0.05) | (table["position"] > 0.95)
+    write_atomic(pa.Table.from_pandas(table, preserve_index=False), tmp_path / CHOSEN_FILE)
+    # log10(3.1e-4 / 3e-4) / log10(1e-2 / 3e-4) = 0.0142 / 1.523 = 0.01; log10(1e-3 / 3e-4) / 1.523 = 0.34
+    assert chosen_table(tmp_path).splitlines() == [
+        "| method | hyperparameter | range | fold 0 | fold 1 | at an edge |",
+        "|---|---|---|---|---|---|",
+        "| dual | optim.lr | 0.0003 – 0.01, log | 0.000310 (0.01) | 0.00100 (0.34) | 1 of 2 |",
+        "| dual | balancer.x | 0 – 3 | 1.50 (0.50) | 2.90 (0.97) | 1 of 2 |"]
+
+
 def test_static_at_its_defaults_is_equal_so_its_tuning_gain_is_against_equals_default():
     """shared/static's default configuration (w_det = w_cls = 1) is shared/equal's: the same weights on the same
     losses, so the same gradients; a default study that ran shared/equal holds static's default re-runs."""
@@ -139,3 +165,30 @@ def test_static_at_its_defaults_is_equal_so_its_tuning_gain_is_against_equals_de
     both = pd.concat([default, runs("shared/static", {0: [0.2], 1: [0.2], 2: [0.2]})])
     row = next(r for r in tuning_rows(searched, both, FOLDS) if r["metric"] == "map50")
     assert row["diff_mean"] == pytest.approx((0.2 + 0.1 + 0.3) / 3)
+
+
+def test_the_report_shows_what_tuning_did(tmp_path):
+    """The HTML report's tuning section reads tuning_gain.parquet: here the committed eight-balancer run standing in
+    for a searched one against the default verdict over the same folds (a stand-in: it searched nothing, but its
+    pairs by fold are real), GradNorm's mAP@.5 "gain" recomputed by hand from the two test_runs tables."""
+    import shutil
+
+    from study.analysis.loading import load_study
+    from study.analysis.report import build_report
+    from study.heldout.verdict import verdict_table
+    from study.store.trials import write_atomic
+    from tests.published_runs import RESULTS
+    from tests.test_report_folds import section_text
+
+    searched, default = tmp_path / "run", RESULTS / "verdict-5x2-160"
+    shutil.copytree(RESULTS / "balancers-5x1-160", searched)
+    a, b = (pd.read_parquet(d / "test_runs.parquet") for d in (searched, default))
+    write_atomic(verdict_table(tuning_rows(a, b, same_folds(searched, default))), searched / TUNING_GAIN_FILE)
+    page = build_report(load_study(searched)).html
+    text = section_text(page, "tuning")
+    per_fold = [(a[(a["method"] == "shared/gradnorm") & (a["fold"] == k)]["test.map50"].mean()
+                 - b[(b["method"] == "shared/gradnorm") & (b["fold"] == k)]["test.map50"].mean()) for k in range(5)]
+    gain = sum(per_fold) / 5
+    assert re.search(rf"shared/gradnorm searched shared/gradnorm default test mAP@0\.5, a − b [0-9.]+ [0-9.]+ "
+                     rf"{re.escape(f'{gain:+.3f}')} ± ", text), text
+    assert "What each fold's search chose" not in text  # no chosen_configs.parquet: no such table

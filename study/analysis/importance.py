@@ -38,6 +38,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
 from study.analysis.loading import OBJECTIVE, method_hyperparameters
+from study.analysis.stats import spearman
 from study.store.folder import OPTUNA_DB
 from study.store.trials import plain
 from trainables.wording import counted
@@ -58,6 +59,9 @@ class Importance:
     n_trials: int = 0
     note: str = ""  # why there are no values, when there are none
     caution: str = ""  # why the values are not to be trusted (too few trials), when they are not
+    # parameter -> Spearman's rho of its value with the objective, signed so that > 0 means higher values went with
+    # better trials (``better_when_higher``): importance says that a parameter mattered, this which way
+    directions: dict[str, float] = field(default_factory=dict)
 
 
 def top_trials(n_trials: int) -> int:
@@ -91,6 +95,24 @@ def objective_importances(study: optuna.Study, objective: int = 0) -> dict[str, 
         values = optuna.importance.get_param_importances(
             study, evaluator=PedAnovaImportanceEvaluator(target_quantile=TARGET_QUANTILE), target=target)
     return {k: float(v) for k, v in values.items() if math.isfinite(v)}
+
+
+def better_when_higher(study: optuna.Study, objective: int = 0) -> dict[str, float]:
+    """Parameter -> Spearman's rho between its values and objective ``objective`` over ``study``'s completed trials,
+    negated for a minimised objective (> 0: higher values went with better trials); numeric parameters only,
+    each over the trials that have it (a conditional one over its own)."""
+    sign = -1.0 if study.directions[objective] == StudyDirection.MINIMIZE else 1.0
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    value = pd.Series([t.values[objective] for t in done], dtype=float)
+    out = {}
+    for name in sorted({k for t in done for k in t.params}):
+        if any(isinstance(t.distributions.get(name), CategoricalDistribution) for t in done):
+            continue
+        param = pd.Series([t.params.get(name, math.nan) for t in done], dtype=float)
+        rho = spearman(param, value)
+        if math.isfinite(rho):
+            out[name] = sign * rho
+    return out
 
 
 def infer_distribution(values: pd.Series) -> BaseDistribution | None:
@@ -184,7 +206,8 @@ def storage_importances(study_dir: str | Path, objective: int = 0) -> dict[str, 
                     f"Hyperparameter importance could not be computed ({type(err).__name__}: "
                     f"{str(err).splitlines()[0][:200]})."))
                 continue
-            out[name] = Importance(values=values, n_trials=len(done), caution=caution(len(done), f"within {name}"))
+            out[name] = Importance(values=values, n_trials=len(done), caution=caution(len(done), f"within {name}"),
+                                   directions=better_when_higher(study, objective))
         return out
     finally:
         optuna.logging.set_verbosity(verbosity)

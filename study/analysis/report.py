@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 
 from study.analysis.clinical import valves_section
 from study.analysis.columns import TEST_METRICS
-from study.analysis.common import cell_float, fmt_cost, fmt_score, fmt_score_ci, fmt_sig
+from study.analysis.common import cell_float, fmt_cost, fmt_score, fmt_score_ci, fmt_sig, tick_text
 from study.analysis.figures_branch import branch_figure
 from study.analysis.figures_curves import balance_figure, learning_curves_figure
 from study.analysis.figures_headline import headline_figure, heldout_figure
@@ -30,8 +30,10 @@ from study.analysis.summary import (
     status_counts,
     takeaways,
 )
+from study.heldout.chosen import CHOSEN_FILE
 from study.heldout.costs import COSTS
 from study.heldout.informative import BUSY_FACTOR, RULE, busy_spreads
+from study.heldout.tuning_gain import TUNING_GAIN_FILE
 from study.heldout.verdict import VERDICT_FILE
 from trainables.metrics.names import CLINICAL
 from trainables.wording import counted
@@ -99,6 +101,7 @@ def build_report(study: Study) -> Report:
                         + html_table(best)) if len(best) else "")),
         _headline_section(held, head, figs, blocks, busy_spreads(study.costs())),
         *([valves] if valves is not None else []),
+        *_tuning_section(study),
         Section("pareto", "Accuracy vs cost",
                 "Costs that are counted (parameters, GFLOPs) or timed alone with repeats (costs.parquet); the "
                 "seconds trials recorded while they shared the cores are not used. Top: every searched trial "
@@ -209,31 +212,7 @@ def _verdict_section(study: Study) -> list[Section]:
     table = pd.read_parquet(path)
     if table.empty:
         return []
-    rows = []
-    for _, r in table.iterrows():  # one row per pair and metric: a long table reads down, not sideways
-        if r.get("family") == CLINICAL:  # jet present per valve: in the section on valves (study/analysis/clinical.py)
-            continue
-        a, b = (cell_float(r.get(k)) for k in ("mean_a", "mean_b"))  # absent in files from before them
-        if r["kind"] == "ratio":
-            low, high = cell_float(r["ci_low"]), cell_float(r["ci_high"])
-            estimate = "×" + fmt_sig(cell_float(r["diff_mean"])) + (
-                f" [{fmt_sig(low)}, {fmt_sig(high)}]" if math.isfinite(low) else "")
-            label, own = f"{COSTS.get(r['metric'], r['metric'])}, ratio a / b", (fmt_sig(a), fmt_sig(b))
-        else:
-            half = cell_float(r["diff_ci95"])
-            estimate = fmt_score(cell_float(r["diff_mean"]), signed=True) + (
-                f" ± {fmt_score(half)}" if math.isfinite(half) else "")
-            label, own = f"test {TEST_METRICS.get(r['metric'], r['metric'])}, a − b", (fmt_score(a), fmt_score(b))
-        said, holm_said = (_named(r.get(k) or r["conclusion"], r) for k in ("conclusion", "conclusion_holm"))
-        reason = r.get("reason") if isinstance(r.get("reason"), str) else ""
-        exact = cell_float(r["diff_ci95"]) == 0  # the same count in every pair: not a test, not counted
-        p_value = math.nan if exact else cell_float(r.get("p_value"))
-        rows.append({"method a": r["method_a"], "method b": r["method_b"], "metric": label, "a": own[0],
-                     "b": own[1], "estimate (95% CI)": estimate, "pairs": int(r["n_pairs"]),
-                     "margin": _margin(r), "p": f"{p_value:.3f}" if math.isfinite(p_value) else "—",
-                     "verdict": f"{said} ({reason})" if reason else said,
-                     "after Holm": f"{holm_said} (exact: not a test)" if exact else
-                     f"{holm_said} ({r.get('family') or 'family'}: {_count(r)})"})
+    rows = _pair_rows(table)
     unit = table["unit"].iloc[0]
     how = ("Pairs are the outer patient folds: in each fold both methods were trained and selected without that "
            "fold's patients and scored on them; seeds are averaged within a fold first, so the interval counts "
@@ -261,6 +240,60 @@ def _verdict_section(study: Study) -> list[Section]:
             "scores, a family of their own, are in the section on valves). Read "
             "verdict.parquet for the numbers.")
     return [Section("verdict", "Verdict (paired, held-out)", text, [html_table(pd.DataFrame(rows))])]
+
+
+def _tuning_section(study: Study) -> list[Section]:
+    """What tuning did (``python -m study.tuned``: tuning_gain.parquet, each method searched against its default,
+    paired by fold) and what each fold's search chose (chosen_configs.parquet); nothing where neither is there."""
+    blocks = []
+    if (study.path / TUNING_GAIN_FILE).is_file():
+        blocks.append(html_table(pd.DataFrame(_pair_rows(pd.read_parquet(study.path / TUNING_GAIN_FILE)))))
+    if (study.path / CHOSEN_FILE).is_file():
+        chosen = pd.read_parquet(study.path / CHOSEN_FILE)
+        blocks.append("<h3>What each fold's search chose</h3>" + html_table(pd.DataFrame([
+            {"fold": int(r["fold"]), "method": r["method"], "hyperparameter": r["param"], "value": fmt_sig(r["value"]),
+             "range": f"{tick_text(r['low'])} – {tick_text(r['high'])}{' (log)' if r['log'] else ''}",
+             "place in range": f"{r['position']:.2f}", "at an edge": "yes" if r["at_edge"] else ""}
+            for r in chosen.sort_values(["method", "param", "fold"]).to_dict("records")])))
+    if not blocks:
+        return []
+    text = ("Did tuning help? Each method's searched configuration against its default configuration, paired by "
+            "outer fold over the same patients (a − b = searched − default; the verdict's intervals, margins and "
+            "words), and the configuration each fold's search chose, with its place in the search range (0 = low "
+            "end, 1 = high end, on the range's own scale): a value at an edge says the range cut the search short. "
+            "Written by <code>python -m study.tuned SEARCHED DEFAULT</code>.")
+    return [Section("tuning", "Tuning: searched against default", text, blocks)]
+
+
+def _pair_rows(table: pd.DataFrame) -> list[dict[str, object]]:
+    """verdict.parquet (or tuning_gain.parquet, of its columns) as the report's long table: one row per pair and
+    metric (the jet scores left to the section on valves)."""
+    rows = []
+    for _, r in table.iterrows():  # one row per pair and metric: a long table reads down, not sideways
+        if r.get("family") == CLINICAL:  # jet present per valve: in the section on valves (study/analysis/clinical.py)
+            continue
+        a, b = (cell_float(r.get(k)) for k in ("mean_a", "mean_b"))  # absent in files from before them
+        if r["kind"] == "ratio":
+            low, high = cell_float(r["ci_low"]), cell_float(r["ci_high"])
+            estimate = "×" + fmt_sig(cell_float(r["diff_mean"])) + (
+                f" [{fmt_sig(low)}, {fmt_sig(high)}]" if math.isfinite(low) else "")
+            label, own = f"{COSTS.get(r['metric'], r['metric'])}, ratio a / b", (fmt_sig(a), fmt_sig(b))
+        else:
+            half = cell_float(r["diff_ci95"])
+            estimate = fmt_score(cell_float(r["diff_mean"]), signed=True) + (
+                f" ± {fmt_score(half)}" if math.isfinite(half) else "")
+            label, own = f"test {TEST_METRICS.get(r['metric'], r['metric'])}, a − b", (fmt_score(a), fmt_score(b))
+        said, holm_said = (_named(r.get(k) or r["conclusion"], r) for k in ("conclusion", "conclusion_holm"))
+        reason = r.get("reason") if isinstance(r.get("reason"), str) else ""
+        exact = cell_float(r["diff_ci95"]) == 0  # the same count in every pair: not a test, not counted
+        p_value = math.nan if exact else cell_float(r.get("p_value"))
+        rows.append({"method a": r["method_a"], "method b": r["method_b"], "metric": label, "a": own[0],
+                     "b": own[1], "estimate (95% CI)": estimate, "pairs": int(r["n_pairs"]),
+                     "margin": _margin(r), "p": f"{p_value:.3f}" if math.isfinite(p_value) else "—",
+                     "verdict": f"{said} ({reason})" if reason else said,
+                     "after Holm": f"{holm_said} (exact: not a test)" if exact else
+                     f"{holm_said} ({r.get('family') or 'family'}: {_count(r)})"})
+    return rows
 
 
 def _named(conclusion: str, row: pd.Series) -> str:

@@ -1,6 +1,6 @@
 """Small statistics for the report: Student-t confidence intervals (plain, or with the Nadeau–Bengio
 correction for resampled estimates), their p-values, two one-sided tests of equivalence, Holm's step-down
-adjustment, the Wilson interval of an accuracy and the multi-task Δm%.
+adjustment, the Wilson interval of an accuracy, the multi-task Δm% and Spearman's rank correlation.
 
 No SciPy: the two-sided t quantile is found by bisection on the exact finite-series CDF that the
 t distribution has for an integer number of degrees of freedom (Abramowitz & Stegun 26.7.3-4),
@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 
 def t_central_probability(t: float, df: int) -> float:
@@ -236,3 +237,15 @@ def holm(p_values: Iterable[float]) -> list[float]:
 
 def _finite(v: float | None) -> bool:
     return v is not None and math.isfinite(v)
+
+
+def spearman(x: pd.Series, y: pd.Series) -> float:
+    """Spearman's ρ of two equally indexed series over the rows where both are finite (NaN below 3 rows or when
+    either is constant): Pearson's correlation of their average ranks."""
+    both = pd.DataFrame({"x": x, "y": y}).replace([np.inf, -np.inf], np.nan).dropna()
+    if len(both) < 3:
+        return math.nan
+    rx, ry = both["x"].rank(method="average"), both["y"].rank(method="average")
+    if rx.std() == 0 or ry.std() == 0:
+        return math.nan
+    return float(rx.corr(ry))

@@ -20,6 +20,7 @@ import math
 
 import pandas as pd
 
+from study.analysis.stats import spearman
 from study.cli import ArgumentParser
 from study.errors import UsageError
 
@@ -27,18 +28,6 @@ OBJECTIVE = "val.objective"
 DEFAULT_RUNGS = (1, 2, 3, 5, 8, 10, 12, 15, 20, 25)
 MIN_TRIALS = 4  # fewer trials of a method: no correlation worth printing
 ALL = "(all methods)"  # a supplementary row: ASHA ranks within a method, so only the methods' rows decide
-
-
-def spearman(x: pd.Series, y: pd.Series) -> float:
-    """Spearman's ρ of two equally indexed series over the rows where both are finite (NaN below 3 rows or when
-    either is constant)."""
-    both = pd.DataFrame({"x": x, "y": y}).dropna()
-    if len(both) < 3:
-        return math.nan
-    rx, ry = both["x"].rank(method="average"), both["y"].rank(method="average")
-    if rx.std() == 0 or ry.std() == 0:
-        return math.nan
-    return float(rx.corr(ry))
 
 
 def rung_correlations(epochs: pd.DataFrame, methods: pd.Series, rungs: tuple[int, ...],
