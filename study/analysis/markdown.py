@@ -5,7 +5,8 @@ cannot drift from the numbers (tests/test_readme_results.py holds the README to 
 Reads ``headline.parquet`` and ``verdict.parquet``: a folder of a study's small result files (as docs/results/
 keeps them, without trials or checkpoints) is enough; where it also has epochs.parquet, a table says what the
 study cost to run (study/analysis/compute.py); where ``python -m study.tuned`` has written tuning_gain.parquet and
-chosen_configs.parquet beside them, two more say what tuning did to each method and what each fold's search chose.
+chosen_configs.parquet beside them, two more say what tuning did to each method and what each fold's search chose,
+and where the study keeps its Optuna storage, one says which hyperparameters mattered.
 """
 
 from __future__ import annotations
