@@ -56,9 +56,10 @@ def verdict_table(study_dir: Path, file: str = VERDICT_FILE) -> str:
     return _pair_table(study_dir, ["a vs b", *(f"Δ {name}" for _, name in SCORES)], SCORES, "vs", cell, file)
 
 
-def chosen_table(study_dir: Path) -> str:
-    """One row per method and searched hyperparameter: its range, the value each fold's search chose with its
-    place in the range (0 = low end, 1 = high end, on the range's own scale), and how many folds chose at an edge."""
+def chosen_frame(study_dir: Path) -> pd.DataFrame:
+    """chosen_configs.parquet as a person reads it (this table, and the report's Tuning section): one row per method
+    and searched hyperparameter, its range on its own scale, the value each fold's search chose with its place in
+    the range (0 = low end, 1 = high end), and how many folds chose at an edge."""
     chosen = pd.read_parquet(Path(study_dir) / CHOSEN_FILE)
     folds = sorted(chosen["fold"].unique())
     rows = []
@@ -66,11 +67,18 @@ def chosen_table(study_dir: Path) -> str:
         by_fold = {int(r["fold"]): r for r in group.to_dict("records")}
         first = group.iloc[0]
         scale = ", log" if bool(first["log"]) else ""
-        cells = [f"{fmt_sig(by_fold[f]['value'])} ({by_fold[f]['position']:.2f})" if f in by_fold else "—"
-                 for f in folds]
-        rows.append([str(method), str(param), f"{tick_text(first['low'])} – {tick_text(first['high'])}{scale}", *cells,
-                     f"{int(group['at_edge'].sum())} of {len(group)}"])
-    return _markdown(["method", "hyperparameter", "range", *(f"fold {f}" for f in folds), "at an edge"], rows)
+        rows.append({"method": str(method), "hyperparameter": str(param),
+                     "range": f"{tick_text(first['low'])} – {tick_text(first['high'])}{scale}",
+                     **{f"fold {f}": f"{fmt_sig(by_fold[f]['value'])} ({by_fold[f]['position']:.2f})"
+                        if f in by_fold else "—" for f in folds},
+                     "at an edge": f"{int(group['at_edge'].sum())} of {len(group)}"})
+    return pd.DataFrame(rows)
+
+
+def chosen_table(study_dir: Path) -> str:
+    """``chosen_frame`` as Markdown."""
+    frame = chosen_frame(study_dir)
+    return _markdown(list(frame.columns), frame.values.tolist())
 
 
 def cost_table(study_dir: Path) -> str:

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 
 from study.analysis.clinical import valves_section
 from study.analysis.columns import TEST_METRICS
-from study.analysis.common import cell_float, fmt_cost, fmt_score, fmt_score_ci, fmt_sig, tick_text
+from study.analysis.common import cell_float, fmt_cost, fmt_score, fmt_score_ci, fmt_sig
 from study.analysis.figures_branch import branch_figure
 from study.analysis.figures_curves import balance_figure, learning_curves_figure
 from study.analysis.figures_headline import headline_figure, heldout_figure
@@ -22,6 +22,7 @@ from study.analysis.headline import Headline, Heldout, headline, read_heldout
 from study.analysis.html import Section, bullet_list, notes_box, render
 from study.analysis.importance import param_importance, storage_importances
 from study.analysis.loading import OBJECTIVE, SINGLE_TASK, Study
+from study.analysis.markdown import chosen_frame
 from study.analysis.summary import (
     best_trials_table,
     failed_table,
@@ -249,12 +250,7 @@ def _tuning_section(study: Study) -> list[Section]:
     if (study.path / TUNING_GAIN_FILE).is_file():
         blocks.append(html_table(pd.DataFrame(_pair_rows(pd.read_parquet(study.path / TUNING_GAIN_FILE)))))
     if (study.path / CHOSEN_FILE).is_file():
-        chosen = pd.read_parquet(study.path / CHOSEN_FILE)
-        blocks.append("<h3>What each fold's search chose</h3>" + html_table(pd.DataFrame([
-            {"fold": int(r["fold"]), "method": r["method"], "hyperparameter": r["param"], "value": fmt_sig(r["value"]),
-             "range": f"{tick_text(r['low'])} – {tick_text(r['high'])}{' (log)' if r['log'] else ''}",
-             "place in range": f"{r['position']:.2f}", "at an edge": "yes" if r["at_edge"] else ""}
-            for r in chosen.sort_values(["method", "param", "fold"]).to_dict("records")])))
+        blocks.append("<h3>What each fold's search chose</h3>" + html_table(chosen_frame(study.path)))
     if not blocks:
         return []
     text = ("Did tuning help? Each method's searched configuration against its default configuration, paired by "
