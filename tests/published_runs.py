@@ -41,6 +41,8 @@ RUNS = (
     PublishedRun("balancers-5x1-160", ("shared/equal", "shared/gradnorm", "shared/upgrad", "shared/aligned_mtl",
                                        "shared/nash_mtl", "shared/famo", "shared/rlw", "dual"), seeds=1,
                  against=("shared/gradnorm", "shared/equal"), same_folds_as="verdict-5x2-160"),
+    PublishedRun("searched-5x8-160", ("shared/gradnorm", "shared/static", "dual"), seeds=2,
+                 same_folds_as="verdict-5x2-160"),
 )
 
 
