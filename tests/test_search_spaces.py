@@ -152,8 +152,8 @@ def test_compare_searches_what_each_balancer_declares():
     searched = {f"{m['balancer.name']}.{h.name}": h.search for m in registry.methods("compare")
                 for h in hparams_of(m["balancer.name"]) if h.search is not None}
     assert searched.items() >= {
-        "static.w_cls": (0.05, 20.0, True), "gradnorm.alpha": (0.0, 3.0, False),
-        "gradnorm.weight_lr": (1e-3, 1e-1, True), "uncertainty.weight_lr": (1e-3, 1e-1, True),
+        "static.w_cls": (0.02, 20.0, True), "gradnorm.alpha": (0.0, 3.0, False),
+        "gradnorm.weight_lr": (3e-4, 1e-1, True), "uncertainty.weight_lr": (1e-3, 1e-1, True),
         "dwa.temperature": (0.5, 5.0, False), "cagrad.cagrad_c": (0.1, 0.9, False),
     }.items()
 

@@ -45,8 +45,9 @@ class GradNorm(Balancer):
     hparams = (
         Hparam("alpha", 1.5, "restoring-force strength (paper's best 0.12-3)", low=0.0, high=10.0,
                search=(0.0, 3.0, False)),
+        # searched from 1e-3 until the searched verdict (docs/results/searched-5x8-160) chose 1.2e-3 in one fold
         Hparam("weight_lr", 0.025, "Adam learning rate of the task weights", low=0.0, low_open=True,
-               search=(1e-3, 1e-1, True)),
+               search=(3e-4, 1e-1, True)),
         Hparam("warmup_steps", 20, "steps averaged for the initial losses L_i(0)", type=int, low=1,
                warmup=True),
     )
